@@ -31,7 +31,7 @@ from __future__ import annotations
 
 import builtins
 import os
-from typing import TYPE_CHECKING, Any, NoReturn
+from typing import TYPE_CHECKING, Any, NoReturn, cast
 
 if TYPE_CHECKING:
     from collections.abc import Iterable, Iterator
@@ -101,10 +101,16 @@ class TaskFlowException(Exception):
         current: BaseException | None = self
         depth = 0
         while current is not None:
-            text = str(current.args[0]) if current.args else ""
+            if isinstance(current, TaskFlowException):
+                text = str(current.args[0]) if current.args else ""
+            else:
+                text = str(current)
             if current is not self or show_root_class:
-                text = f"{type(current).__name__}: {text}"
+                name = type(current).__name__
+                text = f"{name}: {text}" if text else name
             lines.append(indent_text * (indent * depth) + text)
+            if not isinstance(current, TaskFlowException):
+                break  # a foreign exception's own chain is its business
             current = current.__cause__
             depth += 1
         return os.linesep.join(lines)
@@ -172,14 +178,9 @@ class MissingDependencies(DependencyFailure):
         cause: BaseException | None = None,
         method: str | None = None,
     ) -> None:
-        self.missing_requirements = list(requirements)
-        shown_who = str(who)
-        if method:
-            shown_who = (self.METHOD_TPL % {"method": method}) + shown_who
-        message = self.MESSAGE_TPL % {
-            "who": shown_who,
-            "requirements": self.missing_requirements,
-        }
+        self.missing_requirements = requirements
+        prefix = self.METHOD_TPL % {"method": method} if method else ""
+        message = prefix + self.MESSAGE_TPL % {"who": who, "requirements": requirements}
         super().__init__(message, cause=cause)
         self.who = who
 
@@ -239,7 +240,7 @@ class WrappedFailure(Exception):
         for cause in causes:
             wrapped = cause.check(WrappedFailure)
             if wrapped is not None and cause.exception is not None:
-                flat.extend(cause.exception)  # type: ignore[attr-defined]
+                flat.extend(cast("WrappedFailure", cause.exception))
             else:
                 flat.append(cause)
         self._causes = flat

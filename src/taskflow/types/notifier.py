@@ -10,7 +10,7 @@ import contextlib
 import copy
 import logging
 from collections.abc import Callable, Iterable, Iterator
-from typing import Any
+from typing import Any, Self
 
 __all__ = ["Listener", "Notifier", "RestrictedNotifier", "register_deregister"]
 
@@ -114,7 +114,7 @@ class Notifier:
         Notifying :attr:`ANY` itself is not allowed and is dropped with a log message.
         """
         if event_type == self.ANY:
-            LOG.error("Can not notify the '%s' event (it is reserved)", event_type)
+            LOG.debug("Can not notify the '%s' event (it is reserved)", event_type)
             return
         topics = self._topics
         if not topics:
@@ -122,10 +122,11 @@ class Notifier:
         listeners = topics.get(self.ANY, []) + topics.get(event_type, [])
         if not listeners:
             return
-        details_copy = dict(details)
+        details = details or {}
         for listener in listeners:
             try:
-                listener(event_type, details_copy)
+                # Each listener gets its own copy: one listener's edits never reach the next.
+                listener(event_type, dict(details))
             except Exception:
                 LOG.warning(
                     "Failure calling listener %s to notify about event %s, details: %s",
@@ -155,9 +156,11 @@ class Notifier:
         if details_filter is not None and not callable(details_filter):
             raise ValueError("Details filter must be callable")
         if not self.can_be_registered(event_type):
-            raise ValueError(f"Disallowed event type '{event_type}' can not have a callback")
+            raise ValueError(
+                f"Disallowed event type '{event_type}' can not have a callback registered"
+            )
         if self.is_registered(event_type, callback, details_filter=details_filter):
-            raise ValueError(f"Event callback already registered for event '{event_type}'")
+            raise ValueError("Event callback already registered with equivalent details filter")
         if kwargs:
             for key in self.RESERVED_KEYS:
                 if key in kwargs:
@@ -185,7 +188,7 @@ class Notifier:
         """Remove every registration for ``event_type``; returns how many there were."""
         return len(self._topics.pop(event_type, ()))
 
-    def copy(self) -> Notifier:
+    def copy(self) -> Self:
         """A notifier with the same registrations (callbacks are shared, not copied)."""
         clone = copy.copy(self)
         clone._topics = {event: list(listeners) for event, listeners in self._topics.items()}
@@ -218,10 +221,8 @@ class RestrictedNotifier(Notifier):
         self._allow_any = allow_any
 
     def events_iter(self) -> Iterator[str]:
-        """Yield the events that may be registered (ANY last, if allowed)."""
+        """Yield the events that may be registered (besides ANY, when allowed)."""
         yield from self._watchable_events
-        if self._allow_any:
-            yield self.ANY
 
     def can_be_registered(self, event_type: str) -> bool:
         return event_type in self._watchable_events or (event_type == self.ANY and self._allow_any)

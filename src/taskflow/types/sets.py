@@ -56,5 +56,11 @@ class OrderedSet(MutableSet[T]):
             drop.update(other)
         return OrderedSet(v for v in self._data if v not in drop)
 
+    def issubset(self, other: Iterable[T]) -> bool:
+        return all(value in set(other) for value in self._data) if self._data else True
+
+    def issuperset(self, other: Iterable[T]) -> bool:
+        return all(value in self._data for value in other)
+
     def __repr__(self) -> str:
         return f"{type(self).__name__}({list(self._data)!r})"

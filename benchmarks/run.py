@@ -1,0 +1,588 @@
+"""Benchmark this project against upstream TaskFlow 6.5.0, side by side, in one run.
+
+Usage::
+
+    python benchmarks/run.py [--quick] [--only NAME ...] [--repeat N] [--json PATH]
+                             [--upstream-venv PATH] [--impl both|ours|upstream]
+
+Each measurement runs ``benchmarks/workloads.py`` in a fresh process: under this interpreter
+with ``src/`` first on ``PYTHONPATH`` for "ours", and under a cached virtual environment
+holding ``taskflow==6.5.0`` for "upstream". The environment is created on first use outside
+the repository (``~/.cache/taskflow-bench/upstream-6.5.0`` unless ``--upstream-venv`` or
+``TASKFLOW_BENCH_UPSTREAM_VENV`` says otherwise). The table shows medians, the ratio
+upstream/ours and the project's target for each workload. A workload that fails on one
+implementation is reported in the table and the run goes on.
+"""
+
+from __future__ import annotations
+
+import argparse
+import datetime
+import json
+import os
+import platform
+import statistics
+import subprocess
+import sys
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+UPSTREAM_VERSION = "6.5.0"
+ROOT = Path(__file__).resolve().parent.parent
+WORKLOADS_PY = Path(__file__).resolve().parent / "workloads.py"
+DEFAULT_VENV = Path.home() / ".cache" / "taskflow-bench" / f"upstream-{UPSTREAM_VERSION}"
+IMPLS = ("ours", "upstream")
+
+
+@dataclass(frozen=True)
+class Spec:
+    """One benchmark as the runner sees it.
+
+    Attributes:
+        workload: the workload name understood by ``workloads.py``.
+        args: extra arguments for ``workloads.py``.
+        tasks: the number of tasks ours runs (and upstream, outside ``--quick``).
+        upstream_repeat: how many times upstream runs by default; 0 means never.
+        quick_upstream_tasks: the smaller size upstream runs with ``--quick``, if any.
+        needs: other benchmarks whose "ours" results this one's ratio is computed from.
+    """
+
+    workload: str
+    args: tuple[str, ...] = ()
+    tasks: int = 1000
+    upstream_repeat: int = 3
+    quick_upstream_tasks: int | None = None
+    needs: tuple[str, ...] = ()
+
+
+SPECS: dict[str, Spec] = {
+    "linear": Spec("linear", quick_upstream_tasks=200),
+    # Upstream's serial engine is quadratic in the flow's length: 10k tasks would take it
+    # well over twenty minutes, so only ours runs this size.
+    "linear10k": Spec("linear", tasks=10_000, upstream_repeat=0, needs=("linear",)),
+    "floor": Spec("floor", upstream_repeat=0, needs=("linear",)),
+    # Upstream needs ~35 s and ~3 GB here, so it runs once even in a normal run.
+    "graph": Spec("graph", tasks=5000, upstream_repeat=1, quick_upstream_tasks=1000),
+    "parallel_own": Spec("parallel", ("--mode", "own"), tasks=256),
+    "parallel_pool": Spec("parallel", ("--mode", "pool"), tasks=256),
+    "revert": Spec("revert", quick_upstream_tasks=200),
+}
+
+UPSTREAM_SKIPPED = {
+    "linear10k": "skipped (quadratic)",
+    "floor": "n/a (plain Python)",
+}
+
+
+@dataclass
+class Measurement:
+    """The samples of one benchmark on one implementation."""
+
+    tasks: int
+    planned: int
+    samples: list[dict[str, Any]] = field(default_factory=list)
+    error: str | None = None
+
+    def median(self, key: str) -> float | None:
+        values = [s[key] for s in self.samples if isinstance(s.get(key), int | float)]
+        return statistics.median(values) if values else None
+
+
+@dataclass
+class Row:
+    """One line of the printed table; ``data`` holds the numbers for the JSON report."""
+
+    name: str
+    ours: str
+    upstream: str
+    ratio: str
+    target: str
+    met: str
+    runs: str
+    data: dict[str, Any] = field(default_factory=dict)
+
+
+# --------------------------------------------------------------------------- upstream venv
+
+
+def _venv_python(venv: Path) -> Path:
+    return venv / ("Scripts/python.exe" if os.name == "nt" else "bin/python")
+
+
+def _installed_version(python: Path) -> str | None:
+    probe = "import importlib.metadata as m; print(m.version('taskflow'))"
+    try:
+        done = subprocess.run(
+            [str(python), "-c", probe], capture_output=True, text=True, timeout=60, check=False
+        )
+    except OSError:
+        return None
+    return done.stdout.strip() if done.returncode == 0 else None
+
+
+def ensure_upstream_venv(venv: Path) -> Path:
+    """Return the upstream interpreter, creating the virtual environment on first use.
+
+    Raises:
+        RuntimeError: when the environment cannot be created or taskflow not installed.
+    """
+    python = _venv_python(venv)
+    if python.exists() and _installed_version(python) == UPSTREAM_VERSION:
+        return python
+    _log(f"creating upstream environment in {venv} (once; later runs reuse it)")
+    steps = []
+    if not python.exists():
+        steps.append([sys.executable, "-m", "venv", str(venv)])
+    steps.append([str(python), "-m", "pip", "install", "--quiet", f"taskflow=={UPSTREAM_VERSION}"])
+    for step in steps:
+        done = subprocess.run(step, capture_output=True, text=True, check=False)
+        if done.returncode != 0:
+            tail = (done.stderr or done.stdout).strip().splitlines()[-1:]
+            raise RuntimeError(f"{' '.join(step[:4])} failed: {' '.join(tail)}")
+    version = _installed_version(python)
+    if version != UPSTREAM_VERSION:
+        raise RuntimeError(f"{python} has taskflow {version}, expected {UPSTREAM_VERSION}")
+    return python
+
+
+# --------------------------------------------------------------------------- measuring
+
+
+def _log(message: str) -> None:
+    print(message, file=sys.stderr, flush=True)
+
+
+def _env(impl: str) -> dict[str, str]:
+    env = dict(os.environ)
+    env.pop("PYTHONHOME", None)
+    if impl == "ours":
+        extra = env.get("PYTHONPATH")
+        env["PYTHONPATH"] = str(ROOT / "src") + (os.pathsep + extra if extra else "")
+    else:
+        # Nothing from this repository may shadow the upstream package.
+        env.pop("PYTHONPATH", None)
+    return env
+
+
+def measure_once(python: Path, impl: str, spec: Spec, tasks: int, timeout: float) -> dict[str, Any]:
+    """Run one workload process and return its JSON report.
+
+    Raises:
+        RuntimeError: with a one-line reason when the workload failed in any way.
+    """
+    command = [str(python), str(WORKLOADS_PY), spec.workload, "--tasks", str(tasks), *spec.args]
+    try:
+        done = subprocess.run(
+            command, capture_output=True, text=True, timeout=timeout, env=_env(impl), check=False
+        )
+    except subprocess.TimeoutExpired:
+        raise RuntimeError(f"timed out after {timeout:g} s") from None
+    lines = [line for line in done.stdout.splitlines() if line.startswith("{")]
+    if not lines:
+        tail = done.stderr.strip().splitlines()[-1:] or [f"exit status {done.returncode}"]
+        raise RuntimeError(tail[0])
+    report: dict[str, Any] = json.loads(lines[-1])
+    if "error" in report:
+        raise RuntimeError(report["error"])
+    expected = ROOT / "src" if impl == "ours" else python.parent.parent
+    if not Path(report["taskflow_file"]).resolve().is_relative_to(expected.resolve()):
+        raise RuntimeError(f"imported the wrong taskflow: {report['taskflow_file']}")
+    if not report.get("ok"):
+        details = {k: report.get(k) for k in ("executed", "reverted", "raised") if k in report}
+        raise RuntimeError(f"wrong behaviour: {details}")
+    return report
+
+
+def _brief(report: dict[str, Any]) -> str:
+    text = _fmt_seconds(report["seconds"])
+    if "fraction" in report:
+        text += f" ({report['fraction']:.0%} of ideal)"
+    if "peak_rss" in report and report["workload"] == "graph":
+        text += f", peak {_fmt_bytes(report['peak_rss'])}"
+    return text
+
+
+def run_measurements(
+    plan: list[tuple[str, str, int, int]], pythons: dict[str, Path | str], timeout: float
+) -> dict[tuple[str, str], Measurement]:
+    """Run every (benchmark, impl, tasks, repeats) of the plan, stopping a pair at its first
+    failure so a broken or hanging implementation does not stall the whole run."""
+    results: dict[tuple[str, str], Measurement] = {}
+    for name, impl, tasks, repeats in plan:
+        spec = SPECS[name]
+        result = results[(name, impl)] = Measurement(tasks=tasks, planned=repeats)
+        python = pythons[impl]
+        if isinstance(python, str):  # the environment could not be set up
+            result.error = python
+            continue
+        for i in range(repeats):
+            label = f"{name:<14}{impl:<9}{i + 1}/{repeats}"
+            try:
+                report = measure_once(python, impl, spec, tasks, timeout)
+            except RuntimeError as exc:
+                result.error = str(exc)
+                _log(f"{label}  error: {exc}")
+                break
+            result.samples.append(report)
+            _log(f"{label}  {_brief(report)}")
+    return results
+
+
+# --------------------------------------------------------------------------- table
+
+
+def _fmt_seconds(seconds: float | None) -> str:
+    if seconds is None:
+        return "-"
+    if seconds >= 1000:
+        return f"{seconds:.0f} s"
+    for scale, unit in ((1.0, "s"), (1e-3, "ms"), (1e-6, "us")):
+        if seconds >= scale:
+            return f"{seconds / scale:.3g} {unit}"
+    return f"{seconds * 1e9:.3g} ns"
+
+
+def _fmt_bytes(size: float | None) -> str:
+    if size is None:
+        return "-"
+    for scale, unit in ((2**30, "GiB"), (2**20, "MiB"), (2**10, "KiB")):
+        if size >= scale:
+            return f"{size / scale:.3g} {unit}"
+    return f"{size:.0f} B"
+
+
+def _fmt_ratio(ratio: float | None) -> str:
+    if ratio is None:
+        return "-"
+    return f"{ratio:.0f}x" if ratio >= 10 else f"{ratio:.2g}x"
+
+
+def _div(a: float | None, b: float | None) -> float | None:
+    return a / b if a is not None and b else None
+
+
+def _med(m: Measurement | None, key: str) -> float | None:
+    return m.median(key) if m else None
+
+
+class TableBuilder:
+    """Turns measurements into table rows, collecting error footnotes on the way."""
+
+    def __init__(self, results: dict[tuple[str, str], Measurement]) -> None:
+        self.results = results
+        self.notes: list[str] = []
+
+    def get(self, name: str, impl: str) -> Measurement | None:
+        return self.results.get((name, impl))
+
+    def cell(self, name: str, impl: str, text: str | None) -> str:
+        """The cell's text, or a numbered reference to an error footnote, or why not run."""
+        m = self.get(name, impl)
+        if m is None:
+            return UPSTREAM_SKIPPED.get(name, "not run") if impl == "upstream" else "not run"
+        if m.error is not None:
+            note = f"{name} ({impl}): {m.error}"
+            if note not in self.notes:
+                self.notes.append(note)
+            return f"ERROR [{self.notes.index(note) + 1}]"
+        return text or "-"
+
+    def timing(self, name: str, impl: str, key: str = "seconds", per_task: bool = True) -> str:
+        m = self.get(name, impl)
+        if m is None or not m.samples:
+            return self.cell(name, impl, None)
+        text = _fmt_seconds(m.median(key))
+        if per_task:
+            text += f" ({_fmt_seconds(m.median('per_task'))}/task)"
+        if impl == "upstream" and self.reduced(name):
+            text += f" n={m.tasks}*"
+        return self.cell(name, impl, text)
+
+    def runs(self, name: str) -> str:
+        counts = [self.get(name, impl) for impl in IMPLS]
+        return "/".join(str(len(m.samples)) if m else "-" for m in counts)
+
+    def reduced(self, name: str) -> bool:
+        """Whether upstream ran a smaller size than ours (``--quick``)."""
+        ours, up = self.get(name, "ours"), self.get(name, "upstream")
+        return bool(ours and up and ours.tasks != up.tasks)
+
+    def verdict(self, ok: bool, unknown: bool, name: str | None = None) -> str:
+        if unknown:
+            return "?"
+        mark = "*" if name and self.reduced(name) else ""
+        return ("yes" if ok else "NO") + mark
+
+    def rows(self, names: list[str]) -> list[Row]:
+        out: list[Row] = []
+        for name in names:
+            if name in ("linear", "revert"):
+                out.append(
+                    self.speedup_row(name, f"{name} (1000 tasks)", 300 if name == "linear" else 100)
+                )
+            elif name == "linear10k":
+                out.append(self.scaling_row())
+            elif name == "floor":
+                out.append(self.floor_row())
+            elif name == "graph":
+                out.extend(self.graph_rows())
+            else:
+                out.append(self.parallel_row(name))
+        return out
+
+    def speedup_row(self, name: str, title: str, target: float) -> Row:
+        """Compare per-task time, so quick runs at smaller upstream sizes still compare."""
+        ours, up = self.get(name, "ours"), self.get(name, "upstream")
+        ratio = _div(_med(up, "per_task"), _med(ours, "per_task"))
+        return Row(
+            title,
+            self.timing(name, "ours"),
+            self.timing(name, "upstream"),
+            _fmt_ratio(ratio),
+            f"up/ours >= {target:g}x",
+            self.verdict(ratio is not None and ratio >= target, ratio is None, name),
+            self.runs(name),
+            {"ours": _med(ours, "seconds"), "upstream": _med(up, "seconds"), "ratio": ratio},
+        )
+
+    def scaling_row(self) -> Row:
+        big = self.get("linear10k", "ours")
+        ratio = _div(_med(big, "per_task"), _med(self.get("linear", "ours"), "per_task"))
+        return Row(
+            "linear10k (10k tasks)",
+            self.timing("linear10k", "ours"),
+            self.cell("linear10k", "upstream", None),
+            f"{ratio:.2f} (10k/1k)" if ratio is not None else "-",
+            "10k/1k per task <= 1.3",
+            self.verdict(ratio is not None and ratio <= 1.3, ratio is None),
+            self.runs("linear10k"),
+            {"ours": _med(big, "seconds"), "per_task": _med(big, "per_task"), "scaling": ratio},
+        )
+
+    def floor_row(self) -> Row:
+        floor = _med(self.get("floor", "ours"), "seconds")
+        ratio = _div(_med(self.get("linear", "ours"), "seconds"), floor)
+        return Row(
+            "floor (1000 plain calls)",
+            self.cell("floor", "ours", f"{_fmt_seconds(floor)} (loop)"),
+            self.cell("floor", "upstream", None),
+            f"{ratio:.0f} (ours/floor)" if ratio is not None else "-",
+            "ours/floor <= 150",
+            self.verdict(ratio is not None and ratio <= 150, ratio is None),
+            self.runs("floor"),
+            {"floor": floor, "ours_over_floor": ratio},
+        )
+
+    def graph_rows(self) -> list[Row]:
+        timed = self.speedup_row("graph", "graph load+compile+prepare", 100)
+        ours, up = self.get("graph", "ours"), self.get("graph", "upstream")
+        mem_o, mem_u = _med(ours, "peak_rss"), _med(up, "peak_rss")
+        reduced = self.reduced("graph")
+        # Peak memory at two different sizes says nothing, so quick runs don't judge it.
+        ratio = None if reduced else _div(mem_u, mem_o)
+        # The whole process's peak decides; the part added after imports is shown too.
+        texts = {
+            impl: f"{_fmt_bytes(_med(m, 'peak_rss'))} (+{_fmt_bytes(_med(m, 'peak_delta'))})"
+            for impl, m in (("ours", ours), ("upstream", up))
+        }
+        if up and reduced:
+            texts["upstream"] += f" n={up.tasks}*"
+        memory = Row(
+            "graph peak RSS (process)",
+            self.cell("graph", "ours", texts["ours"]),
+            self.cell("graph", "upstream", texts["upstream"]),
+            _fmt_ratio(ratio),
+            "ours < 10% of up",
+            "n/a*" if reduced else self.verdict(ratio is not None and ratio > 10, ratio is None),
+            self.runs("graph"),
+            {"ours": mem_o, "upstream": mem_u, "ratio": ratio},
+        )
+        b_o, b_u = _med(ours, "build_seconds"), _med(up, "build_seconds")
+        build = Row(
+            "graph flow build (info)",
+            self.timing("graph", "ours", "build_seconds", per_task=False),
+            self.timing("graph", "upstream", "build_seconds", per_task=False),
+            "-" if reduced else _fmt_ratio(_div(b_u, b_o)),
+            "-",
+            "-",
+            self.runs("graph"),
+            {"ours": b_o, "upstream": b_u},
+        )
+        return [timed, memory, build]
+
+    def parallel_row(self, name: str) -> Row:
+        ours, up = self.get(name, "ours"), self.get(name, "upstream")
+        cells: dict[str, str] = {}
+        fractions: dict[str, float | None] = {}
+        for impl, m in (("ours", ours), ("upstream", up)):
+            seconds = _med(m, "seconds")
+            fraction = fractions[impl] = _div(_med(m, "ideal_seconds"), seconds)
+            text = None
+            if fraction is not None:
+                text = f"{_fmt_seconds(seconds)} ({fraction:.0%} of ideal)"
+            cells[impl] = self.cell(name, impl, text)
+        ratio = _div(_med(up, "seconds"), _med(ours, "seconds"))
+        ok = fractions["ours"] is not None and fractions["ours"] >= 0.9
+        return Row(
+            f"{name} (256x10ms/16)",
+            cells["ours"],
+            cells["upstream"],
+            _fmt_ratio(ratio),
+            "ours >= 90% of ideal",
+            self.verdict(ok, fractions["ours"] is None),
+            self.runs(name),
+            {
+                "ours": _med(ours, "seconds"),
+                "upstream": _med(up, "seconds"),
+                "ratio": ratio,
+                "fraction_of_ideal": fractions,
+            },
+        )
+
+
+def render(rows: list[Row]) -> str:
+    header = Row("workload", "ours", "upstream 6.5.0", "ratio", "target", "met?", "runs")
+    cols = ("name", "ours", "upstream", "ratio", "target", "met", "runs")
+    table = [[getattr(r, c) for c in cols] for r in [header, *rows]]
+    widths = [max(len(line[i]) for line in table) for i in range(len(cols))]
+    lines = [
+        "  ".join(cell.ljust(w) for cell, w in zip(line, widths, strict=True)).rstrip()
+        for line in table
+    ]
+    lines.insert(1, "  ".join("-" * w for w in widths))
+    return "\n".join(lines)
+
+
+# --------------------------------------------------------------------------- main
+
+
+def build_plan(args: argparse.Namespace) -> list[tuple[str, str, int, int]]:
+    """List (benchmark, impl, tasks, repeats) in run order, dependencies included."""
+    names = list(dict.fromkeys(args.only or SPECS))
+    for name in list(names):
+        names.extend(dep for dep in SPECS[name].needs if dep not in names)
+    selected = set(args.only or SPECS)
+    ours_repeat = args.repeat or (1 if args.quick else 5)
+    plan = []
+    for name in SPECS:  # keep the canonical order
+        if name not in names:
+            continue
+        spec = SPECS[name]
+        if args.impl in ("both", "ours"):
+            plan.append((name, "ours", spec.tasks, ours_repeat))
+        # A dependency pulled in only for its "ours" numbers doesn't run upstream.
+        if args.impl in ("both", "upstream") and spec.upstream_repeat and name in selected:
+            if args.upstream_repeat:
+                repeat = args.upstream_repeat
+            elif args.quick:
+                repeat = 1
+            else:
+                repeat = min(spec.upstream_repeat, ours_repeat)
+            tasks = spec.tasks
+            if args.quick and spec.quick_upstream_tasks:
+                tasks = spec.quick_upstream_tasks
+            plan.append((name, "upstream", tasks, repeat))
+    return plan
+
+
+def parse_args(argv: list[str] | None) -> argparse.Namespace:
+    parser = argparse.ArgumentParser(
+        description=(__doc__ or "").splitlines()[0],
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+        epilog="benchmarks: " + ", ".join(SPECS),
+    )
+    parser.add_argument(
+        "--quick",
+        action="store_true",
+        help="one run each; upstream's slow workloads at smaller sizes (marked *)",
+    )
+    parser.add_argument("--only", nargs="+", choices=list(SPECS), metavar="NAME")
+    parser.add_argument("--repeat", type=int, metavar="N", help="runs per benchmark for ours")
+    parser.add_argument(
+        "--upstream-repeat",
+        type=int,
+        metavar="N",
+        help="runs per benchmark for upstream (default: 1 for graph, else min(3, --repeat))",
+    )
+    parser.add_argument(
+        "--upstream-venv",
+        type=Path,
+        default=Path(os.environ.get("TASKFLOW_BENCH_UPSTREAM_VENV") or DEFAULT_VENV),
+        metavar="PATH",
+        help=f"virtual environment for taskflow=={UPSTREAM_VERSION} (default: {DEFAULT_VENV})",
+    )
+    parser.add_argument("--impl", choices=["both", "ours", "upstream"], default="both")
+    parser.add_argument("--json", type=Path, metavar="PATH", help="also write results here")
+    parser.add_argument(
+        "--timeout", type=float, default=900, metavar="S", help="per process (default 900)"
+    )
+    args = parser.parse_args(argv)
+    for option in ("repeat", "upstream_repeat"):
+        if getattr(args, option) is not None and getattr(args, option) < 1:
+            parser.error(f"--{option.replace('_', '-')} must be at least 1")
+    return args
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = parse_args(argv)
+    plan = build_plan(args)
+    pythons: dict[str, Path | str] = {"ours": Path(sys.executable)}
+    if any(impl == "upstream" for _, impl, _, _ in plan):
+        try:
+            pythons["upstream"] = ensure_upstream_venv(args.upstream_venv.expanduser())
+        except (OSError, RuntimeError) as exc:
+            pythons["upstream"] = f"upstream environment unavailable: {exc}"
+            _log(str(pythons["upstream"]))
+    results = run_measurements(plan, pythons, args.timeout)
+
+    builder = TableBuilder(results)
+    rows = builder.rows([name for name in SPECS if name in (args.only or SPECS)])
+    print(
+        f"taskflow benchmarks: ours ({ROOT / 'src'}) vs upstream {UPSTREAM_VERSION}; "
+        f"Python {platform.python_version()}, {platform.machine()}, {os.cpu_count()} CPUs"
+    )
+    print("medians; ratio = upstream/ours unless the column says otherwise\n")
+    print(render(rows))
+    footnotes = [
+        "runs = ours/upstream processes; each runs a tiny warm-up flow before measuring",
+        "peak RSS: ru_maxrss of the process (+ the part added after imports and warm-up)",
+        "floor: the same execute() calls in a plain loop, results stored in a dict",
+    ]
+    if any(builder.reduced(name) for name in SPECS):
+        footnotes.append(
+            "* --quick: upstream ran fewer tasks (n=...); ratios compare per-task cost, which\n"
+            "  understates upstream's quadratic growth, so 'met?' is only indicative"
+        )
+    footnotes.extend(f"[{i}] {note}" for i, note in enumerate(builder.notes, 1))
+    print("\n" + "\n".join(footnotes))
+
+    if args.json:
+        report = {
+            "created": datetime.datetime.now(datetime.UTC).isoformat(timespec="seconds"),
+            "python": platform.python_version(),
+            "platform": platform.platform(),
+            "cpus": os.cpu_count(),
+            "upstream_version": UPSTREAM_VERSION,
+            "argv": sys.argv[1:] if argv is None else argv,
+            "quick": args.quick,
+            "rows": [vars(r) for r in rows],
+            "measurements": [
+                {
+                    "benchmark": name,
+                    "impl": impl,
+                    "tasks": m.tasks,
+                    "planned_runs": m.planned,
+                    "error": m.error,
+                    "samples": m.samples,
+                }
+                for (name, impl), m in results.items()
+            ],
+        }
+        args.json.parent.mkdir(parents=True, exist_ok=True)
+        args.json.write_text(json.dumps(report, indent=2) + "\n")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,1 @@
+"""Engine machinery: compiler, plan, runner and executors (private; see taskflow.engines)."""

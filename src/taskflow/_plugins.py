@@ -1,0 +1,58 @@
+"""Finds the implementation behind a plugin name (a backend, engine, jobboard, conductor).
+
+Every ``backends.fetch``-style helper calls :func:`load`. Built-in implementations are
+looked up in a table first, so they work without installed package metadata and without
+importing anything else; then ``importlib.metadata`` entry points of the same group (the
+group names are upstream TaskFlow's, so third-party plugins keep working). Only the chosen
+implementation's module is imported.
+"""
+
+from __future__ import annotations
+
+import importlib
+from importlib import metadata
+from typing import Any
+
+from taskflow import exceptions as exc
+
+__all__ = ["BUILTINS", "load"]
+
+#: group -> {name -> "module:attribute"} for implementations shipped with taskflow.
+BUILTINS: dict[str, dict[str, str]] = {
+    "taskflow.persistence": {
+        "memory": "taskflow.persistence.backends.impl_memory:MemoryBackend",
+    },
+    "taskflow.engines": {
+        "default": "taskflow.engines.action_engine.engine:SerialActionEngine",
+        "serial": "taskflow.engines.action_engine.engine:SerialActionEngine",
+        "parallel": "taskflow.engines.action_engine.engine:ParallelActionEngine",
+    },
+}
+
+
+def _import(target: str) -> Any:
+    module_name, _, attribute = target.partition(":")
+    obj: Any = importlib.import_module(module_name)
+    for part in attribute.split(".") if attribute else ():
+        obj = getattr(obj, part)
+    return obj
+
+
+def load(group: str, name: str) -> Any:
+    """The object registered as ``name`` in plugin ``group``.
+
+    Args:
+        group: entry point group, e.g. ``'taskflow.persistence'``.
+        name: plugin name within the group, e.g. ``'memory'``.
+
+    Raises:
+        taskflow.exceptions.NotFound: nothing is registered under that name.
+        ImportError: the implementation's module (or an optional driver it needs) is
+            missing; the message names what to install.
+    """
+    target = BUILTINS.get(group, {}).get(name)
+    if target is not None:
+        return _import(target)
+    for entry_point in metadata.entry_points(group=group, name=name):
+        return entry_point.load()
+    raise exc.NotFound(f"No '{group}' driver found, looking for '{name}'")

@@ -1,0 +1,1 @@
+"""Upstream's path for the local engines (re-exports; the machinery is in taskflow._engine)."""

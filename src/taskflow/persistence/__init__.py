@@ -1,0 +1,2 @@
+"""Persistence: the models stored (``models``), the backend contract (``base``) and the
+backends themselves (``backends``)."""

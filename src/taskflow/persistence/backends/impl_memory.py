@@ -1,0 +1,511 @@
+"""A persistence backend that keeps everything in process memory.
+
+Theory of operation: the backend holds model objects, never serialised records. Books,
+flow details and atom details are found by uuid through dicts; a stored book contains its
+stored flow details and those contain their stored atom details, exactly as the models
+nest.
+
+``deep_copy`` (default True) picks how the store relates to the caller's objects:
+
+* True -- isolation. Writes merge deep copies into private objects; reads hand out deep
+  copies. Nothing the caller does afterwards changes what is stored.
+* False -- sharing, for speed (the engine's default when no backend is given). The first
+  save of a record keeps the very object given, and reads return the stored objects
+  themselves. Saving the object that is already stored returns at once: the engine's
+  ``update_atom_details`` on every transition costs a few dict lookups. Saving a different
+  object with the same uuid merges it (sharing its values).
+
+With sharing, a caller may add atom details to a stored flow detail behind the backend's
+back and then save the flow; the atom index is only refreshed lazily (flows marked
+*dirty*, rescanned on the next miss), so saving a flow stays O(1) however many atoms it
+has.
+
+``backend.memory`` is a read-only, path-shaped view of the contents (the same layout as
+the directory and ZooKeeper backends): ``/books/<book>`` with links named by flow uuid to
+``/flow_details/<flow>``, with links named by atom uuid to ``/atom_details/<atom>``.
+"""
+
+from __future__ import annotations
+
+import copy as copylib
+import posixpath
+import threading
+from typing import TYPE_CHECKING, Any
+
+from taskflow import exceptions as exc
+from taskflow.persistence import base, models
+
+if TYPE_CHECKING:
+    from collections.abc import Iterator, Mapping
+
+__all__ = ["Connection", "FakeFilesystem", "MemoryBackend"]
+
+_FALSE_STRINGS = frozenset(("0", "false", "no", "off", "f", "n", ""))
+
+
+def _as_bool(value: Any) -> bool:
+    # URI query values arrive as strings ("?deep_copy=false").
+    if isinstance(value, str):
+        return value.strip().lower() not in _FALSE_STRINGS
+    return bool(value)
+
+
+def _fresh_atom(ad: models.AtomDetail) -> models.AtomDetail:
+    return type(ad)(ad.name, ad.uuid).merge(ad, deep_copy=True)
+
+
+def _fresh_flow(fd: models.FlowDetail) -> models.FlowDetail:
+    return models.FlowDetail(fd.name, fd.uuid).merge(fd, deep_copy=True)
+
+
+def _fresh_book(book: models.LogBook) -> models.LogBook:
+    return models.LogBook(book.name, book.uuid).merge(book, deep_copy=True)
+
+
+class _Store:
+    """The backend's contents; every method but :meth:`shared_atom` needs the lock held."""
+
+    def __init__(self, deep_copy: bool) -> None:
+        self.deep_copy = deep_copy
+        self.books: dict[str, models.LogBook] = {}
+        self.flows: dict[str, models.FlowDetail] = {}
+        # flow uuid -> uuid of the book holding it (None: saved on its own).
+        self.flow_book: dict[str, str | None] = {}
+        # atom uuid -> uuid of the flow holding it (None: saved on its own, see loose_atoms).
+        # A cache: a hit is confirmed with the flow's own find() before being trusted.
+        self.atom_flow: dict[str, str | None] = {}
+        self.loose_atoms: dict[str, models.AtomDetail] = {}
+        # Flows whose atoms may not be in atom_flow yet (shared flows saved again).
+        self.dirty: set[str] = set()
+
+    def clear(self) -> None:
+        self.books.clear()
+        self.flows.clear()
+        self.flow_book.clear()
+        self.atom_flow.clear()
+        self.loose_atoms.clear()
+        self.dirty.clear()
+
+    # -- lookups --------------------------------------------------------------------------
+
+    def shared_atom(self, ad: models.AtomDetail) -> bool:
+        """Whether ``ad`` itself is the stored record (safe without the lock)."""
+        flow_uuid = self.atom_flow.get(ad.uuid)
+        if flow_uuid is None:
+            return self.loose_atoms.get(ad.uuid) is ad
+        fd = self.flows.get(flow_uuid)
+        return fd is not None and fd.find(ad.uuid) is ad
+
+    def _indexed_atom(self, atom_uuid: str) -> models.AtomDetail | None:
+        if atom_uuid not in self.atom_flow:
+            return None
+        flow_uuid = self.atom_flow[atom_uuid]
+        if flow_uuid is None:
+            return self.loose_atoms.get(atom_uuid)
+        fd = self.flows.get(flow_uuid)
+        return None if fd is None else fd.find(atom_uuid)
+
+    def _reindex(self) -> None:
+        for flow_uuid in self.dirty:
+            fd = self.flows.get(flow_uuid)
+            if fd is None:
+                continue
+            for ad in fd:
+                self.atom_flow[ad.uuid] = flow_uuid
+                self.loose_atoms.pop(ad.uuid, None)
+        self.dirty.clear()
+
+    def find_atom(self, atom_uuid: str) -> models.AtomDetail | None:
+        ad = self._indexed_atom(atom_uuid)
+        if ad is None and self.dirty:
+            self._reindex()
+            ad = self._indexed_atom(atom_uuid)
+        return ad
+
+    def book(self, book_uuid: str) -> models.LogBook:
+        try:
+            return self.books[book_uuid]
+        except KeyError:
+            raise exc.NotFound(f"No logbook found with uuid '{book_uuid}'") from None
+
+    def flow(self, flow_uuid: str) -> models.FlowDetail:
+        try:
+            return self.flows[flow_uuid]
+        except KeyError:
+            raise exc.NotFound(f"No flow details found with uuid '{flow_uuid}'") from None
+
+    def atom(self, atom_uuid: str) -> models.AtomDetail:
+        ad = self.find_atom(atom_uuid)
+        if ad is None:
+            raise exc.NotFound(f"No atom details found with uuid '{atom_uuid}'")
+        return ad
+
+    # -- copies handed out ----------------------------------------------------------------
+
+    def out_atom(self, ad: models.AtomDetail) -> models.AtomDetail:
+        return _fresh_atom(ad) if self.deep_copy else ad
+
+    def out_flow(self, fd: models.FlowDetail, lazy: bool = False) -> models.FlowDetail:
+        if not self.deep_copy:
+            return fd.copy(retain_contents=False) if lazy else fd
+        clone = _fresh_flow(fd)
+        if not lazy:
+            for ad in fd:
+                clone.add(_fresh_atom(ad))
+        return clone
+
+    def out_book(self, book: models.LogBook, lazy: bool = False) -> models.LogBook:
+        if not self.deep_copy:
+            return book.copy(retain_contents=False) if lazy else book
+        clone = _fresh_book(book)
+        if not lazy:
+            for fd in book:
+                clone.add(self.out_flow(fd))
+            clone.updated_at = book.updated_at
+        return clone
+
+    # -- writes ---------------------------------------------------------------------------
+
+    def save_atom(self, fd: models.FlowDetail, ad: models.AtomDetail) -> None:
+        """Create or merge ``ad`` as a child of the stored flow ``fd``."""
+        stored = fd.find(ad.uuid)
+        if stored is None:
+            stored = self.loose_atoms.pop(ad.uuid, None)
+            if stored is None:
+                stored = _fresh_atom(ad) if self.deep_copy else ad
+            elif stored is not ad:
+                stored.merge(ad, deep_copy=self.deep_copy)
+            fd.add(stored)
+            self.atom_flow[ad.uuid] = fd.uuid
+        elif stored is not ad:
+            stored.merge(ad, deep_copy=self.deep_copy)
+
+    def save_flow(
+        self, fd: models.FlowDetail, book_uuid: str | None, create: bool
+    ) -> models.FlowDetail:
+        """Create (if ``create``) or merge ``fd`` and its atoms; the stored flow."""
+        stored = self.flows.get(fd.uuid)
+        if stored is None:
+            if not create:
+                raise exc.NotFound(f"No flow details found with uuid '{fd.uuid}'")
+            stored = _fresh_flow(fd) if self.deep_copy else fd
+            self.flows[fd.uuid] = stored
+        if book_uuid is not None or fd.uuid not in self.flow_book:
+            self.flow_book[fd.uuid] = book_uuid
+        if stored is fd:
+            # Shared: its atoms already are the stored ones; index them on demand.
+            self.dirty.add(fd.uuid)
+            return stored
+        stored.merge(fd, deep_copy=self.deep_copy)
+        for ad in fd:
+            self.save_atom(stored, ad)
+        return stored
+
+    def save_book(self, book: models.LogBook) -> models.LogBook:
+        stored = self.books.get(book.uuid)
+        if stored is None:
+            stored = _fresh_book(book) if self.deep_copy else book
+            self.books[book.uuid] = stored
+        else:
+            stored.merge(book, deep_copy=self.deep_copy)
+        for fd in book:
+            stored_fd = self.save_flow(fd, book.uuid, create=True)
+            if stored.find(fd.uuid) is not stored_fd:
+                stored.add(stored_fd)
+        # Adding children stamps updated_at; the stored book keeps the caller's stamp.
+        stored.updated_at = book.updated_at
+        return stored
+
+    def destroy_book(self, book_uuid: str) -> None:
+        book = self.book(book_uuid)
+        del self.books[book_uuid]
+        for fd in book:
+            if self.flow_book.get(fd.uuid) != book_uuid:
+                continue
+            stored = self.flows.pop(fd.uuid, None)
+            del self.flow_book[fd.uuid]
+            self.dirty.discard(fd.uuid)
+            for ad in stored or ():
+                if self.atom_flow.get(ad.uuid) == fd.uuid:
+                    del self.atom_flow[ad.uuid]
+
+    def all_atoms(self) -> dict[str, models.AtomDetail]:
+        """Every stored atom by uuid, in the order they were saved (roughly)."""
+        found: dict[str, models.AtomDetail] = {}
+        for fd in self.flows.values():
+            for ad in fd:
+                found.setdefault(ad.uuid, ad)
+        for atom_uuid, ad in self.loose_atoms.items():
+            found.setdefault(atom_uuid, ad)
+        return found
+
+
+class MemoryBackend(base.Backend):
+    """Keeps log books, flow details and atom details in memory (lost with the process).
+
+    Args:
+        conf: optional options; ``deep_copy`` (default True) -- isolate stored objects
+            from the caller's by copying on every write and read. False shares them (see
+            the module docstring).
+
+    Attributes:
+        memory: a read-only :class:`FakeFilesystem` view of the contents.
+        lock: the lock guarding the contents (one per backend).
+    """
+
+    def __init__(self, conf: Mapping[str, Any] | None = None) -> None:
+        super().__init__(conf)
+        self.lock = threading.RLock()
+        self._store = _Store(_as_bool(self._conf.get("deep_copy", True)))
+        self.memory = FakeFilesystem(self)
+
+    def get_connection(self) -> Connection:
+        """A connection to this backend (all connections share the same contents)."""
+        return Connection(self)
+
+    def close(self) -> None:
+        """Nothing to release; the contents stay readable (use ``clear_all`` to drop them)."""
+
+
+class Connection(base.Connection):
+    """A connection to a :class:`MemoryBackend`; every operation is atomic under its lock.
+
+    ``update_flow_details`` and ``update_atom_details`` also accept ``ignore_missing=True``,
+    which creates a detail that was never saved instead of raising ``NotFound`` (it is then
+    stored on its own, outside any flow or book, until a flow containing it is saved).
+    """
+
+    def __init__(self, backend: MemoryBackend) -> None:
+        self._backend = backend
+        self._lock = backend.lock
+        self._store = backend._store
+
+    @property
+    def backend(self) -> MemoryBackend:
+        return self._backend
+
+    def close(self) -> None:
+        """Nothing to release."""
+
+    def upgrade(self) -> None:
+        """Nothing to create."""
+
+    def validate(self) -> None:
+        """Memory is always usable."""
+
+    def clear_all(self) -> None:
+        with self._lock:
+            self._store.clear()
+
+    def save_logbook(self, book: models.LogBook) -> models.LogBook:
+        with self._lock:
+            return self._store.out_book(self._store.save_book(book))
+
+    def destroy_logbook(self, book_uuid: str) -> None:
+        with self._lock:
+            self._store.destroy_book(book_uuid)
+
+    def get_logbook(self, book_uuid: str, lazy: bool = False) -> models.LogBook:
+        with self._lock:
+            return self._store.out_book(self._store.book(book_uuid), lazy)
+
+    def get_logbooks(self, lazy: bool = False) -> Iterator[models.LogBook]:
+        with self._lock:
+            books = [self._store.out_book(b, lazy) for b in self._store.books.values()]
+        return iter(books)
+
+    def get_flows_for_book(self, book_uuid: str, lazy: bool = False) -> Iterator[models.FlowDetail]:
+        with self._lock:
+            flows = [self._store.out_flow(fd, lazy) for fd in self._store.book(book_uuid)]
+        return iter(flows)
+
+    def get_flow_details(self, flow_uuid: str, lazy: bool = False) -> models.FlowDetail:
+        with self._lock:
+            return self._store.out_flow(self._store.flow(flow_uuid), lazy)
+
+    def get_atom_details(self, atom_uuid: str) -> models.AtomDetail:
+        with self._lock:
+            return self._store.out_atom(self._store.atom(atom_uuid))
+
+    def get_atoms_for_flow(self, flow_uuid: str) -> Iterator[models.AtomDetail]:
+        with self._lock:
+            atoms = [self._store.out_atom(ad) for ad in self._store.flow(flow_uuid)]
+        return iter(atoms)
+
+    def update_flow_details(
+        self, flow_detail: models.FlowDetail, ignore_missing: bool = False
+    ) -> models.FlowDetail:
+        with self._lock:
+            stored = self._store.save_flow(flow_detail, None, create=ignore_missing)
+            return self._store.out_flow(stored)
+
+    def update_atom_details(
+        self, atom_detail: models.AtomDetail, ignore_missing: bool = False
+    ) -> models.AtomDetail:
+        store = self._store
+        # Hot path (engine, deep_copy=False): the caller's object is the stored record.
+        if not store.deep_copy and store.shared_atom(atom_detail):
+            return atom_detail
+        with self._lock:
+            stored = store.find_atom(atom_detail.uuid)
+            if stored is None:
+                if not ignore_missing:
+                    raise exc.NotFound(f"No atom details found with uuid '{atom_detail.uuid}'")
+                stored = _fresh_atom(atom_detail) if store.deep_copy else atom_detail
+                store.loose_atoms[atom_detail.uuid] = stored
+                store.atom_flow[atom_detail.uuid] = None
+            elif stored is not atom_detail:
+                stored.merge(atom_detail, deep_copy=store.deep_copy)
+            return store.out_atom(stored)
+
+
+class FakeFilesystem:
+    """A read-only, path-shaped view of a :class:`MemoryBackend`'s contents.
+
+    Values are what the directory backend would store: a book's ``to_dict(
+    marshal_time=True)``, a flow's ``to_dict()``, ``{"atom": ad.to_dict(), "type":
+    "TASK_DETAIL"|"RETRY_DETAIL"}`` for an atom; directories hold None, and a link reads as
+    its target.
+    """
+
+    #: The path of the root directory.
+    root_path = "/"
+
+    _DIRS = ("books", "flow_details", "atom_details")
+
+    def __init__(self, backend: MemoryBackend) -> None:
+        self._backend = backend
+        self._store = backend._store
+
+    @staticmethod
+    def normpath(path: str) -> str:
+        """``path`` normalised (``.``/``..``/trailing slashes resolved).
+
+        Raises:
+            ValueError: the path is empty or not absolute.
+        """
+        if not path:
+            raise ValueError("This filesystem can only normalize paths that are not empty")
+        if not path.startswith("/"):
+            raise ValueError(
+                f"This filesystem can only normalize paths that start with /: '{path}' is not valid"
+            )
+        return posixpath.normpath(path)
+
+    # -- resolution -----------------------------------------------------------------------
+
+    def _node(self, path: str) -> tuple[Any, str | None]:
+        """(stored object or None for a directory, link target or None) at a normal path."""
+        store = self._store
+        if path == "/":
+            return None, None
+        parts = path[1:].split("/")
+        top, rest = parts[0], parts[1:]
+        found: Any = None
+        if top in self._DIRS and not rest:
+            return None, None
+        if top == "books":
+            found = store.books.get(rest[0])
+            if found is not None and len(rest) == 2:
+                if found.find(rest[1]) is not None:
+                    return None, f"/flow_details/{rest[1]}"
+                found = None
+        elif top == "flow_details":
+            found = store.flows.get(rest[0])
+            if found is not None and len(rest) == 2:
+                if found.find(rest[1]) is not None:
+                    return None, f"/atom_details/{rest[1]}"
+                found = None
+        elif top == "atom_details" and len(rest) == 1:
+            found = store.find_atom(rest[0])
+        if found is None or len(rest) > 2:
+            raise exc.NotFound(f"Path '{path}' not found")
+        return found, None
+
+    def _children(self, path: str) -> list[str]:
+        store = self._store
+        if path == "/":
+            return list(self._DIRS)
+        if path == "/books":
+            return list(store.books)
+        if path == "/flow_details":
+            return list(store.flows)
+        if path == "/atom_details":
+            return list(store.all_atoms())
+        node, _ = self._node(path)
+        if isinstance(node, (models.LogBook, models.FlowDetail)):
+            return [child.uuid for child in node]
+        return []
+
+    def _value(self, path: str) -> Any:
+        node, target = self._node(path)
+        if target is not None:
+            node, _ = self._node(target)
+        if isinstance(node, models.LogBook):
+            return node.to_dict(marshal_time=True)
+        if isinstance(node, models.FlowDetail):
+            return node.to_dict()
+        if isinstance(node, models.AtomDetail):
+            return {"atom": node.to_dict(), "type": models.atom_detail_type(node)}
+        return None
+
+    # -- public view ----------------------------------------------------------------------
+
+    def __getitem__(self, path: str) -> Any:
+        """The value at ``path``; NotFound if there is no such path."""
+        path = self.normpath(path)
+        with self._backend.lock:
+            value = self._value(path)
+            # Values share the stored objects' containers; only copies may leave isolation.
+            return copylib.deepcopy(value) if self._store.deep_copy else value
+
+    def get(self, path: str, default: Any = None) -> Any:
+        """The value at ``path``, or ``default`` if there is no such path."""
+        try:
+            return self[path]
+        except exc.NotFound:
+            return default
+
+    def ls(self, path: str) -> list[str]:
+        """The names of the children of ``path`` (NotFound if there is no such path)."""
+        path = self.normpath(path)
+        with self._backend.lock:
+            return self._children(path)
+
+    def ls_r(self, path: str, absolute: bool = False) -> list[str]:
+        """Every path below ``path``, level by level (each level's children last first).
+
+        Args:
+            path: where to start.
+            absolute: give absolute paths instead of paths relative to ``path``.
+        """
+        path = self.normpath(path)
+        found: list[str] = []
+        with self._backend.lock:
+            level = [(path, "")]
+            while level:
+                below: list[tuple[str, str]] = []
+                for node_path, relative in level:
+                    for name in reversed(self._children(node_path)):
+                        child_rel = f"{relative}/{name}" if relative else name
+                        below.append((posixpath.join(node_path, name), child_rel))
+                found.extend(p if absolute else rel for p, rel in below)
+                level = below
+        return found
+
+    def pformat(self) -> str:
+        """The whole tree drawn as text, links shown with their targets."""
+        lines = [self.root_path]
+        with self._backend.lock:
+            self._draw("/", "", lines)
+        return "\n".join(lines)
+
+    def _draw(self, path: str, prefix: str, lines: list[str]) -> None:
+        children = self._children(path)
+        for index, name in enumerate(children):
+            child = posixpath.join(path, name)
+            _, target = self._node(child)
+            label = f"{name} (link to {target})" if target else name
+            lines.append(f"{prefix}|__{label}")
+            last = index == len(children) - 1
+            self._draw(child, prefix + ("   " if last else "|  "), lines)

@@ -1,0 +1,540 @@
+"""The engine's view of one flow detail: atom states, results, injections and lookups.
+
+Theory of operation: every atom of a flow has one :class:`~taskflow.persistence.models.AtomDetail`
+held in memory by this object. A transition mutates that detail in place and hands it to the
+backend connection (``update_atom_details``), one atom record per write; nothing is re-read from
+the backend. Without a backend nothing is written at all (the details in memory are the store).
+
+Symbol lookups (``fetch`` and friends) follow the precedence of the specification: atom
+injections, then flow injections (which shadow atom outputs), then providers found by walking the
+atom's scope. Engines precompute those provider lists at compile time and install them with
+:meth:`Storage.set_scope_fetcher`; lookups made before compilation see injected values only.
+"""
+
+from __future__ import annotations
+
+import threading
+import uuid as uuidlib
+from collections.abc import Callable, Iterable, Mapping
+from typing import TYPE_CHECKING, Any
+
+from taskflow import exceptions as exc
+from taskflow import states
+from taskflow.persistence import models
+from taskflow.types.failure import Failure
+
+if TYPE_CHECKING:
+    from taskflow.atom import Atom
+    from taskflow.persistence.base import Backend, Connection
+    from taskflow.retry import History
+
+__all__ = ["Storage"]
+
+#: Name of the atom detail holding persisted flow-level injections.
+_INJECTOR = "_TaskFlow_INJECTOR"
+
+#: States in which an atom's execute result (or failure) can be read.
+_EXECUTE_RESULT_STATES = frozenset((states.SUCCESS, states.FAILURE, states.REVERTING))
+_REVERT_RESULT_STATES = frozenset((states.REVERTED, states.REVERT_FAILURE, states.REVERTING))
+
+#: Returns the ordered provider names visible from an atom for a symbol (innermost scope first).
+ScopeFetcher = Callable[[str, str], "list[tuple[str, Any]] | None"]
+
+
+def _extract(value: Any, key: Any, atom_name: str, symbol: str) -> Any:
+    if key is None:
+        return value
+    try:
+        return value[key]
+    except (LookupError, TypeError) as err:
+        raise exc.NotFound(
+            f"Unable to find result '{symbol}' (key {key!r}) in the result of atom '{atom_name}'"
+        ) from err
+
+
+class Storage:
+    """Interface between an engine and the persisted details of one flow.
+
+    Args:
+        flow_detail: the :class:`~taskflow.persistence.models.FlowDetail` to run against.
+        backend: a persistence backend; None keeps everything in memory only.
+        scope_fetcher: ``f(atom_name, symbol)`` giving the providers visible to an atom.
+    """
+
+    injector_name = _INJECTOR
+
+    def __init__(
+        self,
+        flow_detail: models.FlowDetail,
+        backend: Backend | None = None,
+        scope_fetcher: ScopeFetcher | None = None,
+    ) -> None:
+        self._flowdetail = flow_detail
+        self._backend = backend
+        self._connection: Connection | None = None
+        if backend is not None:
+            self._connection = backend.get_connection()
+        self._scope_fetcher = scope_fetcher
+        # Kept for API compatibility; the engine owns its storage from one thread, so the hot
+        # path never takes it.
+        self.lock = threading.RLock()
+        self._details: dict[str, models.AtomDetail] = {}
+        self._kinds: dict[str, type[models.AtomDetail]] = {}
+        # symbol -> [(provider atom name, key into its result)], in registration order.
+        self._providers: dict[str, list[tuple[str, Any]]] = {}
+        # Flow-level injections visible to every atom: persisted ones and transient ones merged.
+        self._flow_injected: dict[str, Any] = {}
+        self._transient: dict[str, Any] = {}
+        self._atom_transient: dict[str, dict[str, Any]] = {}
+        for ad in flow_detail:
+            self._details[ad.name] = ad
+            self._kinds[ad.name] = type(ad)
+        injector = self._details.get(_INJECTOR)
+        if injector is not None and isinstance(injector.results, dict):
+            self._flow_injected.update(injector.results)
+
+    # -- properties ---------------------------------------------------------------------------
+
+    @property
+    def flow_name(self) -> str:
+        return self._flowdetail.name
+
+    @property
+    def flow_uuid(self) -> str:
+        return self._flowdetail.uuid
+
+    @property
+    def flow_meta(self) -> dict[str, Any]:
+        return self._flowdetail.meta
+
+    @property
+    def backend(self) -> Backend | None:
+        return self._backend
+
+    # -- writes -------------------------------------------------------------------------------
+
+    def _save_atom(self, ad: models.AtomDetail) -> None:
+        """Persist one atom record (no-op without a backend)."""
+        if self._connection is None:
+            return
+        try:
+            self._connection.update_atom_details(ad)
+        except exc.StorageFailure:
+            raise
+        except Exception as err:
+            raise exc.StorageFailure(f"Failed saving atom '{ad.name}'", cause=err) from err
+
+    def _save_flow(self) -> None:
+        if self._connection is None:
+            return
+        try:
+            self._connection.update_flow_details(self._flowdetail)
+        except exc.StorageFailure:
+            raise
+        except Exception as err:
+            raise exc.StorageFailure(
+                f"Failed saving flow detail '{self._flowdetail.name}'", cause=err
+            ) from err
+
+    def _create_atom_detail(self, kind: type[models.AtomDetail], name: str) -> models.AtomDetail:
+        ad = kind(name, str(uuidlib.uuid4()))
+        ad.state = states.PENDING
+        ad.intention = states.EXECUTE
+        self._flowdetail.add(ad)
+        self._details[name] = ad
+        self._kinds[name] = kind
+        if self._connection is not None:
+            try:
+                self._connection.update_flow_details(self._flowdetail)
+            except exc.StorageFailure:
+                raise
+            except Exception as err:
+                raise exc.StorageFailure(f"Failed creating atom '{name}'", cause=err) from err
+        return ad
+
+    def ensure_atoms(self, atoms: Iterable[Atom]) -> list[str]:
+        """Ensure each atom has a detail (created PENDING/EXECUTE if missing); their uuids."""
+        return [self.ensure_atom(atom) for atom in atoms]
+
+    def ensure_atom(self, atom: Atom) -> str:
+        """Ensure ``atom`` has a detail and register what it provides; returns its uuid."""
+        from taskflow.retry import Retry
+        from taskflow.task import Task
+
+        if isinstance(atom, Retry):
+            kind: type[models.AtomDetail] = models.RetryDetail
+        elif isinstance(atom, Task):
+            kind = models.TaskDetail
+        else:
+            raise TypeError(f"Unknown atom '{atom}' ({type(atom)}) requested to ensure")
+        name = atom.name
+        if not name:
+            raise ValueError("An atom name must be provided (not empty)")
+        ad = self._details.get(name)
+        if ad is None:
+            ad = self._create_atom_detail(kind, name)
+        elif not isinstance(ad, kind):
+            raise exc.Duplicate(
+                f"Atom detail '{name}' already exists in flow detail '{self.flow_name}' with a"
+                f" different type ({type(ad).__name__} instead of {kind.__name__})"
+            )
+        if ad.version is None:
+            ad.version = ".".join(str(v) for v in atom.version)
+        for symbol, key in atom.save_as.items():
+            providers = self._providers.setdefault(symbol, [])
+            if (name, key) not in providers:
+                providers.append((name, key))
+        return ad.uuid
+
+    def atom_detail(self, atom_name: str) -> models.AtomDetail:
+        """The in-memory detail of an atom (NotFound if unknown)."""
+        try:
+            return self._details[atom_name]
+        except KeyError:
+            raise exc.NotFound(f"Unknown atom name '{atom_name}'") from None
+
+    def get_atom_uuid(self, atom_name: str) -> str:
+        return self.atom_detail(atom_name).uuid
+
+    def set_atom_state(self, atom_name: str, state: str) -> None:
+        ad = self.atom_detail(atom_name)
+        if ad.state != state:
+            ad.state = state
+            self._save_atom(ad)
+
+    def get_atom_state(self, atom_name: str) -> str:
+        state = self.atom_detail(atom_name).state
+        return state if state is not None else states.PENDING
+
+    def set_atom_intention(self, atom_name: str, intention: str) -> None:
+        ad = self.atom_detail(atom_name)
+        if ad.intention != intention:
+            ad.intention = intention
+            self._save_atom(ad)
+
+    def get_atom_intention(self, atom_name: str) -> str:
+        intention = self.atom_detail(atom_name).intention
+        return intention if intention is not None else states.EXECUTE
+
+    def get_atoms_states(self, atom_names: Iterable[str]) -> dict[str, tuple[str, str]]:
+        return {
+            name: (self.get_atom_state(name), self.get_atom_intention(name)) for name in atom_names
+        }
+
+    def update_atom_metadata(self, atom_name: str, update_with: Mapping[str, Any]) -> None:
+        if not update_with:
+            return
+        ad = self.atom_detail(atom_name)
+        ad.meta.update(update_with)
+        self._save_atom(ad)
+
+    def set_task_progress(
+        self, task_name: str, progress: float, details: Mapping[str, Any] | None = None
+    ) -> None:
+        """Record a task's progress (and optional details about it) in its metadata."""
+        meta: dict[str, Any] = {"progress": progress}
+        if details is not None:
+            meta["progress_details"] = {"at_progress": progress, "details": dict(details)}
+        self.update_atom_metadata(task_name, meta)
+
+    def get_task_progress(self, task_name: str) -> float:
+        return float(self.atom_detail(task_name).meta.get("progress", 0.0))
+
+    def get_task_progress_details(self, task_name: str) -> dict[str, Any] | None:
+        details: dict[str, Any] | None = self.atom_detail(task_name).meta.get("progress_details")
+        return details
+
+    def save(self, atom_name: str, result: Any, state: str = states.SUCCESS) -> None:
+        """Store an atom's result (or Failure) together with its new state, in one write."""
+        ad = self.atom_detail(atom_name)
+        ad.put(state, result)
+        self._save_atom(ad)
+
+    def save_retry_failure(self, retry_name: str, failed_atom_name: str, failure: Failure) -> None:
+        """Add ``failure`` of ``failed_atom_name`` to the retry's latest history entry."""
+        ad = self.atom_detail(retry_name)
+        if not isinstance(ad, models.RetryDetail):
+            raise TypeError(f"Atom '{retry_name}' is not a retry controller")
+        try:
+            failures = ad.last_failures
+        except exc.NotFound:
+            ad.results.append((None, {}))
+            failures = ad.last_failures
+        existing = failures.get(failed_atom_name)
+        if existing is None or not existing.matches(failure):
+            failures[failed_atom_name] = failure
+            self._save_atom(ad)
+
+    def cleanup_retry_history(self, retry_name: str, state: str) -> None:
+        """Forget a retry's history (after it was reverted) and set its state."""
+        ad = self.atom_detail(retry_name)
+        ad.results = []
+        ad.state = state
+        self._save_atom(ad)
+
+    def reset(self, atom_name: str, state: str = states.PENDING) -> None:
+        """Clear an atom's results and put it back in ``state`` with intention EXECUTE."""
+        if atom_name == _INJECTOR:
+            return
+        ad = self.atom_detail(atom_name)
+        if ad.state == state and ad.intention == states.EXECUTE and ad.results is None:
+            return
+        ad.reset(state)
+        ad.intention = states.EXECUTE
+        self._save_atom(ad)
+
+    # -- reads --------------------------------------------------------------------------------
+
+    def get_execute_result(self, atom_name: str) -> Any:
+        """The atom's execute result, or its Failure (NotFound if it has none)."""
+        ad = self.atom_detail(atom_name)
+        if ad.state not in _EXECUTE_RESULT_STATES:
+            raise exc.NotFound(
+                f"Result for atom '{atom_name}' is not currently known (state {ad.state})"
+            )
+        if ad.failure is not None:
+            return ad.failure
+        if isinstance(ad, models.RetryDetail):
+            return ad.last_results
+        return ad.results
+
+    get = get_execute_result
+
+    def get_revert_result(self, atom_name: str) -> Any:
+        ad = self.atom_detail(atom_name)
+        if ad.state not in _REVERT_RESULT_STATES:
+            raise exc.NotFound(
+                f"Revert result for atom '{atom_name}' is not currently known (state {ad.state})"
+            )
+        if ad.revert_failure is not None:
+            return ad.revert_failure
+        return ad.revert_results
+
+    def get_execute_failures(self) -> dict[str, Failure]:
+        return {ad.name: ad.failure for ad in self._details.values() if ad.failure is not None}
+
+    get_failures = get_execute_failures
+
+    def get_revert_failures(self) -> dict[str, Failure]:
+        return {
+            ad.name: ad.revert_failure
+            for ad in self._details.values()
+            if ad.revert_failure is not None
+        }
+
+    def has_failures(self) -> bool:
+        return bool(self.get_execute_failures() or self.get_revert_failures())
+
+    # -- injection ----------------------------------------------------------------------------
+
+    def inject(self, pairs: Mapping[str, Any], transient: bool = False) -> None:
+        """Make values visible to every atom of the flow (they shadow atom outputs).
+
+        Persisted injections are saved in the injector atom detail; transient ones live only
+        as long as this storage object.
+        """
+        pairs = dict(pairs)
+        if transient:
+            self._transient.update(pairs)
+        else:
+            ad = self._details.get(_INJECTOR)
+            if ad is None:
+                ad = self._create_atom_detail(models.TaskDetail, _INJECTOR)
+            merged = dict(ad.results or {})
+            merged.update(pairs)
+            ad.put(states.SUCCESS, merged)
+            self._save_atom(ad)
+        self._flow_injected.update(pairs)
+        for symbol in pairs:
+            providers = self._providers.setdefault(symbol, [])
+            entry = (_INJECTOR, symbol)
+            if entry not in providers:
+                providers.insert(0, entry)
+
+    def inject_atom_args(
+        self, atom_name: str, pairs: Mapping[str, Any], transient: bool = True
+    ) -> None:
+        """Give one atom argument values by symbol (before any other source)."""
+        ad = self._details.get(atom_name)
+        if ad is None:
+            raise exc.NotFound(f"Unknown atom name '{atom_name}'")
+        if transient:
+            self._atom_transient.setdefault(atom_name, {}).update(pairs)
+        else:
+            injected = dict(ad.meta.get("injected", {}))
+            injected.update(pairs)
+            ad.meta["injected"] = injected
+            self._save_atom(ad)
+
+    def atom_injections(self, atom_name: str) -> dict[str, Any]:
+        """Values injected for one atom, transient ones winning over persisted ones."""
+        merged: dict[str, Any] = {}
+        ad = self._details.get(atom_name)
+        if ad is not None and ad.meta:
+            merged.update(ad.meta.get("injected", {}))
+        merged.update(self._atom_transient.get(atom_name, {}))
+        return merged
+
+    @property
+    def flow_injected(self) -> dict[str, Any]:
+        """Live mapping of every flow-level injection (read by engines on their hot path)."""
+        return self._flow_injected
+
+    # -- lookups ------------------------------------------------------------------------------
+
+    def set_scope_fetcher(self, scope_fetcher: ScopeFetcher | None) -> None:
+        self._scope_fetcher = scope_fetcher
+
+    def _provider_value(self, provider: str, key: Any, symbol: str) -> tuple[bool, Any]:
+        """(found, value) for one provider; IGNOREd or unfinished providers are not found."""
+        if provider == _INJECTOR:
+            if symbol in self._transient:
+                return True, self._transient[symbol]
+            injector = self._details.get(_INJECTOR)
+            if injector is not None and injector.results and symbol in injector.results:
+                return True, injector.results[symbol]
+            return False, None
+        ad = self._details.get(provider)
+        if ad is None or ad.state not in _EXECUTE_RESULT_STATES:
+            return False, None
+        if ad.failure is not None:
+            return True, ad.failure
+        if isinstance(ad, models.RetryDetail):
+            if not ad.results:
+                return False, None
+            return True, _extract(ad.results[-1][0], key, provider, symbol)
+        return True, _extract(ad.results, key, provider, symbol)
+
+    def _visible_providers(self, symbol: str, atom_name: str | None) -> list[tuple[str, Any]]:
+        if atom_name is not None and self._scope_fetcher is not None:
+            scoped = self._scope_fetcher(atom_name, symbol)
+            if scoped is not None:
+                return scoped
+        return self._providers.get(symbol, [])
+
+    def _fetch_one(self, symbol: str, atom_name: str | None = None) -> Any:
+        if atom_name is not None:
+            injected = self.atom_injections(atom_name)
+            if symbol in injected:
+                return injected[symbol]
+        if symbol in self._flow_injected:
+            return self._flow_injected[symbol]
+        providers = self._visible_providers(symbol, atom_name)
+        if not providers:
+            raise exc.NotFound(f"Name '{symbol}' is not mapped as a produced output by any atom")
+        for provider, key in providers:
+            found, value = self._provider_value(provider, key, symbol)
+            if found:
+                return value
+        raise exc.NotFound(
+            f"Unable to find result '{symbol}', searched {[p for p, _ in providers]}"
+        )
+
+    def fetch(self, name: str, many_handler: Callable[[list[Any]], Any] | None = None) -> Any:
+        """The value of symbol ``name`` (the first provider's, unless ``many_handler`` picks)."""
+        if many_handler is None:
+            return self._fetch_one(name)
+        values = self._fetch_all_of(name)
+        if not values:
+            raise exc.NotFound(f"Unable to find result '{name}'")
+        return many_handler(values)
+
+    def _fetch_all_of(self, symbol: str) -> list[Any]:
+        values = []
+        for provider, key in self._providers.get(symbol, []):
+            try:
+                found, value = self._provider_value(provider, key, symbol)
+            except exc.NotFound:
+                continue
+            if found and not isinstance(value, Failure):
+                values.append(value)
+        return values
+
+    def fetch_all(self, many_handler: Callable[[list[Any]], Any] | None = None) -> dict[str, Any]:
+        """Every resolvable symbol; a list of values where several providers have one."""
+        if many_handler is None:
+
+            def many_handler(values: list[Any]) -> Any:
+                return values[0] if len(values) == 1 else values
+
+        results: dict[str, Any] = {}
+        for symbol in list(self._providers):
+            values = self._fetch_all_of(symbol)
+            if values:
+                results[symbol] = many_handler(values)
+        return results
+
+    def fetch_mapped_args(
+        self,
+        args_mapping: Mapping[str, str],
+        atom_name: str | None = None,
+        scope_walker: Any = None,
+        optional_args: Iterable[str] | None = None,
+    ) -> dict[str, Any]:
+        """Fetch ``{arg: value}`` for ``{arg: symbol}``; optional symbols only if resolvable."""
+        optional = set(optional_args or ())
+        mapped: dict[str, Any] = {}
+        for arg, symbol in args_mapping.items():
+            try:
+                mapped[arg] = self._fetch_one(symbol, atom_name)
+            except exc.NotFound:
+                if symbol in optional:
+                    continue
+                raise
+        return mapped
+
+    def fetch_unsatisfied_args(
+        self,
+        atom_name: str,
+        args_mapping: Mapping[str, str],
+        scope_walker: Any = None,
+        optional_args: Iterable[str] | None = None,
+    ) -> set[str]:
+        """The required symbols of ``args_mapping`` that nothing can currently provide."""
+        optional = set(optional_args or ())
+        injected = self.atom_injections(atom_name)
+        missing = set()
+        for symbol in args_mapping.values():
+            if symbol in optional or symbol in injected or symbol in self._flow_injected:
+                continue
+            if not self._visible_providers(symbol, atom_name):
+                missing.add(symbol)
+        return missing
+
+    # -- flow ---------------------------------------------------------------------------------
+
+    def set_flow_state(self, state: str) -> None:
+        self._flowdetail.state = state
+        self._save_flow()
+
+    def get_flow_state(self) -> str:
+        state = self._flowdetail.state
+        return state if state is not None else states.PENDING
+
+    def change_flow_state(self, state: str) -> tuple[bool, str]:
+        """Move the flow to ``state`` if allowed; (moved, old state)."""
+        old = self.get_flow_state()
+        if states.check_flow_transition(old, state):
+            self.set_flow_state(state)
+            return True, old
+        return False, old
+
+    def update_flow_metadata(self, update_with: Mapping[str, Any]) -> None:
+        if update_with:
+            self._flowdetail.meta.update(update_with)
+            self._save_flow()
+
+    def get_retry_history(self, retry_name: str) -> History:
+        from taskflow.retry import History
+
+        ad = self.atom_detail(retry_name)
+        if not isinstance(ad, models.RetryDetail):
+            raise TypeError(f"Atom '{retry_name}' is not a retry controller")
+        return History(list(ad.results), failure=ad.failure)
+
+    def get_retry_histories(self) -> list[tuple[str, History]]:
+        return [
+            (name, self.get_retry_history(name))
+            for name, ad in self._details.items()
+            if isinstance(ad, models.RetryDetail)
+        ]

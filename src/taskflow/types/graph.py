@@ -1,0 +1,158 @@
+"""networkx graphs with the few extra helpers taskflow uses (freezing, pretty printing...).
+
+Plain dicts keep insertion order, so the ``Ordered*`` variants behave like the others; they
+exist because upstream code and persisted type names refer to them.
+"""
+
+from __future__ import annotations
+
+import os
+from collections import deque
+from typing import TYPE_CHECKING, Any, TypeVar
+
+import networkx as nx
+
+if TYPE_CHECKING:
+    from collections.abc import Callable, Hashable, Iterator
+
+__all__ = ["DiGraph", "Graph", "OrderedDiGraph", "OrderedGraph", "merge_graphs"]
+
+G = TypeVar("G", bound=nx.Graph)
+
+
+def _pformat(graph: nx.Graph, directed: bool) -> str:
+    lines = [
+        f"Name: {graph.graph.get('name', '')}",
+        f"Type: {type(graph).__name__}",
+        f"Frozen: {nx.is_frozen(graph)}",
+        f"Density: {nx.density(graph):0.3f}",
+        f"Nodes: {graph.number_of_nodes()}",
+    ]
+    for node, data in graph.nodes(data=True):
+        lines.append(f"  - {node} ({data})" if data else f"  - {node}")
+    lines.append(f"Edges: {graph.number_of_edges()}")
+    arrow = "->" if directed else "<->"
+    for u, v, data in graph.edges(data=True):
+        lines.append(f"  {u} {arrow} {v} ({data})" if data else f"  {u} {arrow} {v}")
+    if directed:
+        cycles = list(nx.simple_cycles(graph))
+        lines.append(f"Cycles: {len(cycles)}")
+        for cycle in cycles:
+            lines.append("  " + " --> ".join(str(node) for node in [*cycle, cycle[0]]))
+    return os.linesep.join(lines)
+
+
+class DiGraph(nx.DiGraph):  # type: ignore[misc]
+    """A directed graph (``networkx.DiGraph``) with taskflow's helpers."""
+
+    def freeze(self) -> DiGraph:
+        """Make this graph read-only (in place) and return it; changes then raise
+        ``networkx.NetworkXError``."""
+        nx.freeze(self)
+        return self
+
+    def fresh_copy(self) -> DiGraph:
+        """An empty graph of the same type."""
+        return type(self)()
+
+    def pformat(self) -> str:
+        """A multi-line description: name, type, nodes, edges and cycles."""
+        return _pformat(self, directed=True)
+
+    def topological_sort(self) -> Iterator[Hashable]:
+        """Nodes in an order where every edge points forward.
+
+        Raises:
+            networkx.NetworkXUnfeasible: the graph has a cycle.
+        """
+        return nx.topological_sort(self)  # type: ignore[no-any-return]
+
+    def is_directed_acyclic(self) -> bool:
+        """Whether the graph has no cycle."""
+        return bool(nx.is_directed_acyclic_graph(self))
+
+    def no_predecessors_iter(self) -> Iterator[Hashable]:
+        """Nodes that no edge points to."""
+        for node, degree in self.in_degree():
+            if degree == 0:
+                yield node
+
+    def no_successors_iter(self) -> Iterator[Hashable]:
+        """Nodes that no edge leaves."""
+        for node, degree in self.out_degree():
+            if degree == 0:
+                yield node
+
+    def bfs_predecessors_iter(self, n: Hashable) -> Iterator[Hashable]:
+        """Every node ``n`` can be reached from, nearest first (``n`` excluded).
+
+        Raises:
+            networkx.NetworkXError: ``n`` is not in the graph.
+        """
+        visited = {n}
+        queue = deque(self.predecessors(n))
+        while queue:
+            node = queue.popleft()
+            if node in visited:
+                continue
+            visited.add(node)
+            yield node
+            queue.extend(pred for pred in self.predecessors(node) if pred not in visited)
+
+
+class OrderedDiGraph(DiGraph):
+    """A :class:`DiGraph` that iterates nodes and edges in insertion order."""
+
+
+class Graph(nx.Graph):  # type: ignore[misc]
+    """An undirected graph (``networkx.Graph``) with taskflow's helpers."""
+
+    def freeze(self) -> Graph:
+        """Make this graph read-only (in place) and return it."""
+        nx.freeze(self)
+        return self
+
+    def fresh_copy(self) -> Graph:
+        """An empty graph of the same type."""
+        return type(self)()
+
+    def pformat(self) -> str:
+        """A multi-line description: name, type, nodes and edges."""
+        return _pformat(self, directed=False)
+
+
+class OrderedGraph(Graph):
+    """A :class:`Graph` that iterates nodes and edges in insertion order."""
+
+
+def merge_graphs(
+    graph: G,
+    *graphs: nx.Graph,
+    overlap_detector: Callable[[nx.Graph, nx.Graph], Any] | None = None,
+) -> G:
+    """A copy of ``graph`` with the nodes and edges of ``graphs`` added (``graph`` itself if
+    there is nothing to add).
+
+    Args:
+        overlap_detector: ``f(merged_so_far, other)`` returning how many nodes overlap; the
+            default counts shared nodes. Any non-zero answer stops the merge.
+
+    Raises:
+        ValueError: the graphs share nodes (merging nodes is not supported).
+    """
+    if not graphs:
+        return graph
+    merged: G = graph.copy()
+    for other in graphs:
+        if overlap_detector is None:
+            overlaps: Any = sum(1 for node in other if node in merged)
+        else:
+            overlaps = overlap_detector(merged, other)
+        if overlaps:
+            raise ValueError(
+                f"Can not merge graph {other} into {merged} since there are {overlaps}"
+                " overlapping nodes (and we do not support merging nodes)"
+            )
+        merged.add_nodes_from(other.nodes(data=True))
+        merged.add_edges_from(other.edges(data=True))
+    return merged

@@ -1,0 +1,1 @@
+"""Helpers shared by taskflow's modules (threads, URIs, reflection...); not a public API."""
