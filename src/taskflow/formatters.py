@@ -197,7 +197,7 @@ def _add_predecessors(plan: Plan, node: int, parent: tree.Node) -> None:
             # A subflow's end: continue from its last atoms' predecessors (see the module
             # docstring for why those atoms are skipped).
             for last in plan.pred[pred]:
-                _add_predecessors(plan, pred, parent)
+                _add_predecessors(plan, last, parent)
             continue
         child = tree.Node(info.flow, kind="flow", noop=True)
         parent.add(child)

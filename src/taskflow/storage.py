@@ -92,6 +92,8 @@ class Storage:
         injector = self._details.get(_INJECTOR)
         if injector is not None and isinstance(injector.results, dict):
             self._flow_injected.update(injector.results)
+            for symbol in injector.results:
+                self._providers.setdefault(symbol, []).append((_INJECTOR, symbol))
 
     # -- properties ---------------------------------------------------------------------------
 

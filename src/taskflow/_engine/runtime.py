@@ -24,7 +24,6 @@ before a revert starts. :meth:`Runner.prepare` rebuilds every counter from those
 
 from __future__ import annotations
 
-import contextlib
 import queue
 import threading
 import time
@@ -312,8 +311,9 @@ class Runner:
         for ignored in self._ignored_by(node, widest.depth):
             ad = self.ads[ignored]
             if ad is not None and ad.state == states.PENDING:
-                ad.intention = _IGNORE
                 self._set_state(ignored, _IGNORE)
+                ad.intention = _IGNORE
+                self.storage._save_atom(ad)
         return False
 
     def _ignored(self, node: int) -> bool:
@@ -417,7 +417,8 @@ class Runner:
                 self._set_state(node, states.RUNNING)
                 completed.append((node, "execute", (False, Failure(), None)))
                 continue
-            ad.meta["progress"] = 0.0 if not is_retry else ad.meta.get("progress", 0.0)
+            if not is_retry:
+                ad.meta["progress"] = 0.0
             self._set_state(node, states.RUNNING)
             if is_retry:
                 kwargs["history"] = self._history(node)
@@ -708,8 +709,8 @@ class Runner:
         assert ad is not None
         retry = plan.atoms[retry_node]
         assert isinstance(retry, Retry)
-        ad.intention = _EXECUTE
         self._set_state(retry_node, states.RETRYING)
+        ad.intention = _EXECUTE
         for node in scope:
             self.rev_mode[node] = False
             self.rev_done[node] = False

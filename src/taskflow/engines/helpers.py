@@ -227,7 +227,8 @@ def flow_from_detail(flow_detail: FlowDetail) -> Flow:
         factory_data = flow_detail.meta["factory"]
     except (KeyError, AttributeError, TypeError):
         raise ValueError(
-            f"Cannot reconstruct flow {flow_detail.name} {flow_detail.uuid}: no factory information saved"
+            f"Cannot reconstruct flow {flow_detail.name} {flow_detail.uuid}:"
+            " no factory information saved"
         ) from None
     try:
         factory = _import_callable(factory_data["name"])

@@ -68,7 +68,7 @@ class AtomEvent(NamedTuple):
     state: str
     old_state: str | None
     result: Any
-    """The atom's result or :class:`Failure`; :data:`_NO_RESULT` when the event has none."""
+    """The atom's result or :class:`Failure` (meaningful only when :attr:`has_result`)."""
 
     @classmethod
     def from_task(cls, state: str, details: Details) -> AtomEvent:

@@ -92,7 +92,7 @@ class CheckingClaimListener(base.Listener):
         except (exceptions.NotFound, exceptions.JobFailure):
             # The board no longer knows the job (or cannot say): assume the worst.
             return True
-        return job_owner != self._owner
+        return job_state == states.UNCLAIMED or job_owner != self._owner
 
     def _claim_checker(self, state: str, details: dict[str, Any]) -> None:
         if not self._has_been_lost():

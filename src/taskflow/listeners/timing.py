@@ -77,7 +77,7 @@ class DurationListener(base.Listener):
 
     def _receiver(self, item_type: str, item_name: str, state: str) -> None:
         timers = self._timers[item_type]
-        if state == "NOPE":
+        if state == states.PENDING:
             timers.pop(item_name, None)
         elif state in STARTING_STATES:
             timers[item_name] = time.monotonic()

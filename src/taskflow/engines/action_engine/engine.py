@@ -19,7 +19,7 @@ from taskflow.storage import Storage
 from taskflow.types.failure import Failure
 
 if TYPE_CHECKING:
-    from collections.abc import Generator, Iterator
+    from collections.abc import Generator
 
     from taskflow.flow import Flow
     from taskflow.persistence.base import Backend
