@@ -544,11 +544,14 @@ def main(argv: list[str] | None = None) -> int:
     )
     print("medians; ratio = upstream/ours unless the column says otherwise\n")
     print(render(rows))
-    footnotes = [
-        "runs = ours/upstream processes; each runs a tiny warm-up flow before measuring",
-        "peak RSS: ru_maxrss of the process (+ the part added after imports and warm-up)",
-        "floor: the same execute() calls in a plain loop, results stored in a dict",
-    ]
+    shown = {name for name in SPECS if (name, "ours") in results or (name, "upstream") in results}
+    footnotes = ["runs = ours/upstream processes; each runs a tiny warm-up flow before measuring"]
+    if "graph" in shown:
+        footnotes.append(
+            "peak RSS: ru_maxrss of the process (+ the part added after imports and warm-up)"
+        )
+    if "floor" in shown:
+        footnotes.append("floor: the same execute() calls in a plain loop, results in a dict")
     if any(builder.reduced(name) for name in SPECS):
         footnotes.append(
             "* --quick: upstream ran fewer tasks (n=...); ratios compare per-task cost, which\n"

@@ -290,7 +290,8 @@ def test_fetch_all_includes_failed_providers(storage):
     boom = failure()
     storage.save("p", boom, states.FAILURE)
     value = storage.fetch("v")
-    assert isinstance(value, Failure) and value.exception_str == "bad"
+    assert isinstance(value, Failure)
+    assert value.exception_str == "bad"
     assert list(storage.fetch_all()) == ["v"]
 
 

@@ -13,8 +13,8 @@ atom's scope. Engines precompute those provider lists at compile time and instal
 
 from __future__ import annotations
 
+import random
 import threading
-import uuid as uuidlib
 from collections.abc import Callable, Iterable, Mapping
 from typing import TYPE_CHECKING, Any
 
@@ -36,6 +36,15 @@ _INJECTOR = "_TaskFlow_INJECTOR"
 #: States in which an atom's execute result (or failure) can be read.
 _EXECUTE_RESULT_STATES = frozenset((states.SUCCESS, states.FAILURE, states.REVERTING))
 _REVERT_RESULT_STATES = frozenset((states.REVERTED, states.REVERT_FAILURE, states.REVERTING))
+
+def _new_uuid() -> str:
+    """A random (version 4) UUID string, about four times cheaper than ``str(uuid4())``."""
+    value = (random.getrandbits(128) & ~(0xF000 << 64) | (0x4000 << 64)) & ~(0xC << 60) | (
+        0x8 << 60
+    )
+    text = f"{value:032x}"
+    return f"{text[:8]}-{text[8:12]}-{text[12:16]}-{text[16:20]}-{text[20:]}"
+
 
 #: Returns the ordered provider names visible from an atom for a symbol (innermost scope first).
 ScopeFetcher = Callable[[str, str], "list[tuple[str, Any]] | None"]
@@ -70,10 +79,16 @@ class Storage:
         scope_fetcher: ScopeFetcher | None = None,
     ) -> None:
         self._flowdetail = flow_detail
-        self._backend = backend
         self._connection: Connection | None = None
         if backend is not None:
             self._connection = backend.get_connection()
+        else:
+            # A private in-memory backend for API users; the engine skips writing to it, as
+            # the details held here already are the only copy.
+            from taskflow.persistence.backends.impl_memory import MemoryBackend
+
+            backend = MemoryBackend({"deep_copy": False})
+        self._backend = backend
         self._scope_fetcher = scope_fetcher
         # Kept for API compatibility; the engine owns its storage from one thread, so the hot
         # path never takes it.
@@ -138,28 +153,45 @@ class Storage:
                 f"Failed saving flow detail '{self._flowdetail.name}'", cause=err
             ) from err
 
-    def _create_atom_detail(self, kind: type[models.AtomDetail], name: str) -> models.AtomDetail:
-        ad = kind(name, str(uuidlib.uuid4()))
+    def _create_atom_detail(
+        self, kind: type[models.AtomDetail], name: str, save: bool = True
+    ) -> models.AtomDetail:
+        ad = kind(name, _new_uuid())
         ad.state = states.PENDING
         ad.intention = states.EXECUTE
         self._flowdetail.add(ad)
         self._details[name] = ad
         self._kinds[name] = kind
-        if self._connection is not None:
-            try:
-                self._connection.update_flow_details(self._flowdetail)
-            except exc.StorageFailure:
-                raise
-            except Exception as err:
-                raise exc.StorageFailure(f"Failed creating atom '{name}'", cause=err) from err
+        if save:
+            self._save_flow_with_atoms(name)
         return ad
 
+    def _save_flow_with_atoms(self, what: str) -> None:
+        if self._connection is None:
+            return
+        try:
+            self._connection.update_flow_details(self._flowdetail)
+        except exc.StorageFailure:
+            raise
+        except Exception as err:
+            raise exc.StorageFailure(f"Failed creating atom(s) {what}", cause=err) from err
+
     def ensure_atoms(self, atoms: Iterable[Atom]) -> list[str]:
-        """Ensure each atom has a detail (created PENDING/EXECUTE if missing); their uuids."""
-        return [self.ensure_atom(atom) for atom in atoms]
+        """Ensure each atom has a detail (created PENDING/EXECUTE if missing); their uuids.
+
+        Details created here are saved together, in one write of the flow detail.
+        """
+        created: list[str] = []
+        uuids = [self._ensure_atom(atom, created) for atom in atoms]
+        if created:
+            self._save_flow_with_atoms(", ".join(repr(name) for name in created[:5]))
+        return uuids
 
     def ensure_atom(self, atom: Atom) -> str:
         """Ensure ``atom`` has a detail and register what it provides; returns its uuid."""
+        return self.ensure_atoms([atom])[0]
+
+    def _ensure_atom(self, atom: Atom, created: list[str]) -> str:
         from taskflow.retry import Retry
         from taskflow.task import Task
 
@@ -174,7 +206,8 @@ class Storage:
             raise ValueError("An atom name must be provided (not empty)")
         ad = self._details.get(name)
         if ad is None:
-            ad = self._create_atom_detail(kind, name)
+            ad = self._create_atom_detail(kind, name, save=False)
+            created.append(name)
         elif not isinstance(ad, kind):
             raise exc.Duplicate(
                 f"Atom detail '{name}' already exists in flow detail '{self.flow_name}' with a"
@@ -275,14 +308,13 @@ class Storage:
         self._save_atom(ad)
 
     def reset(self, atom_name: str, state: str = states.PENDING) -> None:
-        """Clear an atom's results and put it back in ``state`` with intention EXECUTE."""
+        """Clear an atom's results and put it back in ``state`` (its intention is kept)."""
         if atom_name == _INJECTOR:
             return
         ad = self.atom_detail(atom_name)
-        if ad.state == state and ad.intention == states.EXECUTE and ad.results is None:
+        if ad.state == state and ad.results is None and ad.failure is None:
             return
         ad.reset(state)
-        ad.intention = states.EXECUTE
         self._save_atom(ad)
 
     # -- reads --------------------------------------------------------------------------------
@@ -296,8 +328,7 @@ class Storage:
             )
         if ad.failure is not None:
             return ad.failure
-        if isinstance(ad, models.RetryDetail):
-            return ad.last_results
+        # A retry's result is its whole history (as upstream); lookups use the latest value.
         return ad.results
 
     get = get_execute_result
@@ -368,6 +399,14 @@ class Storage:
             ad.meta["injected"] = injected
             self._save_atom(ad)
 
+    def injected_atom_names(self) -> set[str]:
+        """Names of the atoms that have values injected for them (transient or persisted)."""
+        names = set(self._atom_transient)
+        for name, ad in self._details.items():
+            if ad.meta and "injected" in ad.meta:
+                names.add(name)
+        return names
+
     def atom_injections(self, atom_name: str) -> dict[str, Any]:
         """Values injected for one atom, transient ones winning over persisted ones."""
         merged: dict[str, Any] = {}
@@ -424,6 +463,17 @@ class Storage:
         providers = self._visible_providers(symbol, atom_name)
         if not providers:
             raise exc.NotFound(f"Name '{symbol}' is not mapped as a produced output by any atom")
+        if atom_name is None:
+            # Outside any atom's scope every provider counts: all must have a result.
+            values = self._fetch_all_of(symbol)
+            if values is None:
+                raise exc.NotFound(
+                    f"Unable to find result '{symbol}': not every provider of it has a result"
+                    f" (providers: {[p for p, _ in providers]})"
+                )
+            if not values:
+                raise exc.NotFound(f"Unable to find result '{symbol}': its providers were skipped")
+            return values[0]
         for provider, key in providers:
             found, value = self._provider_value(provider, key, symbol)
             if found:
@@ -433,7 +483,11 @@ class Storage:
         )
 
     def fetch(self, name: str, many_handler: Callable[[list[Any]], Any] | None = None) -> Any:
-        """The value of symbol ``name`` (the first provider's, unless ``many_handler`` picks)."""
+        """The value of symbol ``name`` (the first provider's, unless ``many_handler`` picks).
+
+        Raises:
+            NotFound: nothing provides ``name``, or some provider has no result yet.
+        """
         if many_handler is None:
             return self._fetch_one(name)
         values = self._fetch_all_of(name)
@@ -441,15 +495,20 @@ class Storage:
             raise exc.NotFound(f"Unable to find result '{name}'")
         return many_handler(values)
 
-    def _fetch_all_of(self, symbol: str) -> list[Any]:
+    def _fetch_all_of(self, symbol: str) -> list[Any] | None:
+        """Values of every provider of ``symbol``; None if one of them has none yet."""
         values = []
         for provider, key in self._providers.get(symbol, []):
             try:
                 found, value = self._provider_value(provider, key, symbol)
             except exc.NotFound:
-                continue
-            if found and not isinstance(value, Failure):
-                values.append(value)
+                return None
+            if not found:
+                ad = self._details.get(provider)
+                if ad is not None and ad.state == states.IGNORE:
+                    continue
+                return None
+            values.append(value)
         return values
 
     def fetch_all(self, many_handler: Callable[[list[Any]], Any] | None = None) -> dict[str, Any]:
@@ -480,7 +539,7 @@ class Storage:
             try:
                 mapped[arg] = self._fetch_one(symbol, atom_name)
             except exc.NotFound:
-                if symbol in optional:
+                if arg in optional or symbol in optional:
                     continue
                 raise
         return mapped

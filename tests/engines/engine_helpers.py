@@ -165,3 +165,12 @@ def failure_messages(error: BaseException) -> list[str]:
 def history_summary(history: Any) -> list[tuple[Any, dict[str, str]]]:
     """A retry History as ``[(value, {atom: exception_str})]``."""
     return [(value, {n: f.exception_str for n, f in fails.items()}) for value, fails in history]
+
+
+def make_flow(name: str, count: int = 1) -> Any:
+    """A flow factory importable by name (``engine_helpers.make_flow``)."""
+    from taskflow.patterns import linear_flow
+
+    return linear_flow.Flow(name).add(
+        *(Work(f"w{i}", value=i, provides=f"r{i}", requires="x") for i in range(count))
+    )

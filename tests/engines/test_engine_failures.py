@@ -51,7 +51,7 @@ def test_failure_reverts_in_reverse_order(load):
 
 def test_failure_reraises_original_exception(load):
     engine = load(three_then_fail())
-    with pytest.raises(RuntimeError, match="^boom c$"):
+    with pytest.raises(RuntimeError, match=r"^boom c$"):
         engine.run()
 
 
@@ -183,7 +183,7 @@ def test_revert_failure_fails_the_flow(load):
 
 def test_revert_failure_reraises_revert_exception(load):
     flow = lf.Flow("f").add(Work("a", revert_fail=True), Work("c", fail=True))
-    with pytest.raises(ValueError, match="^revert boom a$"):
+    with pytest.raises(ValueError, match=r"^revert boom a$"):
         load(flow).run()
 
 

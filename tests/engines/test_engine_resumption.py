@@ -44,7 +44,9 @@ def test_resume_suspended_flow_skips_finished_atoms(load_local, memory_backend):
     def make_flow():
         stopper = Suspender("s")
         flow = lf.Flow("f").add(
-            Work("a", value=1, provides="x"), stopper, Work("b", value=2, provides="y", requires="x")
+            Work("a", value=1, provides="x"),
+            stopper,
+            Work("b", value=2, provides="y", requires="x"),
         )
         return flow, stopper
 
@@ -105,7 +107,9 @@ def test_atom_left_running_is_run_again(load, memory_backend):
     engine.storage.set_atom_state("b", states.RUNNING)
     engine.storage.set_flow_state(states.RUNNING)
 
-    resumed = load(two_step(), flow_detail=reloaded(memory_backend, flow_detail), backend=memory_backend)
+    resumed = load(
+        two_step(), flow_detail=reloaded(memory_backend, flow_detail), backend=memory_backend
+    )
     rec = Recorder(resumed)
     resumed.run()
     assert rec.flow_states == [
@@ -157,9 +161,9 @@ def test_flow_left_mid_revert_finishes_reverting(load, memory_backend):
     }
     assert resumed.storage.get_revert_result("a")["result"] == ("result", 1)
     assert resumed.storage.get_flow_state() == states.REVERTED
-    assert atom_states(resumed, "a", "b", "c") == {
-        n: (states.REVERTED, states.REVERT) for n in "abc"
-    }
+    assert atom_states(resumed, "a", "b", "c") == dict.fromkeys(
+        "abc", (states.REVERTED, states.REVERT)
+    )
 
 
 def test_unresolved_failure_is_resolved_on_reload(load, memory_backend):
@@ -244,7 +248,11 @@ def test_reloaded_reverted_flow_runs_from_scratch(load, memory_backend):
 
 def test_new_atoms_run_and_removed_atoms_are_ignored(load, memory_backend):
     _book, flow_detail = persistence_utils.temporary_flow_detail(memory_backend)
-    load(lf.Flow("f").add(Work("a", value=1, provides="x")), flow_detail=flow_detail, backend=memory_backend).run()
+    load(
+        lf.Flow("f").add(Work("a", value=1, provides="x")),
+        flow_detail=flow_detail,
+        backend=memory_backend,
+    ).run()
 
     grown = lf.Flow("f").add(Work("a", value=1, provides="x"), Work("b", value=2, provides="y"))
     resumed = load(grown, flow_detail=reloaded(memory_backend, flow_detail), backend=memory_backend)
@@ -282,14 +290,21 @@ def test_parallel_resume_of_unordered_flow(memory_backend):
     _book, flow_detail = persistence_utils.temporary_flow_detail(memory_backend)
     with pytest.raises(ERRORS):
         engines.load(
-            flow, flow_detail=flow_detail, backend=memory_backend, engine="parallel", never_resolve=True
+            flow,
+            flow_detail=flow_detail,
+            backend=memory_backend,
+            engine="parallel",
+            never_resolve=True,
         ).run()
     resumed = engines.load(
-        flow, flow_detail=reloaded(memory_backend, flow_detail), backend=memory_backend, engine="parallel"
+        flow,
+        flow_detail=reloaded(memory_backend, flow_detail),
+        backend=memory_backend,
+        engine="parallel",
     )
     with pytest.raises(ERRORS):
         resumed.run()
     assert resumed.storage.get_flow_state() == states.REVERTED
-    assert atom_states(resumed, "a", "b", "c") == {
-        n: (states.REVERTED, states.REVERT) for n in "abc"
-    }
+    assert atom_states(resumed, "a", "b", "c") == dict.fromkeys(
+        "abc", (states.REVERTED, states.REVERT)
+    )

@@ -304,7 +304,7 @@ def test_shared_mode_destroy_forgets_lazily_indexed_atoms():
         conn.get_atom_details("tu")
 
 
-def test_deep_mode_update_returns_a_copy():
+def test_deep_mode_update_keeps_the_store_isolated():
     be = impl_memory.MemoryBackend()
     book = models.LogBook("b")
     fd = models.FlowDetail("f", "fu")
@@ -317,10 +317,13 @@ def test_deep_mode_update_returns_a_copy():
         assert saved.find("fu") is not fd
         ad.put(states.SUCCESS, {"x": [1]})
         returned = conn.update_atom_details(ad)
-        assert returned is not ad
         assert returned.results == {"x": [1]}
         returned.results["x"].append(2)
         assert conn.get_atom_details("tu").results == {"x": [1]}
+        renamed = models.TaskDetail("other name", "tu")
+        returned = conn.update_atom_details(renamed)
+        assert returned is not renamed
+        assert returned.name == "t"  # merging never renames the stored record
 
 
 # -- loose details (ignore_missing) ---------------------------------------------------------

@@ -161,15 +161,15 @@ class Runner:
         plan = self.plan
         ads = self.ads
         done = self.done
+        injected_names = self.storage.injected_atom_names()
         for node, atom in enumerate(plan.atoms):
             ad = ads[node]
             if ad is None:
                 preds = plan.pred[node]
                 done[node] = all(done[p] for p in preds)
                 continue
-            injected = self.storage.atom_injections(atom.name) if atom is not None else {}
-            if injected:
-                self.injections[node] = injected
+            if atom is not None and atom.name in injected_names:
+                self.injections[node] = self.storage.atom_injections(atom.name)
             if ad.state is None:
                 ad.state = states.PENDING
             if (

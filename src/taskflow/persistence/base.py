@@ -172,7 +172,8 @@ class Connection(abc.ABC):
         written atomically; durable on return.
 
         Returns:
-            The flow detail as now stored.
+            The flow detail as now stored (possibly ``flow_detail`` itself, when it
+            already equals the stored record).
 
         Raises:
             taskflow.exceptions.NotFound: the flow detail was never saved.
@@ -186,7 +187,8 @@ class Connection(abc.ABC):
         and durably before this returns (the write-ahead rule relies on it).
 
         Returns:
-            The atom detail as now stored.
+            The atom detail as now stored (possibly ``atom_detail`` itself, when it
+            already equals the stored record).
 
         Raises:
             taskflow.exceptions.NotFound: the atom detail was never saved (save it through

@@ -43,6 +43,20 @@ __all__ = [
 _TIME_FIELDS = ("year", "month", "day", "hour", "minute", "second", "microsecond")
 
 
+# Values deep copies may share: immutable, and by far the most common results and fields.
+_ATOMIC = frozenset((type(None), bool, int, float, str, bytes))
+
+
+def _clone(value: Any) -> Any:
+    """A deep copy, skipping the generic machinery for atomic values and empty containers."""
+    kind = type(value)
+    if kind in _ATOMIC:
+        return value
+    if (kind is dict or kind is list) and not value:
+        return kind()
+    return copylib.deepcopy(value)
+
+
 def _now() -> datetime:
     return datetime.now(UTC)
 
@@ -147,7 +161,7 @@ class LogBook:
         """
         if lb is self:
             return self
-        self.meta = copylib.deepcopy(lb.meta) if deep_copy else lb.meta
+        self.meta = _clone(lb.meta) if deep_copy else lb.meta
         self.created_at = lb.created_at
         self.updated_at = lb.updated_at
         return self
@@ -267,7 +281,7 @@ class FlowDetail:
         if fd is self:
             return self
         self.state = fd.state
-        self.meta = copylib.deepcopy(fd.meta) if deep_copy else fd.meta
+        self.meta = _clone(fd.meta) if deep_copy else fd.meta
         return self
 
     def copy(self, retain_contents: bool = True) -> FlowDetail:
@@ -381,9 +395,9 @@ class AtomDetail(abc.ABC):
         self.intention = other.intention
         self.version = other.version
         if deep_copy:
-            self.meta = copylib.deepcopy(other.meta)
+            self.meta = _clone(other.meta)
             self.failure = _copy_failure(other.failure)
-            self.revert_results = copylib.deepcopy(other.revert_results)
+            self.revert_results = _clone(other.revert_results)
             self.revert_failure = _copy_failure(other.revert_failure)
         else:
             self.meta = other.meta
@@ -535,7 +549,7 @@ class TaskDetail(AtomDetail):
         if other is self:
             return self
         self._merge_common(other, deep_copy)
-        self.results = copylib.deepcopy(other.results) if deep_copy else other.results
+        self.results = _clone(other.results) if deep_copy else other.results
         return self
 
     def copy(self) -> Self:
@@ -646,7 +660,7 @@ class RetryDetail(AtomDetail):
         self._merge_common(other, deep_copy)
         if deep_copy:
             self.results = [
-                (copylib.deepcopy(value), {name: f.copy() for name, f in failures.items()})
+                (_clone(value), {name: f.copy() for name, f in failures.items()})
                 for value, failures in other.results
             ]
         else:

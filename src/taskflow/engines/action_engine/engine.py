@@ -12,6 +12,7 @@ from taskflow import exceptions as exc
 from taskflow import states
 from taskflow._engine import executors
 from taskflow._engine.compiler import Compilation, Plan, compile_flow
+from taskflow._engine.gcpause import gc_paused
 from taskflow._engine.runtime import Runner
 from taskflow.engines import base
 from taskflow.retry import Retry
@@ -82,7 +83,8 @@ class ActionEngine(base.Engine):
     def compile(self) -> None:
         if self._plan is not None:
             return
-        plan = compile_flow(self._flow)
+        with gc_paused():
+            plan = compile_flow(self._flow)
         self._plan = plan
         self._compilation = Compilation(plan)
 
@@ -96,11 +98,15 @@ class ActionEngine(base.Engine):
             self._change_flow_state(states.RESUMING)
             plan = self._plan
             # Details are created children first, a retry after the atoms it governs.
-            order = sorted(plan.atom_nodes, key=lambda n: (plan.scope_end.get(n, n), n))
-            for node in order:
-                atom = plan.atoms[node]
+            if plan.scope_end:
+                order = sorted(plan.atom_nodes, key=lambda n: (plan.scope_end.get(n, n), n))
+            else:
+                order = plan.atom_nodes
+            atoms = [plan.atoms[node] for node in order]
+            with gc_paused():
+                storage.ensure_atoms(atoms)  # type: ignore[arg-type]
+            for atom in atoms:
                 assert atom is not None
-                storage.ensure_atom(atom)
                 if atom.inject:
                     storage.inject_atom_args(
                         atom.name, atom.inject, transient=self._inject_transient
@@ -116,10 +122,11 @@ class ActionEngine(base.Engine):
         flow_injected = storage.flow_injected
         failures: list[exc.MissingDependencies] = []
         missing: set[str] = set()
+        injected_names = storage.injected_atom_names()
         for node in plan.atom_nodes:
             atom = plan.atoms[node]
             assert atom is not None
-            injected = storage.atom_injections(atom.name)
+            injected = storage.atom_injections(atom.name) if atom.name in injected_names else {}
             for method, bindings in (
                 ("execute", plan.bindings[node]),
                 ("revert", plan.revert_bindings[node]),
@@ -175,6 +182,7 @@ class ActionEngine(base.Engine):
             except exc.NotFound:
                 continue
             old = ad.state
+            ad.intention = states.EXECUTE
             storage.reset(atom.name)
             if notify and old != states.PENDING:
                 details: dict[str, Any] = {"old_state": old}

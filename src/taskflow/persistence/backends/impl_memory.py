@@ -62,6 +62,11 @@ def _fresh_book(book: models.LogBook) -> models.LogBook:
     return models.LogBook(book.name, book.uuid).merge(book, deep_copy=True)
 
 
+def _matches(stored: models.FlowDetail, given: models.FlowDetail) -> bool:
+    """Whether ``given``, just merged into ``stored``, now shows the same record."""
+    return stored.name == given.name and len(stored) == len(given)
+
+
 class _Store:
     """The backend's contents; every method but :meth:`shared_atom` needs the lock held."""
 
@@ -337,6 +342,9 @@ class Connection(base.Connection):
     ) -> models.FlowDetail:
         with self._lock:
             stored = self._store.save_flow(flow_detail, None, create=ignore_missing)
+            if self._store.deep_copy and _matches(stored, flow_detail):
+                # Now equal to the stored record: no need to copy every atom back out.
+                return flow_detail
             return self._store.out_flow(stored)
 
     def update_atom_details(
@@ -356,6 +364,9 @@ class Connection(base.Connection):
                 store.atom_flow[atom_detail.uuid] = None
             elif stored is not atom_detail:
                 stored.merge(atom_detail, deep_copy=store.deep_copy)
+            if store.deep_copy and stored.name == atom_detail.name:
+                # Equal to the stored record now (merge takes every field but the name).
+                return atom_detail
             return store.out_atom(stored)
 
 

@@ -1,0 +1,158 @@
+"""taskflow.engines helpers: load/run arguments, factories and loading from details (§5.1)."""
+
+from __future__ import annotations
+
+import threading
+
+import pytest
+from engine_helpers import Recorder, Work, make_flow
+
+from taskflow import engines, states, task
+from taskflow.patterns import linear_flow as lf
+from taskflow.patterns import unordered_flow as uf
+from taskflow.persistence import models
+from taskflow.utils import persistence_utils
+
+
+def test_load_creates_flow_detail_in_book(memory_backend):
+    book = models.LogBook("book")
+    engine = engines.load(lf.Flow("f").add(Work("a")), book=book, backend=memory_backend)
+    engine.run()
+    (flow_detail,) = list(book)
+    assert flow_detail.name == "f"
+    saved = memory_backend.get_connection().get_logbook(book.uuid)
+    assert [fd.uuid for fd in saved] == [flow_detail.uuid]
+    stored = memory_backend.get_connection().get_flow_details(flow_detail.uuid)
+    assert stored.state == states.SUCCESS
+
+
+def test_load_accepts_backend_configuration():
+    engine = engines.load(
+        lf.Flow("f").add(Work("a", value=1, provides="x")),
+        backend={"connection": "memory://"},
+        book=models.LogBook("b"),
+    )
+    engine.run()
+    assert engine.storage.fetch_all() == {"x": 1}
+
+
+def test_load_uses_given_flow_detail():
+    _book, flow_detail = persistence_utils.temporary_flow_detail()
+    engine = engines.load(lf.Flow("f").add(Work("a")), flow_detail=flow_detail)
+    assert engine.storage.flow_uuid == flow_detail.uuid
+    engine.run()
+    assert flow_detail.state == states.SUCCESS
+    assert [ad.name for ad in flow_detail] == ["a"]
+
+
+def test_unknown_options_are_ignored():
+    flow = lf.Flow("f").add(Work("a", value=1, provides="x"))
+    assert engines.run(flow, some_unknown_option=True) == {"x": 1}
+
+
+def test_options_are_exposed():
+    engine = engines.load(lf.Flow("f").add(Work("a")), never_resolve=True, custom=3)
+    assert engine.options["never_resolve"] is True
+    assert engine.options["custom"] == 3
+
+
+def test_load_from_factory_records_factory(memory_backend):
+    engine = engines.load_from_factory(
+        make_flow,
+        factory_args=["f"],
+        factory_kwargs={"count": 2},
+        store={"x": 3},
+        backend=memory_backend,
+        book=models.LogBook("b"),
+    )
+    engine.run()
+    assert engine.storage.fetch_all() == {"x": 3, "r0": 0, "r1": 1}
+    stored = memory_backend.get_connection().get_flow_details(engine.storage.flow_uuid)
+    assert stored.meta["factory"] == {
+        "name": "engine_helpers.make_flow",
+        "args": ["f"],
+        "kwargs": {"count": 2},
+    }
+
+
+def test_load_from_factory_by_name():
+    engine = engines.load_from_factory(
+        "engine_helpers.make_flow", factory_args=["g"], store={"x": 1}
+    )
+    engine.run()
+    assert engine.storage.fetch_all() == {"x": 1, "r0": 0}
+
+
+def test_factory_must_be_reimportable():
+    with pytest.raises(ValueError, match="reimportable"):
+        engines.load_from_factory(lambda: make_flow("z"))
+
+
+def test_flow_and_engine_from_detail(memory_backend):
+    engine = engines.load_from_factory(
+        make_flow,
+        factory_args=["f"],
+        factory_kwargs={"count": 2},
+        store={"x": 3},
+        backend=memory_backend,
+        book=models.LogBook("b"),
+    )
+    stored = memory_backend.get_connection().get_flow_details(engine.storage.flow_uuid)
+    flow = engines.flow_from_detail(stored)
+    assert flow.name == "f"
+    assert len(flow) == 2
+    resumed = engines.load_from_detail(stored, backend=memory_backend)
+    rec = Recorder(resumed)
+    resumed.run()
+    assert rec.names_in(states.RUNNING) == ["w0", "w1"]
+    assert resumed.storage.fetch_all() == {"x": 3, "r0": 0, "r1": 1}
+
+
+def test_flow_from_detail_errors():
+    _book, flow_detail = persistence_utils.temporary_flow_detail()
+    with pytest.raises(ValueError):
+        engines.flow_from_detail(flow_detail)
+    flow_detail.meta["factory"] = {"name": "engine_helpers.nope", "args": [], "kwargs": {}}
+    with pytest.raises(ImportError):
+        engines.flow_from_detail(flow_detail)
+
+
+def test_save_factory_details():
+    _book, flow_detail = persistence_utils.temporary_flow_detail()
+    engines.save_factory_details(flow_detail, make_flow, ["q"], {"count": 1})
+    assert flow_detail.meta["factory"] == {
+        "name": "engine_helpers.make_flow",
+        "args": ["q"],
+        "kwargs": {"count": 1},
+    }
+    with pytest.raises(ValueError):
+        engines.save_factory_details(flow_detail, lambda: None, [], {})
+
+
+class _Rendezvous(task.Task):
+    """Only completes if its partner runs at the same time."""
+
+    def __init__(self, name, barrier):
+        super().__init__(name=name)
+        self.barrier = barrier
+
+    def execute(self):
+        self.barrier.wait()
+        return self.name
+
+
+@pytest.mark.parametrize("executor", ["threads", "pool"])
+def test_parallel_engine_runs_atoms_concurrently(executor):
+    import concurrent.futures as cf
+
+    barrier = threading.Barrier(2, timeout=5)
+    flow = uf.Flow("u").add(_Rendezvous("a", barrier), _Rendezvous("b", barrier))
+    if executor == "pool":
+        with cf.ThreadPoolExecutor(2) as pool:
+            engine = engines.load(flow, engine="parallel", executor=pool)
+            engine.run()
+    else:
+        engine = engines.load(flow, engine="parallel", executor=executor, max_workers=2)
+        engine.run()
+    assert engine.storage.get_flow_state() == states.SUCCESS
+    assert not barrier.broken
