@@ -21,12 +21,12 @@ from typing import TYPE_CHECKING, Any
 from taskflow import exceptions as exc
 from taskflow import states
 from taskflow.persistence import models
-from taskflow.types.failure import Failure
 
 if TYPE_CHECKING:
     from taskflow.atom import Atom
     from taskflow.persistence.base import Backend, Connection
     from taskflow.retry import History
+    from taskflow.types.failure import Failure
 
 __all__ = ["Storage"]
 
@@ -36,6 +36,7 @@ _INJECTOR = "_TaskFlow_INJECTOR"
 #: States in which an atom's execute result (or failure) can be read.
 _EXECUTE_RESULT_STATES = frozenset((states.SUCCESS, states.FAILURE, states.REVERTING))
 _REVERT_RESULT_STATES = frozenset((states.REVERTED, states.REVERT_FAILURE, states.REVERTING))
+
 
 def _new_uuid() -> str:
     """A random (version 4) UUID string, about four times cheaper than ``str(uuid4())``."""
