@@ -13,6 +13,7 @@ atom's scope. Engines precompute those provider lists at compile time and instal
 
 from __future__ import annotations
 
+import functools
 import random
 import threading
 from collections.abc import Callable, Iterable, Mapping
@@ -36,6 +37,23 @@ _INJECTOR = "_TaskFlow_INJECTOR"
 #: States in which an atom's execute result (or failure) can be read.
 _EXECUTE_RESULT_STATES = frozenset((states.SUCCESS, states.FAILURE, states.REVERTING))
 _REVERT_RESULT_STATES = frozenset((states.REVERTED, states.REVERT_FAILURE, states.REVERTING))
+
+
+@functools.cache
+def _detail_kind(cls: type) -> type[models.AtomDetail]:
+    from taskflow.retry import Retry
+    from taskflow.task import Task
+
+    if issubclass(cls, Retry):
+        return models.RetryDetail
+    if issubclass(cls, Task):
+        return models.TaskDetail
+    raise TypeError(f"Unknown atom type {cls} requested to ensure (not a task or a retry)")
+
+
+@functools.lru_cache(maxsize=64)
+def _version_text(version: tuple[int, ...]) -> str:
+    return ".".join(str(v) for v in version)
 
 
 def _new_uuid() -> str:
@@ -193,15 +211,7 @@ class Storage:
         return self.ensure_atoms([atom])[0]
 
     def _ensure_atom(self, atom: Atom, created: list[str]) -> str:
-        from taskflow.retry import Retry
-        from taskflow.task import Task
-
-        if isinstance(atom, Retry):
-            kind: type[models.AtomDetail] = models.RetryDetail
-        elif isinstance(atom, Task):
-            kind = models.TaskDetail
-        else:
-            raise TypeError(f"Unknown atom '{atom}' ({type(atom)}) requested to ensure")
+        kind = _detail_kind(type(atom))
         name = atom.name
         if not name:
             raise ValueError("An atom name must be provided (not empty)")
@@ -215,10 +225,13 @@ class Storage:
                 f" different type ({type(ad).__name__} instead of {kind.__name__})"
             )
         if ad.version is None:
-            ad.version = ".".join(str(v) for v in atom.version)
+            ad.version = _version_text(atom.version)
+        providers_of = self._providers
         for symbol, key in atom.save_as.items():
-            providers = self._providers.setdefault(symbol, [])
-            if (name, key) not in providers:
+            providers = providers_of.get(symbol)
+            if providers is None:
+                providers_of[symbol] = [(name, key)]
+            elif (name, key) not in providers:
                 providers.append((name, key))
         return ad.uuid
 

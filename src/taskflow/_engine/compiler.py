@@ -14,8 +14,9 @@ Every argument of every atom is resolved here to the ordered list of atoms that 
 from __future__ import annotations
 
 from collections import deque
-from dataclasses import dataclass, field
-from typing import TYPE_CHECKING, Any
+from collections.abc import Iterator
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Any, TypeAlias
 
 from taskflow import exceptions as exc
 from taskflow.atom import Atom
@@ -28,6 +29,28 @@ if TYPE_CHECKING:
     from taskflow.deciders import Depth
 
 __all__ = ["Binding", "Compilation", "Decider", "Plan", "compile_flow"]
+
+
+_RETRY_CLASSES: dict[type, bool] = {}
+_KINDS: dict[type, type | None] = {}
+
+
+def _is_retry(cls: type) -> bool:
+    """Whether ``cls`` is a retry controller (cached: ABC checks are slow per object)."""
+    known = _RETRY_CLASSES.get(cls)
+    if known is None:
+        known = _RETRY_CLASSES[cls] = issubclass(cls, Retry)
+    return known
+
+
+def _kind(cls: type) -> type | None:
+    """Flow, Atom or None for a child's class (cached, like :func:`_is_retry`)."""
+    try:
+        return _KINDS[cls]
+    except KeyError:
+        kind = Flow if issubclass(cls, Flow) else Atom if issubclass(cls, Atom) else None
+        _KINDS[cls] = kind
+        return kind
 
 
 @dataclass(slots=True)
@@ -56,18 +79,43 @@ class Decider:
     target_child: Any  # the child (atom or flow) the link points at
 
 
-@dataclass(slots=True)
 class _FlowInfo:
-    flow: Flow | None
-    start: int
-    end: int
-    retry: int  # node of the flow's retry, -1 if none
-    # child -> (start, end) nodes
-    spans: dict[int, tuple[int, int]] = field(default_factory=dict)
-    children: list[Any] = field(default_factory=list)
-    # child position -> positions of children linked after it
-    child_succ: dict[int, list[int]] = field(default_factory=dict)
-    child_pred: dict[int, list[int]] = field(default_factory=dict)
+    """One flow of the tree: its joins, retry, children and the links between them."""
+
+    __slots__ = ("_pred", "_succ", "children", "end", "flow", "links", "retry", "spans", "start")
+
+    def __init__(self, flow: Flow | None, start: int, end: int, retry: int) -> None:
+        self.flow = flow
+        self.start = start
+        self.end = end
+        self.retry = retry  # node of the flow's retry, -1 if none
+        self.spans: list[tuple[int, int]] = []  # child position -> (first, last) node
+        self.children: list[Any] = []
+        self.links: list[tuple[int, int]] = []  # (position, position) pairs
+        self._succ: dict[int, list[int]] | None = None
+        self._pred: dict[int, list[int]] | None = None
+
+    @property
+    def child_succ(self) -> dict[int, list[int]]:
+        """Child position -> positions linked after it (built on first use)."""
+        if self._succ is None:
+            self._succ = {}
+            for u, v in self.links:
+                self._succ.setdefault(u, []).append(v)
+        return self._succ
+
+    @property
+    def child_pred(self) -> dict[int, list[int]]:
+        """Child position -> positions linked before it (built on first use)."""
+        if self._pred is None:
+            self._pred = {}
+            for u, v in self.links:
+                self._pred.setdefault(v, []).append(u)
+        return self._pred
+
+
+#: A child's place in the tree, innermost first: ((flow index, position), outer path) | None.
+Path: TypeAlias = "tuple[tuple[int, int], Any] | None"
 
 
 class Plan:
@@ -75,6 +123,7 @@ class Plan:
 
     def __init__(self) -> None:
         self.atoms: list[Atom | None] = []  # per node: the atom, None for joins
+        self.is_retry: list[bool] = []  # per node: a retry controller?
         self.succ: list[list[int]] = []
         self.pred: list[list[int]] = []
         self.owner: list[int] = []  # per node: the retry node governing it, -1 for none
@@ -92,6 +141,7 @@ class Plan:
     def _add(self, atom: Atom | None, owner: int, flow_index: int) -> int:
         node = len(self.atoms)
         self.atoms.append(atom)
+        self.is_retry.append(atom is not None and _is_retry(type(atom)))
         self.succ.append([])
         self.pred.append([])
         self.owner.append(owner)
@@ -160,7 +210,7 @@ class _Compiler:
         # Per flow: symbol -> list of (child position, provider atom nodes latest first).
         self.flow_providers: list[dict[str, list[tuple[int, list[int]]]]] = []
         # Per node: chain of (flow index, child position) from innermost outward.
-        self.node_path: dict[int, list[tuple[int, int]]] = {}
+        self.node_path: dict[int, Any] = {}
 
     def compile(self, root: Flow | Atom) -> Plan:
         plan = self.plan
@@ -170,12 +220,12 @@ class _Compiler:
             info = _FlowInfo(None, -1, -1, -1)
             plan.flows.append(info)
             self.flow_providers.append({})
-            node = self._atom_node(root, -1, 0, [])
+            node = self._atom_node(root, -1, 0, None)
             info.children.append(root)
-            info.spans[0] = (node, node)
+            info.spans.append((node, node))
         elif isinstance(root, Flow):
             self._check_item(root)
-            self._flow(root, -1, [])
+            self._flow(root, -1, None)
         else:
             raise TypeError(f"Unknown object '{root}' ({type(root)}) requested to compile")
         self._bind_all()
@@ -186,9 +236,7 @@ class _Compiler:
             raise ValueError(f"Already compiled item '{item}' ({type(item)}), duplicate flow/atom")
         self.seen.add(id(item))
 
-    def _atom_node(
-        self, atom: Atom, owner: int, flow_index: int, path: list[tuple[int, int]]
-    ) -> int:
+    def _atom_node(self, atom: Atom, owner: int, flow_index: int, path: Any) -> int:
         plan = self.plan
         if atom.name in plan.by_name:
             raise exc.Duplicate(f"Atoms with duplicate names found: ['{atom.name}']")
@@ -197,7 +245,7 @@ class _Compiler:
         self.node_path[node] = path
         return node
 
-    def _flow(self, flow: Flow, owner: int, path: list[tuple[int, int]]) -> tuple[int, int]:
+    def _flow(self, flow: Flow, owner: int, path: Path) -> tuple[int, int]:
         plan = self.plan
         index = len(plan.flows)
         start = plan._add(None, owner, index)
@@ -214,59 +262,108 @@ class _Compiler:
             entry = info.retry = self._atom_node(retry, owner, index, path)
             plan._link(start, entry)
             inner_owner = entry
-        children = [child for child, _meta in flow.iter_nodes()]
+        children: list[Any] = [child for child, _meta in flow.iter_nodes()]
         info.children = children
-        position = {id(child): pos for pos, child in enumerate(children)}
+        spans = info.spans
+        seen = self.seen
+        by_name = plan.by_name
+        node_path = self.node_path
+        node_pos = plan.node_pos
+        atoms = plan.atoms
+        # The per-atom work below is _add() and _atom_node() inlined: flows of thousands of
+        # atoms spend most of their compile time in this loop.
+        succ, pred, owners, node_flow = plan.succ, plan.pred, plan.owner, plan.node_flow
+        is_retry, atom_nodes = plan.is_retry, plan.atom_nodes
         for pos, child in enumerate(children):
-            self._check_item(child)
-            child_path = [(index, pos), *path]
-            if isinstance(child, Flow):
-                first, last = self._flow(child, inner_owner, child_path)
-                provided = [n for n in range(last, first - 1, -1) if plan.atoms[n] is not None]
-            elif isinstance(child, Atom):
-                first = last = self._atom_node(child, inner_owner, index, child_path)
-                plan.node_pos[first] = (index, pos)
-                provided = [first]
+            key = id(child)
+            if key in seen:
+                raise ValueError(
+                    f"Already compiled item '{child}' ({type(child)}), duplicate flow/atom"
+                )
+            seen.add(key)
+            where = (index, pos)
+            kind = _kind(type(child))
+            if kind is Atom:
+                name = child.name
+                if name in by_name:
+                    raise exc.Duplicate(f"Atoms with duplicate names found: ['{name}']")
+                node = len(atoms)
+                atoms.append(child)
+                succ.append([])
+                pred.append([])
+                owners.append(inner_owner)
+                node_flow.append(index)
+                is_retry.append(_is_retry(type(child)))
+                atom_nodes.append(node)
+                by_name[name] = node
+                node_path[node] = (where, path)
+                node_pos[node] = where
+                spans.append((node, node))
+                for symbol in child.save_as:
+                    entries = providers.get(symbol)
+                    if entries is None:
+                        providers[symbol] = [(pos, [node])]
+                    else:
+                        entries.append((pos, [node]))
+            elif kind is Flow:
+                first, last = self._flow(child, inner_owner, (where, path))
+                spans.append((first, last))
+                symbols: dict[str, list[int]] = {}
+                for node in range(last, first - 1, -1):
+                    atom = atoms[node]
+                    if atom is not None:
+                        for symbol in atom.save_as:
+                            symbols.setdefault(symbol, []).append(node)
+                for symbol, nodes in symbols.items():
+                    providers.setdefault(symbol, []).append((pos, nodes))
             else:
                 raise TypeError(f"Unknown object '{child}' ({type(child)}) requested to compile")
-            info.spans[pos] = (first, last)
-            symbols: dict[str, list[int]] = {}
-            for node in provided:
-                atom = plan.atoms[node]
-                assert atom is not None
-                for symbol in atom.save_as:
-                    symbols.setdefault(symbol, []).append(node)
-            for symbol, nodes in symbols.items():
-                providers.setdefault(symbol, []).append((pos, nodes))
         end = plan._add(None, inner_owner, index)
         info.end = end
         if inner_owner != owner:
             plan.scope_end[inner_owner] = end
-        has_in: set[int] = set()
-        has_out: set[int] = set()
+        links = info.links
+        linked_in = [False] * len(children)
+        linked_out = [False] * len(children)
+        position: dict[int, int] | None = None
+        last_pos = -1
         for u, v, meta in flow.iter_links():
-            pu, pv = position[id(u)], position[id(v)]
-            has_out.add(pu)
-            has_in.add(pv)
-            info.child_succ.setdefault(pu, []).append(pv)
-            info.child_pred.setdefault(pv, []).append(pu)
-            target = info.spans[pv][0]
-            plan._link(info.spans[pu][1], target)
+            # Linear flows link consecutive children: guess the next pair before hashing.
+            if last_pos + 1 < len(children) and children[last_pos + 1] is u:
+                pu = last_pos + 1
+            else:
+                if position is None:
+                    position = {id(child): p for p, child in enumerate(children)}
+                pu = position[id(u)]
+            if pu + 1 < len(children) and children[pu + 1] is v:
+                pv = pu + 1
+            else:
+                if position is None:
+                    position = {id(child): p for p, child in enumerate(children)}
+                pv = position[id(v)]
+            last_pos = pu
+            linked_out[pu] = True
+            linked_in[pv] = True
+            links.append((pu, pv))
+            target = spans[pv][0]
+            source = spans[pu][1]
+            succ[source].append(target)
+            pred[target].append(source)
             decider = meta.get("decider") if meta else None
             if decider is not None:
                 from taskflow.deciders import Depth
 
-                first, last = info.spans[pu]
+                first, last = spans[pu]
                 sources = tuple(plan.atoms_between(first, last))
                 depth = meta.get("decider_depth") or Depth.ALL
                 plan.deciders.setdefault(target, []).append(
                     Decider(target, sources, decider, Depth.translate(depth), index, v)
                 )
         for pos in range(len(children)):
-            first, last = info.spans[pos]
-            if pos not in has_in:
+            first, last = spans[pos]
+            if not linked_in[pos]:
                 plan._link(entry, first)
-            if pos not in has_out:
+            if not linked_out[pos]:
                 plan._link(last, end)
         if not children:
             plan._link(entry, end)
@@ -300,8 +397,14 @@ class _Compiler:
                     return order[target]
             return None
 
+        def levels(node: int) -> Iterator[tuple[int, int]]:
+            cell = self.node_path[node]
+            while cell is not None:
+                where, cell = cell
+                yield where
+
         def providers_for(node: int, symbol: str) -> tuple[tuple[int, Any, bool], ...]:
-            for flow_index, pos in self.node_path[node]:
+            for flow_index, pos in levels(node):
                 found: list[tuple[int, int]] = []
                 for child_pos, nodes in self.flow_providers[flow_index].get(symbol, ()):
                     if child_pos == pos:
@@ -321,21 +424,46 @@ class _Compiler:
                     for n in level:
                         atom = plan.atoms[n]
                         assert atom is not None
-                        result.append((n, atom.save_as[symbol], isinstance(atom, Retry)))
+                        result.append((n, atom.save_as[symbol], plan.is_retry[n]))
                     return tuple(result)
             return ()
 
+        empty: tuple[Binding, ...] = ()
         for node in plan.atom_nodes:
             atom = plan.atoms[node]
             assert atom is not None
-            plan.bindings[node] = tuple(
-                Binding(arg, symbol, symbol in atom.optional, providers_for(node, symbol))
-                for arg, symbol in atom.rebind.items()
+            if not atom.rebind and not atom.revert_rebind:
+                plan.bindings[node] = plan.revert_bindings[node] = empty
+                continue
+            found: dict[str, tuple[tuple[int, Any, bool], ...]] = {}
+
+            def lookup(
+                symbol: str, node: int = node, found: dict[str, Any] = found
+            ) -> tuple[tuple[int, Any, bool], ...]:
+                providers = found.get(symbol)
+                if providers is None:
+                    providers = found[symbol] = providers_for(node, symbol)
+                return providers
+
+            rebind = atom.rebind
+            plan.bindings[node] = (
+                tuple(
+                    Binding(arg, symbol, symbol in atom.optional, lookup(symbol))
+                    for arg, symbol in rebind.items()
+                )
+                if rebind
+                else empty
             )
-            plan.revert_bindings[node] = tuple(
-                Binding(arg, symbol, symbol in atom.revert_optional, providers_for(node, symbol))
-                for arg, symbol in atom.revert_rebind.items()
-            )
+            revert_rebind = atom.revert_rebind
+            if not revert_rebind:
+                plan.revert_bindings[node] = empty
+            elif revert_rebind == rebind and set(atom.revert_optional) == set(atom.optional):
+                plan.revert_bindings[node] = plan.bindings[node]
+            else:
+                plan.revert_bindings[node] = tuple(
+                    Binding(arg, symbol, symbol in atom.revert_optional, lookup(symbol))
+                    for arg, symbol in revert_rebind.items()
+                )
 
 
 def compile_flow(root: Flow | Atom) -> Plan:

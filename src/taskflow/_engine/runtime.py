@@ -27,7 +27,7 @@ from __future__ import annotations
 import queue
 import threading
 import time
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, cast
 
 from taskflow import exceptions as exc
 from taskflow import states
@@ -51,6 +51,7 @@ __all__ = ["Runner"]
 _SUCCESS = states.SUCCESS
 _FAILURE = states.FAILURE
 _IGNORE = states.IGNORE
+_RUNNING = states.RUNNING
 _EXECUTE = states.EXECUTE
 _REVERT = states.REVERT
 _RETRY = states.RETRY
@@ -107,7 +108,10 @@ class Runner:
         self.injections: dict[int, dict[str, Any]] = {}
         # Execute failures by atom name (what reverts receive as ``flow_failures``).
         self.failures: dict[str, Failure] = {}
-        self.statistics: dict[str, Any] = {}
+        # None when nothing is persisted (no backend): the hot path then skips the call.
+        self._save = storage._save_atom if storage._connection is not None else None
+        #: Time spent in each of the machine's working states (engine statistics).
+        self.seconds = dict.fromkeys(("analyzing", "resuming", "scheduling", "waiting"), 0.0)
 
     # -- notifications -----------------------------------------------------------------------
 
@@ -161,52 +165,62 @@ class Runner:
         plan = self.plan
         ads = self.ads
         done = self.done
+        remaining = self.remaining
+        preds_of = plan.pred
+        is_retry = plan.is_retry
         injected_names = self.storage.injected_atom_names()
-        for node, atom in enumerate(plan.atoms):
-            ad = ads[node]
-            if ad is None:
-                preds = plan.pred[node]
-                done[node] = all(done[p] for p in preds)
-                continue
-            if atom is not None and atom.name in injected_names:
-                self.injections[node] = self.storage.atom_injections(atom.name)
-            if ad.state is None:
-                ad.state = states.PENDING
-            if (
-                ad.intention == _IGNORE
-                or ad.state == _IGNORE
-                or (ad.state == _SUCCESS and ad.intention == _EXECUTE)
-            ):
-                done[node] = True
-        for node in range(len(plan.atoms)):
-            self.remaining[node] = sum(1 for p in plan.pred[node] if not done[p])
-        # Scopes caught mid-revert (or retry) continue from where they were.
         scopes: list[range] = []
         covered: set[int] = set()
-        for node in plan.atom_nodes:
+        reverting: list[int] = []
+        unresolved = []
+        # One pass in node order (a topological order): done flags, then each node's count of
+        # unfinished predecessors, which are all numbered before it.
+        for node, atom in enumerate(plan.atoms):
+            preds = preds_of[node]
+            count = 0
+            for p in preds:
+                if not done[p]:
+                    count += 1
+            remaining[node] = count
             ad = ads[node]
-            assert ad is not None
-            if isinstance(plan.atoms[node], Retry) and ad.intention in (_RETRY, _REVERT):
+            if ad is None:
+                done[node] = count == 0
+                continue
+            state = ad.state
+            intention = ad.intention
+            if state is None:
+                ad.state = state = states.PENDING
+            if atom is not None and atom.name in injected_names:
+                self.injections[node] = self.storage.atom_injections(atom.name)
+            if intention == _EXECUTE:
+                if state == _SUCCESS:
+                    done[node] = True
+                elif state == _FAILURE:
+                    unresolved.append(node)
+                elif state == _IGNORE:
+                    done[node] = True
+                continue
+            if intention == _IGNORE or state == _IGNORE:
+                done[node] = True
+            elif is_retry[node] and intention in (_RETRY, _REVERT):
+                # Scopes caught mid-revert (or retry) continue from where they were.
                 span = plan.scope(node)
-                scope = span if ad.intention == _RETRY else range(node, span.stop)
+                scope = span if intention == _RETRY else range(node, span.stop)
                 scopes.append(scope)
                 covered.update(scope)
-        for node in plan.atom_nodes:
-            ad = ads[node]
-            assert ad is not None
-            if ad.intention == _REVERT and node not in covered:
-                scopes = [range(len(plan.atoms))]
-                break
-        unresolved = []
-        for node in plan.atom_nodes:
+            elif intention == _REVERT:
+                reverting.append(node)
+            if ad.failure is not None:
+                self.failures[ad.name] = ad.failure
+        for node in unresolved:
             ad = ads[node]
             assert ad is not None
             if ad.failure is not None:
                 self.failures[ad.name] = ad.failure
-                if ad.state == _FAILURE and ad.intention == _EXECUTE:
-                    unresolved.append(node)
-            # An atom left RUNNING with intention EXECUTE was interrupted mid-call: it is not
-            # done, so it runs again once its predecessors are (they are, or it wouldn't run).
+        if any(node not in covered for node in reverting):
+            scopes = [range(len(plan.atoms))]
+        # An atom left RUNNING with intention EXECUTE was interrupted mid-call: it is not
+        # done, so it runs again once its predecessors are.
         for scope in scopes:
             self._mark_revert(scope, persist=False)
         if scopes:
@@ -391,6 +405,9 @@ class Runner:
             ready.sort(key=lambda n: -(getattr(plan.atoms[n], "priority", 0) or 0))
         executor = self.executor
         inline = executor.inline
+        save = self._save
+        atom_notifier = self.atom_notifier
+        in_flight = self.in_flight
         for node in ready:
             if self.done[node] or self.rev_mode[node] or node in self.in_flight:
                 continue
@@ -410,28 +427,45 @@ class Runner:
             if ad.intention == _IGNORE or ad.state == _IGNORE:
                 self._finish_forward(node)
                 continue
-            is_retry = isinstance(atom, Retry)
+            is_retry = plan.is_retry[node]
             try:
-                kwargs = self._fetch_args(node, plan.bindings[node])
+                kwargs = self._fetch_args(node, plan.bindings[node]) if plan.bindings[node] else {}
             except exc.NotFound:
                 self._set_state(node, states.RUNNING)
                 completed.append((node, "execute", (False, Failure(), None)))
                 continue
-            if not is_retry:
-                ad.meta["progress"] = 0.0
-            self._set_state(node, states.RUNNING)
             if is_retry:
+                self._set_state(node, states.RUNNING)
                 kwargs["history"] = self._history(node)
                 from taskflow._engine.executors import call_atom
 
                 outcome = call_atom(atom.execute, atom.pre_execute, atom.post_execute, kwargs)
                 completed.append((node, "execute", outcome))
                 continue
-            if isinstance(atom, Task) and atom.notifier:
-                atom.notifier.notify(EVENT_UPDATE_PROGRESS, {"progress": 0.0})
-            self.in_flight.add(node)
+            # The RUNNING record (with progress 0.0) is written before the call starts.
+            ad.meta["progress"] = 0.0
+            old = ad.state
+            ad.state = _RUNNING
+            if save is not None:
+                save(ad)
+            if atom_notifier:
+                self._notify_atom(node, _RUNNING, old)
+            notifier = atom.notifier  # type: ignore[attr-defined]
+            if notifier:
+                notifier.notify(EVENT_UPDATE_PROGRESS, {"progress": 0.0})
+            in_flight.add(node)
             if inline:
-                completed.append((node, "execute", executor.submit(node, atom, "execute", kwargs)))
+                # Called right here: the serial engine's whole executor is these lines.
+                try:
+                    atom.pre_execute()
+                    try:
+                        result = atom.execute(**kwargs)
+                    finally:
+                        atom.post_execute()
+                except Exception:
+                    completed.append((node, "execute", (False, Failure(), None)))
+                else:
+                    completed.append((node, "execute", (True, result, None)))
             else:
                 executor.submit((node, "execute"), atom, "execute", kwargs)
         rev_ready = self.rev_ready
@@ -453,10 +487,11 @@ class Runner:
             return
         self.in_flight.discard(node)
         atom = self.plan.atoms[node]
-        if events and atom is not None and isinstance(atom, Task):
+        if events and atom is not None and not self.plan.is_retry[node]:
             # Replay what the task emitted in a child process, as if it happened here.
+            notifier = cast("Task", atom).notifier
             for event, details in events:
-                atom.notifier.notify(event, details)
+                notifier.notify(event, details)
                 if event == EVENT_UPDATE_PROGRESS and "progress" in details:
                     self._record_progress(node, details["progress"])
         if action == "execute":
@@ -471,12 +506,14 @@ class Runner:
         assert ad is not None
         old = ad.state
         if ok:
-            if not isinstance(atom, Retry):
+            is_task = not self.plan.is_retry[node]
+            if is_task:
                 ad.meta["progress"] = 1.0
             ad.put(_SUCCESS, value)
-            self.storage._save_atom(ad)
-            if isinstance(atom, Task) and atom.notifier:
-                atom.notifier.notify(EVENT_UPDATE_PROGRESS, {"progress": 1.0})
+            if self._save is not None:
+                self._save(ad)
+            if is_task and atom.notifier:  # type: ignore[attr-defined]
+                atom.notifier.notify(EVENT_UPDATE_PROGRESS, {"progress": 1.0})  # type: ignore[attr-defined]
             if self.atom_notifier:
                 self._notify_atom(node, _SUCCESS, old, value)
             if self.rev_mode[node]:
@@ -742,38 +779,50 @@ class Runner:
         """Yield the engine machine's states while running the plan (see the module docs)."""
         executor = self.executor
         completions: queue.SimpleQueue[tuple[Any, tuple[bool, Any, Any]]] = queue.SimpleQueue()
-        tasks = [a for a in self.plan.atoms if isinstance(a, Task)]
+        plan = self.plan
+        tasks = cast(
+            "list[Task]",
+            [a for n, a in enumerate(plan.atoms) if a is not None and not plan.is_retry[n]],
+        )
         sink = self._progress_sink(completions)
         for task in tasks:
             task._progress_sink = sink
         executor.start(completions)
-        stats = self.statistics
+        seconds = self.seconds
+        clock = time.monotonic
         try:
-            stats["awaiting"] = 0
+            started = clock()
             suspend = yield states.RESUMING
             if suspend:
                 self.request_suspend()
+            seconds["resuming"] += clock() - started
             while True:
                 suspend = yield states.SCHEDULING
                 if suspend:
                     self.request_suspend()
+                t0 = clock()
                 inline = self._schedule()
+                t1 = clock()
                 suspend = yield states.WAITING
                 if suspend:
                     self.request_suspend()
+                t2 = clock()
                 if not inline:
                     inline = self._wait(completions, timeout)
+                t3 = clock()
                 suspend = yield states.ANALYZING
                 if suspend:
                     self.request_suspend()
+                t4 = clock()
                 for node, action, outcome in inline:
                     self._complete(node, action, outcome)
-                while True:
-                    try:
-                        (node, action), outcome = completions.get_nowait()
-                    except queue.Empty:
-                        break
+                while not completions.empty():
+                    (node, action), outcome = completions.get()
                     self._complete(node, action, outcome)
+                t5 = clock()
+                seconds["scheduling"] += t1 - t0
+                seconds["waiting"] += t3 - t2
+                seconds["analyzing"] += t5 - t4
                 if self._has_work():
                     continue
                 if self.in_flight or self.delayed:
@@ -782,12 +831,17 @@ class Runner:
                         suspend = yield states.WAITING
                         if suspend:
                             self.request_suspend()
+                        t2 = clock()
                         got = self._wait(completions, timeout)
+                        t3 = clock()
                         suspend = yield states.ANALYZING
                         if suspend:
                             self.request_suspend()
+                        t4 = clock()
                         for node, action, outcome in got:
                             self._complete(node, action, outcome)
+                        seconds["waiting"] += t3 - t2
+                        seconds["analyzing"] += clock() - t4
                     if self._has_work():
                         continue
                 break
@@ -834,11 +888,8 @@ class Runner:
         except queue.Empty:
             return got
         got.append((node, action, outcome))
-        while True:
-            try:
-                (node, action), outcome = completions.get_nowait()
-            except queue.Empty:
-                break
+        while not completions.empty():
+            (node, action), outcome = completions.get()
             got.append((node, action, outcome))
         return got
 

@@ -28,8 +28,6 @@ if TYPE_CHECKING:
 
 __all__ = ["ActionEngine", "ParallelActionEngine", "SerialActionEngine"]
 
-_SECONDS_KEYS = ("analyzing", "resuming", "scheduling", "waiting")
-
 
 def _as_bool(value: Any) -> bool:
     if isinstance(value, str):
@@ -123,7 +121,11 @@ class ActionEngine(base.Engine):
         failures: list[exc.MissingDependencies] = []
         missing: set[str] = set()
         injected_names = storage.injected_atom_names()
+        bindings_of = plan.bindings
+        revert_bindings_of = plan.revert_bindings
         for node in plan.atom_nodes:
+            if not bindings_of[node] and not revert_bindings_of[node]:
+                continue
             atom = plan.atoms[node]
             assert atom is not None
             injected = storage.atom_injections(atom.name) if atom.name in injected_names else {}
@@ -249,24 +251,10 @@ class ActionEngine(base.Engine):
         )
         self._runner = runner
         started = time.monotonic()
-        seconds = dict.fromkeys(_SECONDS_KEYS, 0.0)
         try:
             self._change_flow_state(states.RUNNING)
             runner.prepare()
-            machine = runner.run_iter(timeout)
-            state = next(machine)
-            last = time.monotonic()
-            while True:
-                sent = yield state
-                now = time.monotonic()
-                key = state.lower()
-                if key in seconds:
-                    seconds[key] += now - last
-                last = now
-                try:
-                    state = machine.send(sent)
-                except StopIteration:
-                    break
+            yield from runner.run_iter(timeout)
             final = runner.final_state()
             self._change_flow_state(final)
             yield final
@@ -282,7 +270,7 @@ class ActionEngine(base.Engine):
             self._runner = None
             if self._gather_statistics:
                 self._statistics = {
-                    "seconds_per_state": seconds,
+                    "seconds_per_state": dict(runner.seconds),
                     "discarded_failures": 0,
                     "awaiting": 0,
                     "completed": sum(
