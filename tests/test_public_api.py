@@ -29,7 +29,8 @@ def _load_probe() -> Any:
     # Loaded by path: the helper doubles as a script run under upstream's interpreter, so it
     # must not depend on how pytest puts tests/ on sys.path.
     spec = importlib.util.spec_from_file_location("_public_api_probe", _HELPER)
-    assert spec is not None and spec.loader is not None
+    assert spec is not None
+    assert spec.loader is not None
     module = importlib.util.module_from_spec(spec)
     sys.modules[spec.name] = module
     spec.loader.exec_module(module)
@@ -152,7 +153,7 @@ def signature_problems(upstream: list[list[Any]], ours: list[list[Any]] | None) 
 def _check_signatures(
     owner: str, upstream: dict[str, list[list[Any]]], ours: dict[str, list[list[Any]]]
 ) -> list[str]:
-    errors = []
+    errors: list[str] = []
     for name, sig in upstream.items():
         key = f"{owner}:{name}"
         if key in REMOVED_ON_PURPOSE or key in SIGNATURE_EXCEPTIONS:

@@ -1,0 +1,287 @@
+"""Fetch upstream TaskFlow's example programs and run them, black-box, against this tree.
+
+The examples are never copied into the repository: the published 6.5.0 wheel is downloaded
+with pip into a cache directory outside it (``~/.cache/taskflow-tests`` unless
+``TASKFLOW_TEST_UPSTREAM_CACHE`` says otherwise), only ``taskflow/examples/`` is extracted from
+it, and the two third-party libraries the examples import themselves (oslo.utils, futurist) are
+installed next to it with ``pip install --target``. Each example then runs unchanged in a child
+interpreter whose ``PYTHONPATH`` puts our ``src`` directory first.
+
+A tiny ``sitecustomize`` on that path records, when each interpreter exits, which file
+``taskflow`` was imported from, so a test can prove the example really ran on our package and
+not on an upstream copy that happened to be importable.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import dataclasses
+import fcntl
+import os
+import re
+import shutil
+import signal
+import subprocess
+import sys
+import tempfile
+import zipfile
+from collections.abc import Iterator
+from pathlib import Path
+
+__all__ = [
+    "UPSTREAM_VERSION",
+    "SRC_DIR",
+    "ExampleRun",
+    "UnavailableError",
+    "Upstream",
+    "cache_dir",
+    "mask_addresses",
+    "mask_uuids",
+    "prepare",
+    "run_example",
+]
+
+UPSTREAM_VERSION = "6.5.0"
+REPO_ROOT = Path(__file__).resolve().parents[2]
+SRC_DIR = REPO_ROOT / "src"
+
+_UUID = re.compile(r"[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}")
+_ADDRESS = re.compile(r"0x[0-9a-fA-F]+")
+_PROBE_ENV = "TASKFLOW_EXAMPLE_PROBE"
+# Written into the cache, never into the repository. It shadows any other sitecustomize for
+# the example interpreters only, which is harmless for these programs.
+_PROBE_SOURCE = f'''\
+import atexit
+import os
+import sys
+
+_OUT = os.environ.get("{_PROBE_ENV}")
+
+
+def _record():
+    module = sys.modules.get("taskflow")
+    path = getattr(module, "__file__", None)
+    with open(_OUT, "a", encoding="utf-8") as stream:
+        stream.write("%d %s\\n" % (os.getpid(), path))
+
+
+if _OUT:
+    atexit.register(_record)
+'''
+
+
+class UnavailableError(RuntimeError):
+    """The upstream wheel or the examples' own dependencies could not be obtained."""
+
+
+@dataclasses.dataclass(frozen=True)
+class Upstream:
+    """Where the prepared upstream material lives.
+
+    Attributes:
+        examples: the extracted ``taskflow/examples`` directory.
+        deps: the ``pip --target`` directory holding oslo.utils, futurist and their deps.
+        probe: the directory holding the recording ``sitecustomize``.
+    """
+
+    examples: Path
+    deps: Path
+    probe: Path
+
+
+@dataclasses.dataclass(frozen=True)
+class ExampleRun:
+    """Outcome of one example run.
+
+    Attributes:
+        returncode: exit status of the example's interpreter.
+        stdout: everything it printed on standard output.
+        stderr: everything it printed on standard error.
+        taskflow_files: ``pid -> file`` that ``taskflow`` came from, per recorded interpreter.
+        main_pid: pid of the example's own interpreter (children may have recorded too).
+    """
+
+    returncode: int
+    stdout: str
+    stderr: str
+    taskflow_files: dict[int, str]
+    main_pid: int
+
+
+def cache_dir() -> Path:
+    """The cache directory (created), refusing any location inside the repository."""
+    configured = os.environ.get("TASKFLOW_TEST_UPSTREAM_CACHE")
+    base = Path(configured) if configured else Path.home() / ".cache" / "taskflow-tests"
+    base = base.expanduser().resolve()
+    if base == REPO_ROOT or REPO_ROOT in base.parents:
+        # Upstream files must never land where they could be committed.
+        raise ValueError(f"upstream cache {base} must be outside the repository {REPO_ROOT}")
+    base.mkdir(parents=True, exist_ok=True)
+    return base
+
+
+@contextlib.contextmanager
+def _locked(base: Path) -> Iterator[None]:
+    # Several pytest processes (xdist workers, parallel runs) may prepare the cache at once.
+    with open(base / ".lock", "w", encoding="utf-8") as lock:
+        fcntl.flock(lock, fcntl.LOCK_EX)
+        try:
+            yield
+        finally:
+            fcntl.flock(lock, fcntl.LOCK_UN)
+
+
+def _pip(*args: str, timeout: float) -> None:
+    command = [sys.executable, "-m", "pip", *args]
+    try:
+        done = subprocess.run(
+            command, capture_output=True, text=True, timeout=timeout, check=False
+        )
+    except subprocess.TimeoutExpired as err:
+        raise UnavailableError(f"{' '.join(command)} timed out after {timeout}s") from err
+    if done.returncode != 0:
+        tail = "\n".join((done.stderr or done.stdout).strip().splitlines()[-5:])
+        raise UnavailableError(f"{' '.join(command)} failed ({done.returncode}):\n{tail}")
+
+
+def _examples(base: Path) -> Path:
+    target = base / f"taskflow-{UPSTREAM_VERSION}"
+    examples = target / "taskflow" / "examples"
+    if (target / ".complete").exists():
+        return examples
+    wheels = base / "wheels"
+    wheel = next(iter(sorted(wheels.glob(f"taskflow-{UPSTREAM_VERSION}-*.whl"))), None)
+    if wheel is None:
+        _pip(
+            "download",
+            "--no-deps",
+            "--only-binary=:all:",
+            f"taskflow=={UPSTREAM_VERSION}",
+            "-d",
+            str(wheels),
+            timeout=300,
+        )
+        wheel = next(iter(sorted(wheels.glob(f"taskflow-{UPSTREAM_VERSION}-*.whl"))), None)
+        if wheel is None:
+            raise UnavailableError(f"pip reported success but left no wheel in {wheels}")
+    # Extract beside the final place, then rename: a half-extracted tree is never used.
+    staging = Path(tempfile.mkdtemp(prefix="extract-", dir=base))
+    try:
+        with zipfile.ZipFile(wheel) as archive:
+            members = [n for n in archive.namelist() if n.startswith("taskflow/examples/")]
+            if not members:
+                raise UnavailableError(f"{wheel.name} holds no taskflow/examples/")
+            archive.extractall(staging, members)
+        (staging / ".complete").write_text(wheel.name + "\n", encoding="utf-8")
+        shutil.rmtree(target, ignore_errors=True)
+        staging.rename(target)
+    finally:
+        shutil.rmtree(staging, ignore_errors=True)
+    return examples
+
+
+def _deps(base: Path) -> Path:
+    # Compiled wheels (psutil, PyYAML, wrapt) are interpreter specific.
+    tag = f"cp{sys.version_info.major}{sys.version_info.minor}"
+    target = base / f"deps-{tag}"
+    if (target / ".complete").exists():
+        return target
+    staging = Path(tempfile.mkdtemp(prefix="deps-", dir=base))
+    try:
+        _pip(
+            "install",
+            "--quiet",
+            "--no-warn-script-location",
+            "--target",
+            str(staging),
+            "oslo.utils",
+            "futurist",
+            timeout=600,
+        )
+        if (staging / "taskflow").exists():
+            raise UnavailableError("installing oslo.utils/futurist pulled in upstream taskflow")
+        (staging / ".complete").write_text("oslo.utils futurist\n", encoding="utf-8")
+        shutil.rmtree(target, ignore_errors=True)
+        staging.rename(target)
+    finally:
+        shutil.rmtree(staging, ignore_errors=True)
+    return target
+
+
+def prepare() -> Upstream:
+    """Download/extract/install what is missing in the cache and say where it is.
+
+    Raises:
+        UnavailableError: pip could not fetch the wheel or the examples' dependencies.
+    """
+    base = cache_dir()
+    with _locked(base):
+        examples = _examples(base)
+        deps = _deps(base)
+        probe = base / "probe"
+        probe.mkdir(exist_ok=True)
+        (probe / "sitecustomize.py").write_text(_PROBE_SOURCE, encoding="utf-8")
+    return Upstream(examples=examples, deps=deps, probe=probe)
+
+
+def run_example(
+    upstream: Upstream, name: str, cwd: Path, *, timeout: float = 120.0
+) -> ExampleRun:
+    """Run ``<name>.py`` unchanged from the extracted examples, with our package first.
+
+    Args:
+        upstream: what :func:`prepare` returned.
+        name: example name without ``.py``.
+        cwd: working directory of the run (examples may write files there).
+        timeout: seconds before the whole process group is killed and ``TimeoutError`` raised.
+    """
+    script = upstream.examples / f"{name}.py"
+    if not script.is_file():
+        raise FileNotFoundError(script)
+    probe_file = cwd / ".taskflow-probe"
+    env = dict(os.environ)
+    env["PYTHONPATH"] = os.pathsep.join(str(p) for p in (SRC_DIR, upstream.deps, upstream.probe))
+    env[_PROBE_ENV] = str(probe_file)
+    # A new session lets a timeout take down worker processes the example started.
+    with subprocess.Popen(
+        [sys.executable, str(script)],
+        cwd=cwd,
+        env=env,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        start_new_session=True,
+    ) as proc:
+        try:
+            out, err = proc.communicate(timeout=timeout)
+        except subprocess.TimeoutExpired:
+            with contextlib.suppress(ProcessLookupError):
+                os.killpg(proc.pid, signal.SIGKILL)
+            out, err = proc.communicate()
+            raise TimeoutError(
+                f"example {name} still running after {timeout}s; output so far:\n"
+                + out.decode("utf-8", "replace")
+                + err.decode("utf-8", "replace")
+            ) from None
+    files: dict[int, str] = {}
+    if probe_file.exists():
+        for line in probe_file.read_text(encoding="utf-8").splitlines():
+            pid, _, path = line.partition(" ")
+            files[int(pid)] = path
+    return ExampleRun(
+        returncode=proc.returncode,
+        stdout=out.decode("utf-8", "replace"),
+        stderr=err.decode("utf-8", "replace"),
+        taskflow_files=files,
+        main_pid=proc.pid,
+    )
+
+
+def mask_uuids(text: str, names: dict[str, str] | None = None) -> str:
+    """Replace UUIDs by ``<name>`` when known in ``names``, else by ``<uuid>``."""
+    known = names or {}
+    return _UUID.sub(lambda m: f"<{known.get(m.group(0), 'uuid')}>", text)
+
+
+def mask_addresses(text: str) -> str:
+    """Replace ``0x…`` object addresses (default ``repr`` of objects) by ``0x?``."""
+    return _ADDRESS.sub("0x?", text)
