@@ -85,12 +85,6 @@ SIGNATURE_EXCEPTIONS: dict[str, str] = {
     "taskflow.types.tree:FrozenNode": (
         "an exception class; ours keeps Exception's constructor, which accepts any arguments"
     ),
-    # Upstream's abstract Connection names these parameters ad_uuid/fd_uuid, but its own
-    # backends (impl_memory included) name them atom_uuid/flow_uuid; we follow the backends,
-    # which are what callers actually call.
-    "taskflow.persistence.base.Connection:get_atom_details": "upstream base/backends disagree",
-    "taskflow.persistence.base.Connection:get_atoms_for_flow": "upstream base/backends disagree",
-    "taskflow.persistence.base.Connection:get_flow_details": "upstream base/backends disagree",
 }
 
 # Parameter kinds, as recorded by the probe.

@@ -72,6 +72,12 @@ def test_history_caused_by():
     assert hist.caused_by(KeyError, index=1) is True
 
 
+def test_history_caused_by_takes_exception_cls_by_keyword():
+    hist = retry.History([(1, {"t1": failure_of(ValueError("a"))})])
+    assert hist.caused_by(exception_cls=ValueError) is True
+    assert hist.caused_by(exception_cls="TypeError", index=0) is False
+
+
 def test_history_caused_by_retry_failure():
     own = failure_of(TypeError("c"))
     hist = retry.History([(1, {})], failure=own)

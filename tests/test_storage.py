@@ -6,6 +6,7 @@ import pytest
 
 from taskflow import exceptions as exc
 from taskflow import retry, states, task
+from taskflow import storage as storage_module
 from taskflow.persistence import backends, models
 from taskflow.storage import Storage
 from taskflow.types.failure import Failure
@@ -226,6 +227,27 @@ def test_task_progress(storage, backend, flow_detail):
     assert storage.get_task_progress("a") == 0.7
     assert storage.get_task_progress_details("a") == {"at_progress": 0.7, "details": {"k": 1}}
     assert saved_atom(backend, flow_detail, "a").meta["progress"] == 0.7
+
+
+def test_meta_key_constants_are_the_keys_storage_writes(storage, backend, flow_detail):
+    storage.ensure_atoms([Noop("a")])
+    storage.set_task_progress("a", 0.5, {"k": 1})
+    storage.inject_atom_args("a", {"x": 1}, transient=False)
+    meta = saved_atom(backend, flow_detail, "a").meta
+    assert meta[storage_module.META_PROGRESS] == 0.5
+    assert meta[storage_module.META_PROGRESS_DETAILS]["details"] == {"k": 1}
+    assert meta[storage_module.META_INJECTED] == {"x": 1}
+
+
+def test_result_state_and_retry_constants():
+    assert storage_module.STATES_WITH_RESULTS == (
+        states.FAILURE,
+        states.REVERTED,
+        states.REVERTING,
+        states.REVERT_FAILURE,
+        states.SUCCESS,
+    )
+    assert (storage_module.RETRY_ATTEMPTS, storage_module.RETRY_WAIT_TIMEOUT) == (3, 5)
 
 
 # -- injection and lookups -------------------------------------------------------------------

@@ -21,6 +21,12 @@ __all__ = ["BUILTINS", "load"]
 BUILTINS: dict[str, dict[str, str]] = {
     "taskflow.persistence": {
         "memory": "taskflow.persistence.backends.impl_memory:MemoryBackend",
+        "sqlite": "taskflow.persistence.backends.impl_sqlalchemy:SQLAlchemyBackend",
+        "mysql": "taskflow.persistence.backends.impl_sqlalchemy:SQLAlchemyBackend",
+        "postgresql": "taskflow.persistence.backends.impl_sqlalchemy:SQLAlchemyBackend",
+        "zookeeper": "taskflow.persistence.backends.impl_zookeeper:ZkBackend",
+        "dir": "taskflow.persistence.backends.impl_dir:DirBackend",
+        "file": "taskflow.persistence.backends.impl_dir:DirBackend",
     },
     "taskflow.engines": {
         "default": "taskflow.engines.action_engine.engine:SerialActionEngine",

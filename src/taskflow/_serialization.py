@@ -41,7 +41,7 @@ from __future__ import annotations
 import json
 from typing import Any
 
-__all__ = ["dumps", "from_jsonable", "loads", "to_jsonable"]
+__all__ = ["UnstorableValue", "dumps", "from_jsonable", "loads", "to_jsonable"]
 
 _TUPLE = "__tuple__"
 _SET = "__set__"
@@ -99,10 +99,17 @@ def to_jsonable(obj: Any) -> Any:
         return to_jsonable(tuple(obj))
     if isinstance(obj, list):
         return to_jsonable(list(obj))
-    raise TypeError(
+    raise UnstorableValue(
         f"Object of type '{kind.__module__}.{kind.__qualname__}' cannot be stored as JSON"
         " (supported: None, bool, int, float, str, list, tuple, dict, set, frozenset)"
     )
+
+
+class UnstorableValue(TypeError):
+    """A value (an atom's result, an injected value...) that JSON can not hold.
+
+    Raised before anything is written, so the stored record is left as it was.
+    """
 
 
 def _decode_object(obj: dict[str, Any]) -> Any:

@@ -120,21 +120,23 @@ class History:
 
     def caused_by(
         self,
-        exc_cls: type[BaseException] | str,
+        exception_cls: type[BaseException] | str,
         index: int | None = None,
         include_retry: bool = False,
     ) -> bool:
-        """Whether any recorded failure is of ``exc_cls`` (a class or a type name).
+        """Whether any recorded failure is of ``exception_cls`` (a class or a type name).
 
         Args:
-            exc_cls: Exception class, or its name as recorded in failures.
+            exception_cls: Exception class, or its name as recorded in failures.
             index: Look only at this attempt (default: all of them).
             include_retry: Also look at the controller's own :attr:`failure`.
         """
         for _name, failure in self.outcomes_iter(index=index):
-            if failure.check(exc_cls) is not None:
+            if failure.check(exception_cls) is not None:
                 return True
-        return bool(include_retry and self._failure is not None and self._failure.check(exc_cls))
+        return bool(
+            include_retry and self._failure is not None and self._failure.check(exception_cls)
+        )
 
 
 def _check_number(name: str, value: object, minimum: float) -> float:

@@ -21,6 +21,7 @@ from typing import TYPE_CHECKING, Any
 
 from taskflow import exceptions as exc
 from taskflow import states
+from taskflow._serialization import UnstorableValue
 from taskflow.persistence import models
 
 if TYPE_CHECKING:
@@ -29,7 +30,34 @@ if TYPE_CHECKING:
     from taskflow.retry import History
     from taskflow.types.failure import Failure
 
-__all__ = ["Storage"]
+__all__ = [
+    "META_INJECTED",
+    "META_PROGRESS",
+    "META_PROGRESS_DETAILS",
+    "RETRY_ATTEMPTS",
+    "RETRY_WAIT_TIMEOUT",
+    "STATES_WITH_RESULTS",
+    "Storage",
+]
+
+#: Atom detail ``meta`` key under which atom-level injected arguments are kept.
+META_INJECTED = "injected"
+#: Atom detail ``meta`` key holding a task's last reported progress (0.0 to 1.0).
+META_PROGRESS = "progress"
+#: Atom detail ``meta`` key holding the details sent with that progress report.
+META_PROGRESS_DETAILS = "progress_details"
+#: How many times a failed backend write may be attempted (kept for compatibility).
+RETRY_ATTEMPTS = 3
+#: Seconds to wait between those attempts (kept for compatibility).
+RETRY_WAIT_TIMEOUT = 5
+#: Atom states in which a result (or a failure) may be recorded for an atom.
+STATES_WITH_RESULTS = (
+    states.FAILURE,
+    states.REVERTED,
+    states.REVERTING,
+    states.REVERT_FAILURE,
+    states.SUCCESS,
+)
 
 #: Name of the atom detail holding persisted flow-level injections.
 _INJECTOR = "_TaskFlow_INJECTOR"
@@ -107,6 +135,7 @@ class Storage:
             from taskflow.persistence.backends.impl_memory import MemoryBackend
 
             backend = MemoryBackend({"deep_copy": False})
+        self._private_backend = self._connection is None
         self._backend = backend
         self._scope_fetcher = scope_fetcher
         # Kept for API compatibility; the engine owns its storage from one thread, so the hot
@@ -145,6 +174,15 @@ class Storage:
 
     @property
     def backend(self) -> Backend | None:
+        """The persistence backend; without one given, a private in-memory backend.
+
+        The private backend is brought up to date each time it is asked for (it shares this
+        storage's detail objects, so only new atoms need adding): engines never write to it on
+        their hot path.
+        """
+        if self._connection is None and self._private_backend:
+            with self._backend.get_connection() as conn:
+                conn.update_flow_details(self._flowdetail, ignore_missing=True)
         return self._backend
 
     # -- writes -------------------------------------------------------------------------------
@@ -155,7 +193,7 @@ class Storage:
             return
         try:
             self._connection.update_atom_details(ad)
-        except exc.StorageFailure:
+        except (exc.StorageFailure, UnstorableValue):
             raise
         except Exception as err:
             raise exc.StorageFailure(f"Failed saving atom '{ad.name}'", cause=err) from err

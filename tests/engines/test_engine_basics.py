@@ -11,7 +11,12 @@ from engine_helpers import Add, Progress, Recorder, Work, atom_states
 
 from taskflow import engines, states, task
 from taskflow import exceptions as exc
-from taskflow.engines.action_engine.engine import ParallelActionEngine, SerialActionEngine
+from taskflow.engines import base as engines_base
+from taskflow.engines.action_engine.engine import (
+    ActionEngine,
+    ParallelActionEngine,
+    SerialActionEngine,
+)
 from taskflow.patterns import graph_flow as gf
 from taskflow.patterns import linear_flow as lf
 from taskflow.patterns import unordered_flow as uf
@@ -179,6 +184,36 @@ def test_statistics_can_be_disabled():
     engine = engines.load(lf.Flow("f").add(Work("a")), gather_statistics=False)
     engine.run()
     assert engine.statistics == {}
+
+
+def test_statistics_is_part_of_the_engine_contract():
+    assert "statistics" in engines_base.Engine.__abstractmethods__
+    assert "statistics" not in ActionEngine.__abstractmethods__
+
+    class NoStatistics(engines_base.Engine):
+        storage = compile = prepare = validate = run = run_iter = suspend = reset = None
+
+    with pytest.raises(TypeError, match="statistics"):
+        NoStatistics(lf.Flow("f"), None, None, None)
+
+
+def test_run_iter_yields_ignorable_states_until_the_final_one(load):
+    engine = load(lf.Flow("f").add(Work("a"), Work("b")))
+    rec = Recorder(engine)
+    seen = list(engine.run_iter())
+    assert seen[-1] == states.SUCCESS
+    assert set(seen[:-1]) <= ActionEngine.IGNORABLE_STATES
+    assert set(seen[:-1]) == {states.RESUMING, states.SCHEDULING, states.WAITING, states.ANALYZING}
+    assert not set(rec.flow_states) & ActionEngine.IGNORABLE_STATES
+    assert isinstance(ActionEngine.IGNORABLE_STATES, frozenset)
+
+
+def test_no_reraising_states_are_the_quiet_final_states():
+    assert {states.SUCCESS, states.SUSPENDED} == ActionEngine.NO_RERAISING_STATES
+    assert ActionEngine.MAX_MACHINE_STATES_RETAINED == 10
+    engine = engines.load(lf.Flow("f").add(Work("a")))
+    engine.run()
+    assert engine.storage.get_flow_state() in ActionEngine.NO_RERAISING_STATES
 
 
 def test_execution_graph_has_atoms_and_edges():

@@ -25,12 +25,16 @@ import subprocess
 import sys
 import tempfile
 import zipfile
-from collections.abc import Iterator
 from pathlib import Path
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:
+    from collections.abc import Iterator
 
 __all__ = [
     "UPSTREAM_VERSION",
     "SRC_DIR",
+    "UUID_PATTERN",
     "ExampleRun",
     "UnavailableError",
     "Upstream",
@@ -45,7 +49,9 @@ UPSTREAM_VERSION = "6.5.0"
 REPO_ROOT = Path(__file__).resolve().parents[2]
 SRC_DIR = REPO_ROOT / "src"
 
-_UUID = re.compile(r"[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}")
+#: A lowercase canonical UUID, as TaskFlow prints them.
+UUID_PATTERN = r"[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}"
+_UUID = re.compile(UUID_PATTERN)
 _ADDRESS = re.compile(r"0x[0-9a-fA-F]+")
 _PROBE_ENV = "TASKFLOW_EXAMPLE_PROBE"
 # Written into the cache, never into the repository. It shadows any other sitecustomize for
@@ -134,9 +140,7 @@ def _locked(base: Path) -> Iterator[None]:
 def _pip(*args: str, timeout: float) -> None:
     command = [sys.executable, "-m", "pip", *args]
     try:
-        done = subprocess.run(
-            command, capture_output=True, text=True, timeout=timeout, check=False
-        )
+        done = subprocess.run(command, capture_output=True, text=True, timeout=timeout, check=False)
     except subprocess.TimeoutExpired as err:
         raise UnavailableError(f"{' '.join(command)} timed out after {timeout}s") from err
     if done.returncode != 0:
@@ -224,9 +228,7 @@ def prepare() -> Upstream:
     return Upstream(examples=examples, deps=deps, probe=probe)
 
 
-def run_example(
-    upstream: Upstream, name: str, cwd: Path, *, timeout: float = 120.0
-) -> ExampleRun:
+def run_example(upstream: Upstream, name: str, cwd: Path, *, timeout: float = 120.0) -> ExampleRun:
     """Run ``<name>.py`` unchanged from the extracted examples, with our package first.
 
     Args:
@@ -266,7 +268,8 @@ def run_example(
     if probe_file.exists():
         for line in probe_file.read_text(encoding="utf-8").splitlines():
             pid, _, path = line.partition(" ")
-            files[int(pid)] = path
+            # Resolved, so a symlinked checkout still compares equal to SRC_DIR.
+            files[int(pid)] = path if path == "None" else str(Path(path).resolve())
     return ExampleRun(
         returncode=proc.returncode,
         stdout=out.decode("utf-8", "replace"),

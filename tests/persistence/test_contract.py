@@ -1,8 +1,8 @@
 """Runs the backend contract suite (``contract.py``) against every backend.
 
-To cover a new backend, add a parameter to the ``_backend`` fixture: a factory returning
-``(backend, isolated)``. Backends needing a service read its address from the environment
-and skip when it is unset.
+This file covers the memory backend. Each other backend has its own
+``test_contract_<backend>.py`` that imports the same contract and defines a ``_backend``
+fixture yielding ``(backend, isolated)``; ``conftest.py`` builds ``connection`` on it.
 """
 
 from __future__ import annotations
@@ -32,17 +32,3 @@ def _backend(request):
             conn.upgrade()
             conn.clear_all()
         yield backend, isolated
-
-
-@pytest.fixture
-def connection(_backend):
-    """An upgraded, empty connection to the backend under test."""
-    backend, _ = _backend
-    with backend.get_connection() as conn:
-        yield conn
-
-
-@pytest.fixture
-def isolated(_backend):
-    """Whether the backend hands out copies rather than its stored objects."""
-    return _backend[1]

@@ -1,6 +1,9 @@
-"""Memory backend specifics: the ``memory`` tree view, sharing mode, loose details."""
+"""Memory backend specifics: the ``memory`` tree view, sharing mode, loose details, paths;
+and FakeFilesystem used on its own."""
 
 from __future__ import annotations
+
+import re
 
 import pytest
 
@@ -8,6 +11,7 @@ from taskflow import exceptions as exc
 from taskflow import states
 from taskflow.persistence import models
 from taskflow.persistence.backends import impl_memory
+from taskflow.types import tree
 
 
 def _save_sample(backend: impl_memory.MemoryBackend) -> None:
@@ -351,3 +355,254 @@ def test_ignore_missing_creates_loose_details_adopted_later(deep_copy):
     assert [a.results for a in conn.get_atoms_for_flow("fu")] == [2]
     assert be.memory.ls("/flow_details/fu") == ["tu"]
     assert be.memory.ls("/atom_details") == ["tu"]
+
+
+# -- paths and the connection's path attributes ---------------------------------------------
+
+
+def test_default_path_and_connection_paths():
+    be = impl_memory.MemoryBackend()
+    assert impl_memory.MemoryBackend.DEFAULT_PATH == "/"
+    assert be.path == "/"
+    conn = be.get_connection()
+    assert (conn.book_path, conn.flow_path, conn.atom_path) == (
+        "/books",
+        "/flow_details",
+        "/atom_details",
+    )
+
+
+@pytest.mark.parametrize("path", ["", None, "/"])
+def test_empty_path_means_the_default(path):
+    be = impl_memory.MemoryBackend({"path": path})
+    assert be.path == "/"
+    assert be.get_connection().book_path == "/books"
+
+
+def test_configured_path_moves_the_tree():
+    be = impl_memory.MemoryBackend({"path": "/a/b/"})
+    assert be.path == "/a/b/"
+    conn = be.get_connection()
+    assert (conn.book_path, conn.flow_path, conn.atom_path) == (
+        "/a/b/books",
+        "/a/b/flow_details",
+        "/a/b/atom_details",
+    )
+    book = models.LogBook("book", uuid="b-1")
+    fd = models.FlowDetail("flow", uuid="f-1")
+    book.add(fd)
+    conn.save_logbook(book)
+    memory = be.memory
+    assert memory.ls("/") == ["a"]
+    assert memory.ls("/a", absolute=True) == ["/a/b"]
+    assert memory.ls(conn.book_path) == ["b-1"]
+    assert memory["/a"] is None
+    assert memory[f"{conn.book_path}/b-1/f-1"]["uuid"] == "f-1"
+    assert memory.pformat() == "\n".join(
+        [
+            "/",
+            "|__a",
+            "   |__b",
+            "      |__books",
+            "      |  |__b-1",
+            "      |     |__f-1 (link to /a/b/flow_details/f-1)",
+            "      |__flow_details",
+            "      |  |__f-1",
+            "      |__atom_details",
+        ]
+    )
+    with pytest.raises(exc.NotFound, match="Path '/books' not found"):
+        memory.ls("/books")
+    with pytest.raises(exc.NotFound, match="Path '/a/b/books/b-9' not found"):
+        memory["/a/b/books/b-9"]
+
+
+def test_relative_path_is_refused():
+    with pytest.raises(ValueError, match="start with /"):
+        impl_memory.MemoryBackend({"path": "rel"})
+
+
+def test_connection_uuid_parameters_by_position_and_by_name(backend):
+    conn = backend.get_connection()
+    assert conn.get_flow_details("f-11").uuid == "f-11"
+    assert conn.get_flow_details(flow_uuid="f-11", lazy=True).uuid == "f-11"
+    assert conn.get_atom_details("a-111").uuid == "a-111"
+    assert conn.get_atom_details(atom_uuid="a-111").uuid == "a-111"
+    assert [ad.uuid for ad in conn.get_atoms_for_flow(flow_uuid="f-11")] == [
+        "a-111",
+        "a-112",
+        "a-113",
+    ]
+
+
+def test_backend_tree_is_read_only(backend):
+    memory = backend.memory
+    assert isinstance(memory, impl_memory.FakeFilesystem)
+    writes = [
+        lambda: memory.__setitem__("/books/x", 1),
+        lambda: memory.ensure_path("/x"),
+        lambda: memory.symlink("/books", "/x"),
+        lambda: memory.delete("/books/b-1", recursive=True),
+        lambda: memory.__delitem__("/books/b-1"),
+    ]
+    for write in writes:
+        with pytest.raises(NotImplementedError, match="read-only"):
+            write()
+    assert memory.ls("/books") == ["b-1", "b-2", "b-3"]
+    memory.clear()
+    assert memory.ls("/books") == []
+    assert list(backend.get_connection().get_logbooks()) == []
+
+
+def test_backend_tree_ls_absolute(backend):
+    assert backend.memory.ls("/books/b-1", absolute=True) == ["/books/b-1/f-11", "/books/b-1/f-12"]
+    assert backend.memory.ls("/", absolute=True) == ["/books", "/flow_details", "/atom_details"]
+
+
+# -- FakeInode and FakeFilesystem on their own ---------------------------------------------
+
+
+def test_fake_inode_is_a_tree_node_with_path_and_value():
+    node = impl_memory.FakeInode("b", "/a/b", value=[1])
+    assert isinstance(node, tree.Node)
+    assert node.item == "b"
+    assert node.metadata == {"path": "/a/b", "value": [1]}
+    assert impl_memory.FakeInode("a", "/a").metadata["value"] is None
+
+
+def test_fake_filesystem_starts_empty():
+    fs = impl_memory.FakeFilesystem()
+    assert fs.ls("/") == []
+    assert fs["/"] is None
+    assert fs.pformat() == "/"
+
+
+def test_fake_filesystem_set_needs_the_parent_and_ensure_path_makes_it():
+    fs = impl_memory.FakeFilesystem()
+    with pytest.raises(exc.NotFound, match="Path '/a' not found"):
+        fs["/a/b"] = 1
+    fs.ensure_path("/a/b/c")
+    assert fs.ls("/a") == ["b"]
+    assert fs["/a/b"] is None
+    fs["/a/b"] = 2
+    fs.ensure_path("/a/b")  # existing values are kept
+    assert fs["/a/b"] == 2
+    assert fs["/a/./x/../b/"] == 2
+    assert fs.get("/nope") is None
+    assert fs.get("/nope", 5) == 5
+    with pytest.raises(exc.NotFound, match="Path '/nope' not found"):
+        fs["/nope"]
+
+
+@pytest.mark.parametrize(("deep_copy", "inner_shared"), [(True, False), (False, True)])
+def test_fake_filesystem_copies_values_in_and_out(deep_copy, inner_shared):
+    fs = impl_memory.FakeFilesystem(deep_copy=deep_copy)
+    value = {"y": [2]}
+    fs["/v"] = value
+    value["z"] = 1
+    read = fs["/v"]
+    assert read == {"y": [2]}
+    assert read is not value
+    assert (read["y"] is value["y"]) is inner_shared
+    read["w"] = 3
+    assert fs["/v"] == {"y": [2]}
+
+
+def test_fake_filesystem_listing():
+    fs = impl_memory.FakeFilesystem()
+    fs["/c"] = 1
+    fs.ensure_path("/x/y/z")
+    assert fs.ls("/") == ["c", "x"]
+    assert fs.ls("/x", absolute=True) == ["/x/y"]
+    assert fs.ls_r("/") == ["x", "c", "x/y", "x/y/z"]
+    assert fs.ls_r("/", absolute=True) == ["/x", "/c", "/x/y", "/x/y/z"]
+    assert fs.ls_r("/x/y/z") == []
+    with pytest.raises(exc.NotFound):
+        fs.ls("/nope")
+
+
+def test_fake_filesystem_symlinks():
+    fs = impl_memory.FakeFilesystem()
+    fs["/c"] = {"k": 1}
+    fs.ensure_path("/x")
+    fs.symlink("/x/../c/", "/x/link")
+    assert fs["/x/link"] == {"k": 1}
+    assert fs.ls("/x/link") == []  # listing does not follow links
+    fs.symlink("/x/link", "/chain")
+    assert fs["/chain"] == {"k": 1}
+    fs.symlink("/gone", "/dangling")
+    with pytest.raises(exc.NotFound, match="Path '/gone' not found"):
+        fs["/dangling"]
+    assert fs.get("/dangling") is None
+    with pytest.raises(exc.NotFound, match="Path '/nope' not found"):
+        fs.symlink("/c", "/nope/link")
+    assert fs.pformat() == "\n".join(
+        [
+            "/",
+            "|__c",
+            "|__x",
+            "|  |__link (link to /c)",
+            "|__chain (link to /x/link)",
+            "|__dangling (link to /gone)",
+        ]
+    )
+
+
+def test_fake_filesystem_link_loops_are_detected():
+    fs = impl_memory.FakeFilesystem()
+    fs.symlink("/loop", "/loop")
+    with pytest.raises(ValueError, match=re.escape("(loop ['/loop', '/loop'] detected)")):
+        fs["/loop"]
+    fs.symlink("/b", "/a")
+    fs.symlink("/a", "/b")
+    with pytest.raises(ValueError, match=re.escape("(loop ['/b', '/a', '/b'] detected)")):
+        fs["/a"]
+
+
+def test_fake_filesystem_delete():
+    fs = impl_memory.FakeFilesystem()
+    fs.ensure_path("/x/y")
+    fs["/x/v"] = 1
+    with pytest.raises(ValueError, match="Can not delete '/x', it has 2 children"):
+        fs.delete("/x")
+    fs.delete("/x/y")
+    assert fs.ls("/x") == ["v"]
+    fs.delete("/x", recursive=True)
+    assert fs.ls("/") == []
+    with pytest.raises(exc.NotFound):
+        fs["/x/v"]
+    fs["/x"] = 2  # a deleted path can be made again, empty
+    assert fs.ls("/x") == []
+    del fs["/x"]
+    assert fs.ls("/") == []
+    with pytest.raises(exc.NotFound, match="Path '/nope' not found"):
+        fs.delete("/nope")
+
+
+def test_fake_filesystem_root_can_be_emptied_not_deleted():
+    fs = impl_memory.FakeFilesystem()
+    fs["/"] = "root value"
+    fs.ensure_path("/a/b")
+    with pytest.raises(ValueError, match="Can not delete '/'"):
+        fs.delete("/")
+    fs.delete("/", recursive=True)
+    assert fs.ls("/") == []
+    assert fs["/"] == "root value"
+    fs.ensure_path("/a")
+    fs.clear()
+    assert fs.ls_r("/") == []
+    assert fs["/"] == "root value"
+    with pytest.raises(exc.NotFound):
+        fs["/a/b"]
+
+
+def test_fake_filesystem_path_helpers():
+    fs = impl_memory.FakeFilesystem
+    assert fs.root_path == "/"
+    assert fs.normpath("/a//b/../c/") == "/a/c"
+    assert fs.split("/a/b/c") == ("/a/b", "c")
+    assert fs.join("/a", "b", "c") == "/a/b/c"
+    with pytest.raises(ValueError, match="not empty"):
+        fs.normpath("")
+    with pytest.raises(ValueError, match="start with /: 'a' is not valid"):
+        impl_memory.FakeFilesystem()["a"]

@@ -412,6 +412,88 @@ def test_validate_allows_extra_keys_and_other_versions():
     Failure.validate({**VALID, "version": 2})
 
 
+def _schema_errors(data, schema, root=Failure.SCHEMA):
+    """Problems of ``data`` against ``schema`` (the JSON schema keywords SCHEMA uses)."""
+    if "$ref" in schema:
+        node = root
+        for part in schema["$ref"].removeprefix("#/").split("/"):
+            node = node[part]
+        return _schema_errors(data, node, root)
+    kinds = {
+        "string": lambda v: isinstance(v, str),
+        "array": lambda v: isinstance(v, list),
+        "integer": lambda v: isinstance(v, int) and not isinstance(v, bool),
+        "object": lambda v: isinstance(v, dict),
+        "null": lambda v: v is None,
+    }
+    wanted = schema.get("type")
+    if wanted is not None:
+        names = [wanted] if isinstance(wanted, str) else wanted
+        if not any(kinds[name](data) for name in names):
+            return [f"{data!r} is not of type {wanted}"]
+    errors = []
+    if isinstance(data, dict):
+        errors += [f"{key!r} is required" for key in schema.get("required", ()) if key not in data]
+        extra = set(data) - set(schema.get("properties", {}))
+        if extra and schema.get("additionalProperties") is False:
+            errors.append(f"unexpected {sorted(extra)}")
+        for key, sub in schema.get("properties", {}).items():
+            if key in data:
+                errors += _schema_errors(data[key], sub, root)
+    if isinstance(data, list):
+        if len(data) < schema.get("minItems", 0):
+            errors.append(f"{data!r} is too short")
+        for item in data if "items" in schema else ():
+            errors += _schema_errors(item, schema["items"], root)
+    if "minimum" in schema and isinstance(data, int) and data < schema["minimum"]:
+        errors.append(f"{data!r} is below {schema['minimum']}")
+    return errors
+
+
+def test_schema_has_the_ref_and_definitions_layout():
+    assert set(Failure.SCHEMA) == {"$ref", "definitions"}
+    cause = Failure.SCHEMA["definitions"]["cause"]
+    assert Failure.SCHEMA["$ref"] == "#/definitions/cause"
+    assert set(cause["required"]) == {"exception_str", "traceback_str", "exc_type_names"}
+    assert cause["properties"]["causes"]["items"] == {"$ref": "#/definitions/cause"}
+    json.dumps(Failure.SCHEMA)
+
+
+def test_schema_accepts_to_dict_output():
+    for f in (
+        capture(ValueError("x")),
+        chained(),
+        Failure(exception_str="x", exc_type_names=["Exception"]),
+    ):
+        assert _schema_errors(f.to_dict(), Failure.SCHEMA) == []
+        assert _schema_errors({**f.to_dict(), "extra": 1}, Failure.SCHEMA) == []
+
+
+@pytest.mark.parametrize(
+    "data",
+    [
+        [],
+        {k: v for k, v in VALID.items() if k != "exception_str"},
+        {**VALID, "traceback_str": 5},
+        {**VALID, "exc_type_names": []},
+        {**VALID, "exc_type_names": [1]},
+        {**VALID, "version": -1},
+        {**VALID, "version": "1"},
+        {**VALID, "exc_args": 5},
+        {**VALID, "causes": [{"exception_str": "y"}]},
+    ],
+)
+def test_schema_rejects_bad_format(data):
+    assert _schema_errors(data, Failure.SCHEMA)
+
+
+def test_schema_works_with_jsonschema():
+    jsonschema = pytest.importorskip("jsonschema")
+    jsonschema.validate(chained().to_dict(), Failure.SCHEMA)
+    with pytest.raises(jsonschema.ValidationError):
+        jsonschema.validate({**VALID, "causes": [{"exception_str": "y"}]}, Failure.SCHEMA)
+
+
 # -- equality ---------------------------------------------------------------------------------
 
 

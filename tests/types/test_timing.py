@@ -2,13 +2,14 @@
 
 from __future__ import annotations
 
+import re
 import threading
 import time
 
 import pytest
 
 from taskflow.types.latch import Latch
-from taskflow.types.timing import Split, StopWatch, Timeout
+from taskflow.types.timing import Split, StopWatch, Timeout, convert_to_timeout
 
 # -- Timeout ----------------------------------------------------------------------------------
 
@@ -60,6 +61,47 @@ def test_timeout_uses_event_factory():
     t.interrupt()
     assert len(made) == 1
     assert made[0].is_set()
+
+
+def test_convert_to_timeout_passes_timeouts_through():
+    existing = Timeout(2)
+    assert convert_to_timeout(existing) is existing
+    assert convert_to_timeout(None, default_value=existing) is existing
+
+
+@pytest.mark.parametrize(("value", "seconds"), [(1, 1.0), (2.5, 2.5), ("3", 3.0), (True, 1.0)])
+def test_convert_to_timeout_builds_a_timeout_from_a_number(value, seconds):
+    converted = convert_to_timeout(value)
+    assert isinstance(converted, Timeout)
+    assert converted.value == seconds
+    assert type(converted.value) is float
+
+
+def test_convert_to_timeout_defaults_and_uses_the_event_factory():
+    made = []
+
+    def factory():
+        made.append(threading.Event())
+        return made[-1]
+
+    converted = convert_to_timeout(None, default_value=4, event_factory=factory)
+    assert converted.value == 4.0
+    converted.interrupt()
+    assert made[0].is_set()
+
+
+@pytest.mark.parametrize(
+    ("value", "message"),
+    [
+        (None, "Invalid timeout literal 'None'"),
+        ([], "Invalid timeout literal '[]'"),
+        ("abc", "could not convert string to float: 'abc'"),
+        (-1, "Timeout value must be greater or equal to zero and not '-1.0'"),
+    ],
+)
+def test_convert_to_timeout_rejects_bad_values(value, message):
+    with pytest.raises(ValueError, match=re.escape(message)):
+        convert_to_timeout(value)
 
 
 # -- StopWatch --------------------------------------------------------------------------------

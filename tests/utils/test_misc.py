@@ -4,7 +4,12 @@ from __future__ import annotations
 
 import datetime
 import functools
+import io
+import json
+import os
 import sys
+import threading
+import time
 import types
 
 import pytest
@@ -363,3 +368,236 @@ def test_get_hostname(monkeypatch):
     monkeypatch.setattr(misc.socket, "getfqdn", broken)
     assert misc.get_hostname() == misc.UNKNOWN_HOSTNAME
     assert misc.get_hostname("x") == "x"
+
+
+# -- extract_driver_and_conf ------------------------------------------------------------------
+
+
+def test_extract_driver_and_conf_from_a_uri_string():
+    driver, conf = misc.extract_driver_and_conf(
+        "zookeeper://localhost:2181/path?timeout=3", "connection"
+    )
+    assert driver == "zookeeper"
+    assert conf == {
+        "connection": "zookeeper://localhost:2181/path?timeout=3",
+        "hostname": "localhost:2181",
+        "port": 2181,
+        "timeout": "3",
+    }
+
+
+def test_extract_driver_and_conf_keeps_given_keys_and_the_whole_scheme():
+    given = {"connection": "mysql+pymysql://u:p@h/db", "username": "other"}
+    driver, conf = misc.extract_driver_and_conf(given, "connection")
+    assert driver == "mysql+pymysql"
+    assert conf == {**given, "password": "p", "hostname": "h"}
+    assert conf is not given
+    assert given == {"connection": "mysql+pymysql://u:p@h/db", "username": "other"}
+
+
+@pytest.mark.parametrize("value", ["memory", "", None, 5, "1abc://h"])
+def test_extract_driver_and_conf_non_uri_value_is_the_driver(value):
+    assert misc.extract_driver_and_conf({"board": value, "x": 1}, "board") == (
+        value,
+        {"board": value, "x": 1},
+    )
+
+
+def test_extract_driver_and_conf_needs_the_key():
+    with pytest.raises(KeyError):
+        misc.extract_driver_and_conf({"other": 1}, "connection")
+
+
+# -- decode_msgpack ---------------------------------------------------------------------------
+
+
+@pytest.fixture
+def fake_msgpack(monkeypatch):
+    """A stand-in ``msgpack`` whose wire format is JSON, to test our checks without it."""
+    calls = []
+
+    def unpackb(data, raw=True):
+        calls.append(raw)
+        return json.loads(data)
+
+    module = types.ModuleType("msgpack")
+    module.unpackb = unpackb
+    monkeypatch.setitem(sys.modules, "msgpack", module)
+    return calls
+
+
+def test_decode_msgpack_checks_the_root_type(fake_msgpack):
+    assert misc.decode_msgpack(b'{"a": 1}') == {"a": 1}
+    assert fake_msgpack == [False]  # text comes back as str, not bytes
+    assert misc.decode_msgpack(b"[1]", root_types=(list,)) == [1]
+    assert misc.decode_msgpack(b"5", root_types=()) == 5
+    with pytest.raises(
+        ValueError, match=r"^Expected '<class 'dict'>' root type not '<class 'list'>'$"
+    ):
+        misc.decode_msgpack(b"[1]")
+    with pytest.raises(
+        ValueError, match=r"^Expected \[<class 'dict'>, <class 'list'>\] root types"
+    ):
+        misc.decode_msgpack(b"5", root_types=(dict, list))
+
+
+def test_decode_msgpack_wraps_unpacking_errors(fake_msgpack):
+    with pytest.raises(ValueError, match=r"^Expected msgpack decodable data: ") as info:
+        misc.decode_msgpack(b"{")
+    assert isinstance(info.value.__cause__, json.JSONDecodeError)
+
+
+def test_decode_msgpack_without_msgpack_names_it(monkeypatch):
+    monkeypatch.setitem(sys.modules, "msgpack", None)  # makes the import fail
+    with pytest.raises(ImportError, match="msgpack") as info:
+        misc.decode_msgpack(b"\x80")
+    assert info.value.name == "msgpack"
+
+
+def test_decode_msgpack_with_the_real_package():
+    msgpack = pytest.importorskip("msgpack")
+    assert misc.decode_msgpack(msgpack.packb({"a": [1, "x"]})) == {"a": [1, "x"]}
+    with pytest.raises(ValueError, match="Expected msgpack decodable data"):
+        misc.decode_msgpack(b"\xc1")
+
+
+# -- streams ----------------------------------------------------------------------------------
+
+
+def test_bytes_io_reset_empties_and_rewinds():
+    stream = misc.BytesIO(b"abc")
+    stream.seek(0, 2)
+    stream.write(b"def")
+    assert stream.getvalue() == b"abcdef"
+    assert stream.reset() is None
+    assert (stream.getvalue(), stream.tell()) == (b"", 0)
+    stream.write(b"x")
+    assert stream.getvalue() == b"x"
+    assert isinstance(stream, io.BytesIO)
+
+
+def test_string_io_write_nl():
+    stream = misc.StringIO()
+    stream.write("x")
+    stream.write_nl("abc")
+    assert stream.getvalue() == "xabc" + os.linesep
+    stream.write_nl("d", linesep="|")
+    assert stream.getvalue().endswith("d|")
+    with pytest.raises(TypeError):
+        stream.write_nl(1)
+    assert isinstance(stream, io.StringIO)
+
+
+# -- cachedproperty / disallow_when_frozen ----------------------------------------------------
+
+
+class _Cached:
+    def __init__(self):
+        self.calls = []
+
+    @misc.cachedproperty
+    def plain(self):
+        """Plain doc."""
+        self.calls.append("plain")
+        return 42
+
+    @misc.cachedproperty("_stored_here")
+    def named(self):
+        self.calls.append("named")
+        return None
+
+    @misc.cachedproperty(require_lock=False)
+    def unlocked(self):
+        self.calls.append("unlocked")
+        return [1]
+
+
+def test_cachedproperty_computes_once_per_instance():
+    first, second = _Cached(), _Cached()
+    assert (first.plain, first.plain) == (42, 42)
+    assert first.calls == ["plain"]
+    assert first._plain == 42
+    assert second.plain == 42
+    assert second.calls == ["plain"]
+
+
+def test_cachedproperty_attribute_name_and_lock_options():
+    obj = _Cached()
+    assert obj.named is None
+    assert obj.named is None  # None is a value like any other: cached too
+    assert obj._stored_here is None
+    assert obj.unlocked is obj.unlocked
+    assert obj._unlocked == [1]
+    assert obj.calls == ["named", "unlocked"]
+
+
+def test_cachedproperty_uses_a_preset_attribute():
+    obj = _Cached()
+    obj._plain = 1
+    assert obj.plain == 1
+    assert obj.calls == []
+
+
+def test_cachedproperty_is_read_only_and_documented():
+    obj = _Cached()
+    with pytest.raises(AttributeError, match="can't set attribute"):
+        obj.plain = 5
+    with pytest.raises(AttributeError, match="can't delete attribute"):
+        del obj.plain
+    assert isinstance(_Cached.plain, misc.cachedproperty)
+    assert _Cached.plain.__doc__ == "Plain doc."
+    with pytest.raises(TypeError):
+        misc.cachedproperty(5)
+
+
+def test_cachedproperty_computes_once_under_concurrent_access():
+    started = threading.Barrier(4)
+
+    class Slow:
+        computed = 0
+
+        @misc.cachedproperty
+        def value(self):
+            Slow.computed += 1
+            time.sleep(0.01)
+            return object()
+
+    obj = Slow()
+    seen = []
+
+    def read():
+        started.wait()
+        seen.append(obj.value)
+
+    threads = [threading.Thread(target=read) for _ in range(4)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+    assert Slow.computed == 1
+    assert all(value is seen[0] for value in seen)
+
+
+class _Frozen(Exception):
+    pass
+
+
+class _Freezable:
+    def __init__(self):
+        self.frozen = False
+
+    @misc.disallow_when_frozen(_Frozen)
+    def double(self, x):
+        """Double doc."""
+        return x * 2
+
+
+def test_disallow_when_frozen():
+    obj = _Freezable()
+    assert obj.double(3) == 6
+    assert _Freezable.double.__name__ == "double"
+    assert _Freezable.double.__doc__ == "Double doc."
+    obj.frozen = True
+    with pytest.raises(_Frozen) as info:
+        obj.double(3)
+    assert info.value.args == ()

@@ -49,6 +49,18 @@ def test_get_optimal_thread_count(monkeypatch):
     assert tu.get_optimal_thread_count(default=7) == 7
 
 
+def test_no_op_accepts_anything_and_returns_none():
+    assert tu.no_op() is None
+    assert tu.no_op(1, "two", three=3) is None
+
+
+def test_no_op_serves_as_a_bundle_hook():
+    bundle = tu.ThreadBundle()
+    bundle.bind(lambda: tu.daemon_thread(tu.no_op), before_start=tu.no_op, after_join=tu.no_op)
+    assert bundle.start() == 1
+    assert bundle.stop() == 1
+
+
 def test_thread_bundle_runs_hooks_in_order():
     events = []
     stop = threading.Event()

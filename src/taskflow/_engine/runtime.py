@@ -31,6 +31,7 @@ from typing import TYPE_CHECKING, Any, cast
 
 from taskflow import exceptions as exc
 from taskflow import states
+from taskflow._serialization import UnstorableValue
 from taskflow.deciders import Depth
 from taskflow.flow import Flow
 from taskflow.retry import Decision, History, Retry
@@ -108,6 +109,14 @@ class Runner:
         self.injections: dict[int, dict[str, Any]] = {}
         # Execute failures by atom name (what reverts receive as ``flow_failures``).
         self.failures: dict[str, Failure] = {}
+        # Tasks overriding update_progress get the engine's 0.0/1.0 calls even when nobody
+        # listens (upstream calls the method); the others only when their notifier has listeners.
+        self.custom_progress = [
+            atom is not None
+            and not plan.is_retry[node]
+            and type(atom).update_progress is not Task.update_progress  # type: ignore[attr-defined]
+            for node, atom in enumerate(plan.atoms)
+        ]
         # None when nothing is persisted (no backend): the hot path then skips the call.
         self._save = storage._save_atom if storage._connection is not None else None
         #: Time spent in each of the machine's working states (engine statistics).
@@ -325,6 +334,8 @@ class Runner:
         for ignored in self._ignored_by(node, widest.depth):
             ad = self.ads[ignored]
             if ad is not None and ad.state == states.PENDING:
+                if not self.plan.is_retry[ignored]:
+                    ad.meta["progress"] = 0.0  # as upstream records for skipped tasks
                 self._set_state(ignored, _IGNORE)
                 ad.intention = _IGNORE
                 self.storage._save_atom(ad)
@@ -408,6 +419,7 @@ class Runner:
         save = self._save
         atom_notifier = self.atom_notifier
         in_flight = self.in_flight
+        custom_progress = self.custom_progress
         for node in ready:
             if self.done[node] or self.rev_mode[node] or node in self.in_flight:
                 continue
@@ -450,9 +462,8 @@ class Runner:
                 save(ad)
             if atom_notifier:
                 self._notify_atom(node, _RUNNING, old)
-            notifier = atom.notifier  # type: ignore[attr-defined]
-            if notifier:
-                notifier.notify(EVENT_UPDATE_PROGRESS, {"progress": 0.0})
+            if custom_progress[node] or atom.notifier:  # type: ignore[attr-defined]
+                atom.update_progress(0.0)  # type: ignore[attr-defined]
             in_flight.add(node)
             if inline:
                 # Called right here: the serial engine's whole executor is these lines.
@@ -511,11 +522,21 @@ class Runner:
                 ad.meta["progress"] = 1.0
             ad.put(_SUCCESS, value)
             if self._save is not None:
-                self._save(ad)
-            if is_task and atom.notifier:  # type: ignore[attr-defined]
-                atom.notifier.notify(EVENT_UPDATE_PROGRESS, {"progress": 1.0})  # type: ignore[attr-defined]
+                try:
+                    self._save(ad)
+                except UnstorableValue as err:
+                    # The result can't be persisted: the task fails (and is reverted) rather
+                    # than the flow going on with a result a resumed run could not see.
+                    ok = False
+                    value = self._unstorable(atom.name, "result", err)
+            if not ok:
+                ad.state = old
+                self._complete_execute(node, False, value)
+                return
             if self.atom_notifier:
                 self._notify_atom(node, _SUCCESS, old, value)
+            if is_task and (self.custom_progress[node] or atom.notifier):  # type: ignore[attr-defined]
+                atom.update_progress(1.0)  # type: ignore[attr-defined]
             if self.rev_mode[node]:
                 self._revert_when_ready(node)
             else:
@@ -532,6 +553,13 @@ class Runner:
             self.unresolved = True
         else:
             self._resolve(node, value)
+
+    @staticmethod
+    def _unstorable(name: str, what: str, err: UnstorableValue) -> Failure:
+        try:
+            raise UnstorableValue(f"The {what} of atom '{name}' can not be stored: {err}") from err
+        except UnstorableValue:
+            return Failure()
 
     def _revert_when_ready(self, node: int) -> None:
         if self.rev_remaining[node] == 0 and not self.rev_done[node]:
@@ -706,9 +734,14 @@ class Runner:
         old = ad.state
         if ok:
             ad.put(states.REVERTED, value)
-            if isinstance(atom, Retry):
+            if self.plan.is_retry[node]:
                 ad.results = []
-            self.storage._save_atom(ad)
+            try:
+                self.storage._save_atom(ad)
+            except UnstorableValue as err:
+                ok = False
+                value = self._unstorable(atom.name, "revert result", err)
+        if ok:
             if self.atom_notifier:
                 self._notify_atom(node, states.REVERTED, old, value)
             self._finish_revert(node)

@@ -61,6 +61,11 @@ class Engine(abc.ABC):
     def storage(self) -> Storage:
         """The engine's :class:`~taskflow.storage.Storage`."""
 
+    @property
+    @abc.abstractmethod
+    def statistics(self) -> dict[str, Any]:
+        """Figures gathered about the last run (kind specific; empty when none were kept)."""
+
     @abc.abstractmethod
     def compile(self) -> None:
         """Compile the flow into a runnable plan (idempotent)."""

@@ -140,8 +140,11 @@ class Connection(abc.ABC):
             taskflow.exceptions.NotFound: no such book.
         """
 
+    # The uuid parameters below keep the abstract names upstream TaskFlow gives them
+    # (fd_uuid/ad_uuid); concrete backends name them flow_uuid/atom_uuid, as upstream's do,
+    # so portable callers pass these uuids positionally.
     @abc.abstractmethod
-    def get_flow_details(self, flow_uuid: str, lazy: bool = False) -> models.FlowDetail:
+    def get_flow_details(self, fd_uuid: str, lazy: bool = False) -> models.FlowDetail:
         """A stored flow detail, with its atom details unless ``lazy``.
 
         Raises:
@@ -149,7 +152,7 @@ class Connection(abc.ABC):
         """
 
     @abc.abstractmethod
-    def get_atom_details(self, atom_uuid: str) -> models.AtomDetail:
+    def get_atom_details(self, ad_uuid: str) -> models.AtomDetail:
         """A stored atom detail.
 
         Raises:
@@ -157,7 +160,7 @@ class Connection(abc.ABC):
         """
 
     @abc.abstractmethod
-    def get_atoms_for_flow(self, flow_uuid: str) -> Iterator[models.AtomDetail]:
+    def get_atoms_for_flow(self, fd_uuid: str) -> Iterator[models.AtomDetail]:
         """Iterate over a flow detail's atom details.
 
         Raises:

@@ -123,6 +123,32 @@ class Failure:
     #: Names one of which must end every ``exc_type_names`` list.
     BASE_EXCEPTIONS: ClassVar[tuple[str, ...]] = ("BaseException", "Exception")
 
+    #: JSON schema (draft 4 style) of :meth:`to_dict` output, causes nested recursively.
+    #: Extra keys are allowed so newer writers stay readable.
+    SCHEMA: ClassVar[dict[str, Any]] = {
+        "$ref": "#/definitions/cause",
+        "definitions": {
+            "cause": {
+                "type": "object",
+                "required": ["exception_str", "traceback_str", "exc_type_names"],
+                "additionalProperties": True,
+                "properties": {
+                    "exception_str": {"type": "string"},
+                    # Failures rebuilt from data without a traceback write None.
+                    "traceback_str": {"type": ["string", "null"]},
+                    "exc_type_names": {
+                        "type": "array",
+                        "items": {"type": "string"},
+                        "minItems": 1,
+                    },
+                    "version": {"type": "integer", "minimum": 0},
+                    "exc_args": {"type": "array"},
+                    "causes": {"type": "array", "items": {"$ref": "#/definitions/cause"}},
+                },
+            },
+        },
+    }
+
     __slots__ = (
         "_causes",
         "_exc_args",

@@ -10,7 +10,7 @@ if TYPE_CHECKING:
     from collections.abc import Callable
     from types import TracebackType
 
-__all__ = ["Split", "StopWatch", "Timeout"]
+__all__ = ["Split", "StopWatch", "Timeout", "convert_to_timeout"]
 
 
 class _Event(Protocol):
@@ -58,6 +58,30 @@ class Timeout:
     def reset(self) -> None:
         """Forget an interruption so the next :meth:`wait` sleeps again."""
         self._event.clear()
+
+
+def convert_to_timeout(
+    value: Timeout | float | str | None = None,
+    default_value: Timeout | float | str | None = None,
+    event_factory: Callable[[], _Event] = threading.Event,
+) -> Timeout:
+    """``value`` as a :class:`Timeout`.
+
+    A :class:`Timeout` is returned as it is; a number (or numeric text) becomes a new
+    ``Timeout`` of that many seconds using ``event_factory``. ``None`` means
+    ``default_value``, which is converted the same way.
+
+    Raises:
+        ValueError: the value (after defaulting) is None, not a number, or negative.
+    """
+    if value is None:
+        value = default_value
+    if isinstance(value, Timeout):
+        return value
+    # bool is an int: True means one second, as float(True) does.
+    if isinstance(value, int | float | str):
+        return Timeout(float(value), event_factory=event_factory)
+    raise ValueError(f"Invalid timeout literal '{value}'")
 
 
 class Split(NamedTuple):

@@ -4,16 +4,20 @@ from __future__ import annotations
 
 import contextlib
 import datetime
+import functools
 import importlib
 import inspect
+import io
 import json
+import os
 import re
 import socket
 import sys
+import threading
 import types
 from collections import Counter
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING, Any, TypeVar
+from typing import TYPE_CHECKING, Any, Generic, TypeVar, cast, overload
 from urllib import parse
 
 from taskflow.types import failure
@@ -24,14 +28,20 @@ if TYPE_CHECKING:
 __all__ = [
     "NUMERIC_TYPES",
     "UNKNOWN_HOSTNAME",
+    "BytesIO",
     "ParsedUri",
+    "StringIO",
     "as_int",
     "binary_decode",
     "binary_encode",
     "capture_failure",
     "clamp",
+    "cachedproperty",
     "countdown_iter",
     "decode_json",
+    "decode_msgpack",
+    "disallow_when_frozen",
+    "extract_driver_and_conf",
     "find_subclasses",
     "fix_newlines",
     "get_all_class_names",
@@ -52,6 +62,7 @@ __all__ = [
 
 T = TypeVar("T")
 N = TypeVar("N", int, float)
+F = TypeVar("F", bound="Callable[..., Any]")
 
 NUMERIC_TYPES = (int, float)
 #: What :func:`get_hostname` answers when the host name cannot be found.
@@ -143,6 +154,35 @@ def decode_json(raw_data: str | bytes, root_types: tuple[type, ...] = (dict,)) -
     if root_types and not isinstance(data, root_types):
         expected = root_types[0] if len(root_types) == 1 else root_types
         raise ValueError(f"Expected '{expected}' root type not '{type(data)}'")
+    return data
+
+
+def decode_msgpack(raw_data: bytes, root_types: tuple[type, ...] = (dict,)) -> Any:
+    """Unpack msgpack bytes whose top-level value must be one of ``root_types``.
+
+    Only plain msgpack types are understood (no extension types); an empty ``root_types``
+    accepts any top-level value. The ``msgpack`` package is imported on first use, so it is
+    only needed by callers of this function.
+
+    Raises:
+        ImportError: the ``msgpack`` package is not installed.
+        ValueError: the data is not msgpack, or its top-level value has another type.
+    """
+    try:
+        msgpack = importlib.import_module("msgpack")
+    except ImportError as e:
+        raise ImportError(
+            "decode_msgpack needs the 'msgpack' package (pip install msgpack)", name="msgpack"
+        ) from e
+    try:
+        data = msgpack.unpackb(raw_data, raw=False)
+    except Exception as e:
+        # msgpack reports bad input with several exception types (and TypeError for str).
+        raise ValueError(f"Expected msgpack decodable data: {e}") from e
+    if root_types and not isinstance(data, root_types):
+        if len(root_types) == 1:
+            raise ValueError(f"Expected '{root_types[0]}' root type not '{type(data)}'")
+        raise ValueError(f"Expected {list(root_types)} root types not '{type(data)}'")
     return data
 
 
@@ -259,6 +299,29 @@ def merge_uri(uri: ParsedUri, conf: dict[str, Any]) -> dict[str, Any]:
         if key not in conf:
             conf[key] = value[-1] if isinstance(value, list) else value
     return conf
+
+
+def extract_driver_and_conf(
+    conf: str | Mapping[str, Any], conf_key: str
+) -> tuple[Any, dict[str, Any]]:
+    """The driver name a configuration selects, and a copy of it filled from its URI.
+
+    ``conf`` is either the value itself (``'redis://host:6379?db=1'``) or a mapping holding
+    it under ``conf_key``. When the value is a URI its scheme is the driver (kept whole:
+    ``'mysql+pymysql'``) and the copy gains what :func:`merge_uri` takes from it; any other
+    value (``'memory'``) is the driver name as it is.
+
+    Raises:
+        KeyError: the mapping has no ``conf_key``.
+    """
+    if isinstance(conf, str):
+        conf = {conf_key: conf}
+    merged = dict(conf)
+    value = merged[conf_key]
+    if isinstance(value, str) and _SCHEME_RE.match(value):
+        uri = parse_uri(value)
+        return uri.scheme, merge_uri(uri, merged)
+    return value, merged
 
 
 # -- failures ---------------------------------------------------------------------------------
@@ -451,3 +514,132 @@ def safe_copy_dict(obj: Mapping[str, Any] | Iterable[tuple[str, Any]] | None) ->
     if obj is None:
         return {}
     return dict(obj)
+
+
+# -- streams ----------------------------------------------------------------------------------
+
+
+class BytesIO(io.BytesIO):
+    """An in-memory bytes stream that can be emptied and rewound in one call."""
+
+    def reset(self) -> None:
+        """Drop the contents and go back to position 0."""
+        self.seek(0)
+        self.truncate()
+
+
+class StringIO(io.StringIO):
+    """An in-memory text stream with a helper for writing whole lines."""
+
+    def write_nl(self, value: str, linesep: str = os.linesep) -> None:
+        """Write ``value`` followed by ``linesep``."""
+        self.write(value)
+        self.write(linesep)
+
+
+# -- decorators -------------------------------------------------------------------------------
+
+_NOT_CACHED: Any = object()
+
+
+class cachedproperty(Generic[T]):  # lower case, like the builtin ``property``
+    """A read-only property computed on first access and then kept on the instance.
+
+    The value is stored in an instance attribute (``_<function name>`` unless a name is
+    given), so instances need a ``__dict__`` or a matching slot. Usable bare or configured::
+
+        @cachedproperty
+        def size(self): ...
+
+        @cachedproperty("_cached_size")
+        def size(self): ...
+
+        @cachedproperty(require_lock=False)
+        def size(self): ...
+
+    Args:
+        fget: the function computing the value, or the attribute name to store it under.
+        require_lock: compute under a lock so concurrent first accesses compute once; without
+            it two threads may both compute (the last one stored wins).
+
+    Raises:
+        TypeError: ``fget`` is neither a callable, a string nor None.
+    """
+
+    def __init__(
+        self, fget: Callable[[Any], T] | str | None = None, require_lock: bool = True
+    ) -> None:
+        self._lock = threading.RLock() if require_lock else None
+        self._attr_name: str | None = None
+        self._fget: Callable[[Any], T] | None = None
+        self.__doc__ = None
+        if isinstance(fget, str):
+            self._attr_name = fget
+        elif fget is not None:
+            self._bind(fget)
+
+    def _bind(self, fget: Callable[[Any], T]) -> None:
+        if not callable(fget):
+            raise TypeError(f"Expected a callable or an attribute name, not {fget!r}")
+        self._fget = fget
+        if self._attr_name is None:
+            self._attr_name = f"_{fget.__name__}"
+        self.__doc__ = fget.__doc__
+
+    def __call__(self, fget: Callable[[Any], T]) -> cachedproperty[T]:
+        """Take the function to cache (when the decorator was given arguments)."""
+        self._bind(fget)
+        return self
+
+    def __set__(self, instance: Any, value: Any) -> None:
+        raise AttributeError("can't set attribute")
+
+    def __delete__(self, instance: Any) -> None:
+        raise AttributeError("can't delete attribute")
+
+    @overload
+    def __get__(self, instance: None, owner: type | None = None) -> cachedproperty[T]: ...
+
+    @overload
+    def __get__(self, instance: object, owner: type | None = None) -> T: ...
+
+    def __get__(self, instance: object | None, owner: type | None = None) -> T | cachedproperty[T]:
+        if instance is None:
+            return self
+        name = self._attr_name
+        fget = self._fget
+        if name is None or fget is None:
+            raise TypeError("cachedproperty was never given a function to cache")
+        value = getattr(instance, name, _NOT_CACHED)
+        if value is not _NOT_CACHED:
+            return cast("T", value)
+        if self._lock is None:
+            computed = fget(instance)
+            setattr(instance, name, computed)
+            return computed
+        with self._lock:
+            # Another thread may have stored it while this one waited for the lock.
+            value = getattr(instance, name, _NOT_CACHED)
+            if value is _NOT_CACHED:
+                value = fget(instance)
+                setattr(instance, name, value)
+            return cast("T", value)
+
+
+def disallow_when_frozen(excp_cls: type[BaseException]) -> Callable[[F], F]:
+    """Decorate methods that must fail once their object is frozen.
+
+    The decorated method raises ``excp_cls()`` instead of running while ``self.frozen`` is
+    true (the object must have a ``frozen`` attribute).
+    """
+
+    def decorator(func: F) -> F:
+        @functools.wraps(func)
+        def wrapper(self: Any, *args: Any, **kwargs: Any) -> Any:
+            if self.frozen:
+                raise excp_cls()
+            return func(self, *args, **kwargs)
+
+        return cast("F", wrapper)
+
+    return decorator

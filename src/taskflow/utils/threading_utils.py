@@ -10,7 +10,14 @@ from typing import TYPE_CHECKING, Any
 if TYPE_CHECKING:
     from collections.abc import Callable
 
-__all__ = ["ThreadBundle", "daemon_thread", "get_ident", "get_optimal_thread_count", "is_alive"]
+__all__ = [
+    "ThreadBundle",
+    "daemon_thread",
+    "get_ident",
+    "get_optimal_thread_count",
+    "is_alive",
+    "no_op",
+]
 
 
 def daemon_thread(target: Callable[..., Any], *args: Any, **kwargs: Any) -> threading.Thread:
@@ -26,6 +33,10 @@ def is_alive(thread: threading.Thread | None) -> bool:
 def get_ident() -> int:
     """The current thread's identifier."""
     return threading.get_ident()
+
+
+def no_op(*args: Any, **kwargs: Any) -> None:
+    """Accept any arguments and do nothing (a default for optional thread hooks)."""
 
 
 def get_optimal_thread_count(default: int = 2) -> int:

@@ -38,6 +38,22 @@ def _as_bool(value: Any) -> bool:
 class ActionEngine(base.Engine):
     """Runs a flow in this process, persisting every transition through its storage."""
 
+    #: Engine (state machine) states that are internal steps, never recorded as flow states.
+    IGNORABLE_STATES = frozenset(
+        (
+            states.ANALYZING,
+            states.GAME_OVER,
+            states.RESUMING,
+            states.SCHEDULING,
+            states.UNDEFINED,
+            states.WAITING,
+        )
+    )
+    #: Final states after which ``run()`` returns without re-raising atom failures.
+    NO_RERAISING_STATES = frozenset((states.SUCCESS, states.SUSPENDED))
+    #: How many of the most recent engine states are kept to explain an unexpected stop.
+    MAX_MACHINE_STATES_RETAINED = 10
+
     def __init__(
         self,
         flow: Flow,

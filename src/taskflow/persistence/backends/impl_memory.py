@@ -22,7 +22,9 @@ has.
 
 ``backend.memory`` is a read-only, path-shaped view of the contents (the same layout as
 the directory and ZooKeeper backends): ``/books/<book>`` with links named by flow uuid to
-``/flow_details/<flow>``, with links named by atom uuid to ``/atom_details/<atom>``.
+``/flow_details/<flow>``, with links named by atom uuid to ``/atom_details/<atom>`` (all
+under the configured ``path``, ``/`` by default). :class:`FakeFilesystem` itself is also
+usable on its own, as a writable in-memory tree.
 """
 
 from __future__ import annotations
@@ -34,11 +36,15 @@ from typing import TYPE_CHECKING, Any
 
 from taskflow import exceptions as exc
 from taskflow.persistence import base, models
+from taskflow.types import tree
 
 if TYPE_CHECKING:
-    from collections.abc import Iterator, Mapping
+    from collections.abc import Callable, Iterator, Mapping
 
-__all__ = ["Connection", "FakeFilesystem", "MemoryBackend"]
+__all__ = ["Connection", "FakeFilesystem", "FakeInode", "MemoryBackend"]
+
+#: The directories of the memory tree, in the order they are listed.
+_TREE_DIRS = ("books", "flow_details", "atom_details")
 
 _FALSE_STRINGS = frozenset(("0", "false", "no", "off", "f", "n", ""))
 
@@ -245,24 +251,48 @@ class _Store:
         return found
 
 
+def _tree_paths(base_path: str) -> tuple[str, str, str]:
+    """Where books, flow details and atom details sit below ``base_path``."""
+    books, flows, atoms = (posixpath.join(base_path, name) for name in _TREE_DIRS)
+    return books, flows, atoms
+
+
+_DEFAULT_TREE_PATHS = _tree_paths("/")
+
+
 class MemoryBackend(base.Backend):
     """Keeps log books, flow details and atom details in memory (lost with the process).
 
     Args:
         conf: optional options; ``deep_copy`` (default True) -- isolate stored objects
             from the caller's by copying on every write and read. False shares them (see
-            the module docstring).
+            the module docstring). ``path`` (default :attr:`DEFAULT_PATH`) -- where the
+            records appear in :attr:`memory`.
 
     Attributes:
         memory: a read-only :class:`FakeFilesystem` view of the contents.
         lock: the lock guarding the contents (one per backend).
+        path: the configured ``path``, as given.
+
+    Raises:
+        ValueError: ``path`` is not absolute.
     """
+
+    #: The ``path`` used when the configuration gives none.
+    DEFAULT_PATH = "/"
 
     def __init__(self, conf: Mapping[str, Any] | None = None) -> None:
         super().__init__(conf)
         self.lock = threading.RLock()
         self._store = _Store(_as_bool(self._conf.get("deep_copy", True)))
-        self.memory = FakeFilesystem(self)
+        self.path: str = self._conf.get("path") or self.DEFAULT_PATH
+        if self.path == self.DEFAULT_PATH:
+            self._base_path = self.DEFAULT_PATH
+            self._tree_paths = _DEFAULT_TREE_PATHS
+        else:
+            self._base_path = FakeFilesystem.normpath(self.path)
+            self._tree_paths = _tree_paths(self._base_path)
+        self.memory: FakeFilesystem = _BackendView(self)
 
     def get_connection(self) -> Connection:
         """A connection to this backend (all connections share the same contents)."""
@@ -278,12 +308,18 @@ class Connection(base.Connection):
     ``update_flow_details`` and ``update_atom_details`` also accept ``ignore_missing=True``,
     which creates a detail that was never saved instead of raising ``NotFound`` (it is then
     stored on its own, outside any flow or book, until a flow containing it is saved).
+
+    Attributes:
+        book_path: where books appear in the backend's ``memory`` tree.
+        flow_path: where flow details appear there.
+        atom_path: where atom details appear there.
     """
 
     def __init__(self, backend: MemoryBackend) -> None:
         self._backend = backend
         self._lock = backend.lock
         self._store = backend._store
+        self.book_path, self.flow_path, self.atom_path = backend._tree_paths
 
     @property
     def backend(self) -> MemoryBackend:
@@ -370,26 +406,58 @@ class Connection(base.Connection):
             return store.out_atom(stored)
 
 
-class FakeFilesystem:
-    """A read-only, path-shaped view of a :class:`MemoryBackend`'s contents.
+def _parts(path: str) -> list[str]:
+    """The names along a normalised path (``'/'`` has none)."""
+    return [name for name in path.split("/") if name]
 
-    Values are what the directory backend would store: a book's ``to_dict(
-    marshal_time=True)``, a flow's ``to_dict()``, ``{"atom": ad.to_dict(), "type":
-    "TASK_DETAIL"|"RETRY_DETAIL"}`` for an atom; directories hold None, and a link reads as
-    its target.
+
+def _path_of(parts: list[str]) -> str:
+    return "/" + "/".join(parts)
+
+
+def _no_copy(value: Any) -> Any:
+    return value
+
+
+class FakeInode(tree.Node):
+    """One entry of a :class:`FakeFilesystem`: a directory, a value, or a link.
+
+    ``item`` is the entry's name; :attr:`metadata` holds its absolute ``path``, its
+    ``value`` and, for a link, the ``target`` path it reads through.
+    """
+
+    def __init__(self, item: str, path: str, value: Any = None) -> None:
+        super().__init__(item, path=path, value=value)
+
+
+class FakeFilesystem:
+    """An in-memory tree of absolute paths, each holding a value, with symbolic links.
+
+    Every path is also a directory: setting ``fs['/a/b'] = v`` needs ``/a`` to exist
+    (:meth:`ensure_path` makes missing parents). Values are copied on the way in and out
+    (deep copies, or shallow ones with ``deep_copy=False``), so callers never share them
+    with the tree. A link (:meth:`symlink`) reads as its target's value; it is not
+    followed when listing or when walking a longer path through it. All operations are
+    atomic under one lock.
+
+    Args:
+        deep_copy: copy values deeply (True) or shallowly (False).
     """
 
     #: The path of the root directory.
     root_path = "/"
 
-    _DIRS = ("books", "flow_details", "atom_details")
+    def __init__(self, deep_copy: bool = True) -> None:
+        self._lock = threading.RLock()
+        self._copier: Callable[[Any], Any] = copylib.deepcopy if deep_copy else copylib.copy
+        self._root = FakeInode(self.root_path, self.root_path)
+        # Normalised path -> node, for lookups without walking the tree.
+        self._nodes: dict[str, FakeInode] = {self.root_path: self._root}
 
-    def __init__(self, backend: MemoryBackend) -> None:
-        self._backend = backend
-        self._store = backend._store
+    # -- paths ----------------------------------------------------------------------------
 
-    @staticmethod
-    def normpath(path: str) -> str:
+    @classmethod
+    def normpath(cls, path: str) -> str:
         """``path`` normalised (``.``/``..``/trailing slashes resolved).
 
         Raises:
@@ -397,23 +465,244 @@ class FakeFilesystem:
         """
         if not path:
             raise ValueError("This filesystem can only normalize paths that are not empty")
-        if not path.startswith("/"):
+        if not path.startswith(cls.root_path):
             raise ValueError(
                 f"This filesystem can only normalize paths that start with /: '{path}' is not valid"
             )
         return posixpath.normpath(path)
 
-    # -- resolution -----------------------------------------------------------------------
+    @staticmethod
+    def split(p: str) -> tuple[str, str]:
+        """``(head, tail)`` of a path, as :func:`posixpath.split` gives them."""
+        return posixpath.split(p)
 
-    def _node(self, path: str) -> tuple[Any, str | None]:
-        """(stored object or None for a directory, link target or None) at a normal path."""
+    @staticmethod
+    def join(*pieces: str) -> str:
+        """The pieces joined with ``/`` as they are (no normalisation)."""
+        return "/".join(pieces)
+
+    # -- primitives (overridden by the memory backend's view) -----------------------------
+
+    def _fetch(self, path: str) -> FakeInode:
+        node = self._nodes.get(_path_of(_parts(path)))
+        if node is None:
+            raise exc.NotFound(f"Path '{path}' not found")
+        return node
+
+    def _child_names(self, path: str) -> list[str]:
+        """Names of the entries directly below the normalised ``path``."""
+        return [child.item for child in self._fetch(path)]
+
+    def _link_of(self, path: str) -> str | None:
+        """Where the entry at the normalised ``path`` links to (None: not a link)."""
+        target: str | None = self._fetch(path).metadata.get("target")
+        return target
+
+    def _read(self, path: str) -> Any:
+        """The stored value at the normalised ``path``, links followed (not copied)."""
+        node = self._fetch(path)
+        followed: list[str] = []
+        while (target := node.metadata.get("target")) is not None:
+            seen = target in followed
+            followed.append(target)
+            if seen:
+                raise ValueError(f"Recursive link following not allowed (loop {followed} detected)")
+            node = self._fetch(target)
+        return node.metadata["value"]
+
+    # -- reading --------------------------------------------------------------------------
+
+    def __getitem__(self, path: str) -> Any:
+        """A copy of the value at ``path`` (a link gives its target's).
+
+        Raises:
+            taskflow.exceptions.NotFound: no such path (or a link to a missing one).
+            ValueError: a malformed path, or links that loop.
+        """
+        path = self.normpath(path)
+        with self._lock:
+            return self._copier(self._read(path))
+
+    def get(self, path: str, default: Any = None) -> Any:
+        """The value at ``path``, or ``default`` if there is no such path."""
+        try:
+            return self[path]
+        except exc.NotFound:
+            return default
+
+    def ls(self, path: str, absolute: bool = False) -> list[str]:
+        """The names (or absolute paths) of the entries directly below ``path``.
+
+        Raises:
+            taskflow.exceptions.NotFound: no such path.
+        """
+        path = self.normpath(path)
+        with self._lock:
+            names = self._child_names(path)
+        if absolute:
+            return [posixpath.join(path, name) for name in names]
+        return names
+
+    def ls_r(self, path: str, absolute: bool = False) -> list[str]:
+        """Every path below ``path``, level by level (each level's entries last first).
+
+        Args:
+            path: where to start.
+            absolute: give absolute paths instead of paths relative to ``path``.
+        """
+        path = self.normpath(path)
+        found: list[str] = []
+        with self._lock:
+            level = [(path, "")]
+            while level:
+                below: list[tuple[str, str]] = []
+                for node_path, relative in level:
+                    for name in reversed(self._child_names(node_path)):
+                        child_rel = f"{relative}/{name}" if relative else name
+                        below.append((posixpath.join(node_path, name), child_rel))
+                found.extend(p if absolute else rel for p, rel in below)
+                level = below
+        return found
+
+    def pformat(self) -> str:
+        """The whole tree drawn as text, links shown with their targets."""
+        lines = [self.root_path]
+        with self._lock:
+            self._draw(self.root_path, "", lines)
+        return "\n".join(lines)
+
+    def _draw(self, path: str, prefix: str, lines: list[str]) -> None:
+        children = self._child_names(path)
+        for index, name in enumerate(children):
+            child = posixpath.join(path, name)
+            target = self._link_of(child)
+            label = f"{name} (link to {target})" if target else name
+            lines.append(f"{prefix}|__{label}")
+            last = index == len(children) - 1
+            self._draw(child, prefix + ("   " if last else "|  "), lines)
+
+    # -- writing --------------------------------------------------------------------------
+
+    def _make(self, path: str) -> FakeInode:
+        """The node at normalised ``path``, created if only it (not its parent) is missing."""
+        parts = _parts(path)
+        key = _path_of(parts)
+        node = self._nodes.get(key)
+        if node is None:
+            parent = self._fetch(_path_of(parts[:-1]))
+            node = FakeInode(parts[-1], key)
+            parent.add(node)
+            self._nodes[key] = node
+        return node
+
+    def ensure_path(self, path: str) -> None:
+        """Create ``path`` and any missing directory above it (values None)."""
+        parts = _parts(self.normpath(path))
+        with self._lock:
+            for depth in range(1, len(parts) + 1):
+                self._make(_path_of(parts[:depth]))
+
+    def __setitem__(self, path: str, value: Any) -> None:
+        """Store a copy of ``value`` at ``path`` (created if its parent exists).
+
+        Raises:
+            taskflow.exceptions.NotFound: the parent directory does not exist.
+        """
+        path = self.normpath(path)
+        value = self._copier(value)
+        with self._lock:
+            self._make(path).metadata["value"] = value
+
+    def symlink(self, src_path: str, dest_path: str) -> None:
+        """Make ``dest_path`` a link reading as ``src_path`` (which need not exist yet).
+
+        Raises:
+            taskflow.exceptions.NotFound: the parent directory of ``dest_path`` is missing.
+        """
+        target = self.normpath(src_path)
+        dest_path = self.normpath(dest_path)
+        with self._lock:
+            self._make(dest_path).metadata["target"] = target
+
+    def delete(self, path: str, recursive: bool = False) -> None:
+        """Remove ``path``; with ``recursive`` also what is below it.
+
+        Deleting ``/`` recursively empties the tree (the root itself stays).
+
+        Raises:
+            taskflow.exceptions.NotFound: no such path.
+            ValueError: ``path`` has entries below it and ``recursive`` is false, or it is
+                the root and ``recursive`` is false.
+        """
+        path = self.normpath(path)
+        with self._lock:
+            node = self._fetch(path)
+            if node is self._root:
+                if not recursive:
+                    raise ValueError(f"Can not delete '{path}'")
+                self._clear()
+                return
+            if len(node) and not recursive:
+                raise ValueError(f"Can not delete '{path}', it has {len(node)} children")
+            node.disassociate()
+            for gone in node.dfs_iter(include_self=True):
+                del self._nodes[gone.metadata["path"]]
+
+    def __delitem__(self, path: str) -> None:
+        """Remove ``path`` and everything below it."""
+        self.delete(path, recursive=True)
+
+    def clear(self) -> None:
+        """Remove every entry (the root keeps its value)."""
+        with self._lock:
+            self._clear()
+
+    def _clear(self) -> None:
+        for child in list(self._root):
+            child.disassociate()
+        self._nodes = {self.root_path: self._root}
+
+
+class _BackendView(FakeFilesystem):
+    """A :class:`MemoryBackend`'s contents seen as a read-only :class:`FakeFilesystem`.
+
+    Values are what the directory backend would store: a book's ``to_dict(
+    marshal_time=True)``, a flow's ``to_dict()``, ``{"atom": ad.to_dict(), "type":
+    "TASK_DETAIL"|"RETRY_DETAIL"}`` for an atom; directories hold None, and a link reads as
+    its target. Everything sits under the backend's :attr:`~MemoryBackend.path`.
+    """
+
+    def __init__(self, backend: MemoryBackend) -> None:
+        # No super().__init__(): the view has no tree of its own (every primitive reading
+        # one is overridden, every write refused), and engines make a backend per run.
+        self._lock = backend.lock
+        self._store = backend._store
+        self._base = _parts(backend._base_path)
+        # Reads build fresh dicts; in sharing mode their contents stay shared.
+        self._copier = copylib.deepcopy if self._store.deep_copy else _no_copy
+
+    def _inner(self, path: str) -> str | None:
+        """``path`` relative to the backend's base ('/...'), None for a directory above it."""
+        parts = _parts(path)
+        depth = len(self._base)
+        if parts[:depth] == self._base:
+            return _path_of(parts[depth:])
+        if self._base[: len(parts)] == parts:
+            return None
+        raise exc.NotFound(f"Path '{path}' not found")
+
+    def _outer(self, inner: str) -> str:
+        return _path_of(self._base + _parts(inner))
+
+    def _node(self, inner: str) -> tuple[Any, str | None]:
+        """(stored object or None for a directory, link target or None) at an inner path."""
         store = self._store
-        if path == "/":
+        parts = _parts(inner)
+        if not parts:
             return None, None
-        parts = path[1:].split("/")
         top, rest = parts[0], parts[1:]
         found: Any = None
-        if top in self._DIRS and not rest:
+        if top in _TREE_DIRS and not rest:
             return None, None
         if top == "books":
             found = store.books.get(rest[0])
@@ -430,26 +719,39 @@ class FakeFilesystem:
         elif top == "atom_details" and len(rest) == 1:
             found = store.find_atom(rest[0])
         if found is None or len(rest) > 2:
-            raise exc.NotFound(f"Path '{path}' not found")
+            raise exc.NotFound(f"Path '{self._outer(inner)}' not found")
         return found, None
 
-    def _children(self, path: str) -> list[str]:
+    def _child_names(self, path: str) -> list[str]:
+        inner = self._inner(path)
+        if inner is None:
+            return [self._base[len(_parts(path))]]
         store = self._store
-        if path == "/":
-            return list(self._DIRS)
-        if path == "/books":
+        if inner == "/":
+            return list(_TREE_DIRS)
+        if inner == "/books":
             return list(store.books)
-        if path == "/flow_details":
+        if inner == "/flow_details":
             return list(store.flows)
-        if path == "/atom_details":
+        if inner == "/atom_details":
             return list(store.all_atoms())
-        node, _ = self._node(path)
-        if isinstance(node, (models.LogBook, models.FlowDetail)):
+        node, _ = self._node(inner)
+        if isinstance(node, models.LogBook | models.FlowDetail):
             return [child.uuid for child in node]
         return []
 
-    def _value(self, path: str) -> Any:
-        node, target = self._node(path)
+    def _link_of(self, path: str) -> str | None:
+        inner = self._inner(path)
+        if inner is None:
+            return None
+        _, target = self._node(inner)
+        return None if target is None else self._outer(target)
+
+    def _read(self, path: str) -> Any:
+        inner = self._inner(path)
+        if inner is None:
+            return None
+        node, target = self._node(inner)
         if target is not None:
             node, _ = self._node(target)
         if isinstance(node, models.LogBook):
@@ -460,63 +762,14 @@ class FakeFilesystem:
             return {"atom": node.to_dict(), "type": models.atom_detail_type(node)}
         return None
 
-    # -- public view ----------------------------------------------------------------------
+    def clear(self) -> None:
+        """Drop every stored record (as a connection's ``clear_all`` does)."""
+        with self._lock:
+            self._store.clear()
 
-    def __getitem__(self, path: str) -> Any:
-        """The value at ``path``; NotFound if there is no such path."""
-        path = self.normpath(path)
-        with self._backend.lock:
-            value = self._value(path)
-            # Values share the stored objects' containers; only copies may leave isolation.
-            return copylib.deepcopy(value) if self._store.deep_copy else value
+    def _refuse(self, *args: Any, **kwargs: Any) -> None:
+        raise NotImplementedError(
+            "The memory backend's tree is a read-only view: save through a connection"
+        )
 
-    def get(self, path: str, default: Any = None) -> Any:
-        """The value at ``path``, or ``default`` if there is no such path."""
-        try:
-            return self[path]
-        except exc.NotFound:
-            return default
-
-    def ls(self, path: str) -> list[str]:
-        """The names of the children of ``path`` (NotFound if there is no such path)."""
-        path = self.normpath(path)
-        with self._backend.lock:
-            return self._children(path)
-
-    def ls_r(self, path: str, absolute: bool = False) -> list[str]:
-        """Every path below ``path``, level by level (each level's children last first).
-
-        Args:
-            path: where to start.
-            absolute: give absolute paths instead of paths relative to ``path``.
-        """
-        path = self.normpath(path)
-        found: list[str] = []
-        with self._backend.lock:
-            level = [(path, "")]
-            while level:
-                below: list[tuple[str, str]] = []
-                for node_path, relative in level:
-                    for name in reversed(self._children(node_path)):
-                        child_rel = f"{relative}/{name}" if relative else name
-                        below.append((posixpath.join(node_path, name), child_rel))
-                found.extend(p if absolute else rel for p, rel in below)
-                level = below
-        return found
-
-    def pformat(self) -> str:
-        """The whole tree drawn as text, links shown with their targets."""
-        lines = [self.root_path]
-        with self._backend.lock:
-            self._draw("/", "", lines)
-        return "\n".join(lines)
-
-    def _draw(self, path: str, prefix: str, lines: list[str]) -> None:
-        children = self._children(path)
-        for index, name in enumerate(children):
-            child = posixpath.join(path, name)
-            _, target = self._node(child)
-            label = f"{name} (link to {target})" if target else name
-            lines.append(f"{prefix}|__{label}")
-            last = index == len(children) - 1
-            self._draw(child, prefix + ("   " if last else "|  "), lines)
+    ensure_path = __setitem__ = symlink = delete = __delitem__ = _refuse
