@@ -68,9 +68,11 @@ def attempt(card: str) -> None:
     )
     engine.atom_notifier.register(
         "*",
-        lambda state, details: say(f"{details['task_name']:<15} {state}")
-        if state in ("REVERTING", "REVERTED", "FAILURE")
-        else None,
+        lambda state, details: (
+            say(f"{details['task_name']:<15} {state}")
+            if state in ("REVERTING", "REVERTED", "FAILURE")
+            else None
+        ),
     )
     try:
         engine.run()

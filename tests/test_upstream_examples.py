@@ -23,6 +23,7 @@ from collections import Counter
 from typing import TYPE_CHECKING
 
 import pytest
+
 from tests.helpers.upstream_examples import (
     SRC_DIR,
     UPSTREAM_VERSION,
