@@ -199,10 +199,11 @@ class Storage:
             raise exc.StorageFailure(f"Failed saving atom '{ad.name}'", cause=err) from err
 
     def _save_flow(self) -> None:
+        """Persist the flow detail's own fields (one record, not its atoms)."""
         if self._connection is None:
             return
         try:
-            self._connection.update_flow_details(self._flowdetail)
+            self._connection.update_flow_record(self._flowdetail)
         except exc.StorageFailure:
             raise
         except Exception as err:

@@ -480,3 +480,31 @@ def test_upgrade_sweeps_what_dead_writers_left(tmp_path):
     conn.upgrade()
     # A fresh record under construction may belong to a live writer: it stays.
     assert sorted(os.listdir(atoms)) == [".new.z.1.2"]
+
+
+def test_flow_record_update_writes_no_atom(tmp_path):
+    """A flow state change rewrites the flow's record only, keeping its atoms linked."""
+    from taskflow.persistence import models
+    from taskflow.persistence.backends import impl_dir
+
+    backend = impl_dir.DirBackend({"path": str(tmp_path)})
+    with backend.get_connection() as conn:
+        conn.upgrade()
+        book = models.LogBook("b")
+        fd = models.FlowDetail("f", "fd-1")
+        ad = models.TaskDetail("a", "ad-1")
+        fd.add(ad)
+        book.add(fd)
+        conn.save_logbook(book)
+        atom_file = tmp_path / "atoms" / "ad-1" / "metadata"
+        if not atom_file.exists():
+            atom_file = next(tmp_path.rglob("ad-1/metadata"))
+        before = atom_file.stat().st_mtime_ns
+        ad.state = "RUNNING"  # changed in memory only: must not be written by a flow update
+        fd.state = "RUNNING"
+        conn.update_flow_record(fd)
+        assert atom_file.stat().st_mtime_ns == before
+        stored = conn.get_flow_details("fd-1")
+        assert stored.state == "RUNNING"
+        assert [a.uuid for a in stored] == ["ad-1"]
+        assert stored.find("ad-1").state is None

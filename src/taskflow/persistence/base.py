@@ -182,6 +182,18 @@ class Connection(abc.ABC):
             taskflow.exceptions.NotFound: the flow detail was never saved.
         """
 
+    def update_flow_record(self, flow_detail: models.FlowDetail) -> None:
+        """Write only the flow detail's own fields (state, meta, name), not its atoms.
+
+        Engines call this on flow state changes, which must not cost a write per atom.
+        Beyond upstream's contract; this default delegates to :meth:`update_flow_details`,
+        and backends override it with a single-record write (atomic, durable on return).
+
+        Raises:
+            taskflow.exceptions.NotFound: the flow detail was never saved.
+        """
+        self.update_flow_details(flow_detail)
+
     @abc.abstractmethod
     def update_atom_details(self, atom_detail: models.AtomDetail) -> models.AtomDetail:
         """Merge ``atom_detail`` into the stored one.

@@ -12,7 +12,7 @@ from taskflow import exceptions as exc
 from taskflow import states
 from taskflow._engine import executors
 from taskflow._engine.compiler import Compilation, Plan, compile_flow
-from taskflow._engine.gcpause import gc_paused
+from taskflow._engine.gcpause import gc_frozen
 from taskflow._engine.runtime import Runner
 from taskflow.engines import base
 from taskflow.retry import Retry
@@ -97,7 +97,7 @@ class ActionEngine(base.Engine):
     def compile(self) -> None:
         if self._plan is not None:
             return
-        with gc_paused():
+        with gc_frozen():
             plan = compile_flow(self._flow)
         self._plan = plan
         self._compilation = Compilation(plan)
@@ -117,7 +117,7 @@ class ActionEngine(base.Engine):
             else:
                 order = plan.atom_nodes
             atoms = [plan.atoms[node] for node in order]
-            with gc_paused():
+            with gc_frozen():
                 storage.ensure_atoms(atoms)  # type: ignore[arg-type]
             for atom in atoms:
                 assert atom is not None
@@ -222,8 +222,9 @@ class ActionEngine(base.Engine):
         if not self._run_lock.acquire(blocking=False):
             raise exc.ExecutionFailure("Engine currently locked, please try again later")
         try:
-            for _state in self._run_iter(timeout):
-                pass
+            with gc_frozen():
+                for _state in self._run_iter(timeout):
+                    pass
         finally:
             self._run_lock.release()
 

@@ -715,6 +715,31 @@ class Connection(base.Connection):
                 return flow_detail
             return self._get_flow(flow_detail.uuid, lazy=False)
 
+    def update_flow_record(self, flow_detail: models.FlowDetail) -> None:
+        """Replace only the flow's own record (state, meta...), keeping its atom links.
+
+        One file replaced atomically under the flow's lock; no atom record is read or
+        written (engines call this on every flow state change).
+
+        Raises:
+            taskflow.exceptions.NotFound: the flow was never saved.
+            TypeError: a value JSON can't hold (raised before anything is written).
+        """
+        prepared = _serialization.to_jsonable(flow_detail.to_dict())
+        self._item(self._flows, flow_detail.uuid, writing=True)
+        with (
+            _translate(f"Saving flow detail '{flow_detail.uuid}'"),
+            self._hold(self._flows, flow_detail.uuid, None) as (item, stored),
+        ):
+            try:
+                order = json.loads(stored.decode(self._encoding)).get(_ORDER)
+            except (ValueError, AttributeError):
+                order = None
+            record = prepared if order is None else {**prepared, _ORDER: order}
+            data = _dump(record, self._encoding)
+            if data != stored:
+                _replace_file(item, data)
+
     def save_logbook(self, book: models.LogBook) -> models.LogBook:
         """Create or merge ``book`` with its flows and atoms, under the book's lock.
 
