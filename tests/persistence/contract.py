@@ -423,4 +423,25 @@ def test_concurrent_atom_updates_all_land(connection):
     }
 
 
+
+
+def test_update_flow_record_changes_the_flow_not_its_atoms(connection):
+    book = _book_with(flows=1, atoms=2)
+    connection.save_logbook(book)
+    fd = next(iter(book))
+    atoms = list(fd)
+    fd.state = "RUNNING"
+    fd.meta["answer"] = 42
+    connection.update_flow_record(fd)
+    got = connection.get_flow_details(fd.uuid)
+    assert got.state == "RUNNING"
+    assert got.meta["answer"] == 42
+    assert [ad.uuid for ad in got] == [ad.uuid for ad in atoms]
+
+
+def test_update_flow_record_of_unknown_flow_is_not_found(connection):
+    with pytest.raises(exc.NotFound):
+        connection.update_flow_record(models.FlowDetail("ghost", _uuid()))
+
+
 __all__ = sorted(name for name in globals() if name.startswith("test_"))

@@ -87,8 +87,9 @@ class Runner:
         self.defer_reverts = defer_reverts
         self.never_resolve = never_resolve
         size = len(plan.atoms)
+        details = storage._details
         self.ads: list[AtomDetail | None] = [
-            storage.atom_detail(atom.name) if atom is not None else None for atom in plan.atoms
+            details[atom.name] if atom is not None else None for atom in plan.atoms
         ]
         # Invariant: done[n] is True iff n finished forward (atoms SUCCESS/IGNORE with an
         # EXECUTE/IGNORE intention, joins once all their predecessors are done).
@@ -111,12 +112,15 @@ class Runner:
         self.failures: dict[str, Failure] = {}
         # Tasks overriding update_progress get the engine's 0.0/1.0 calls even when nobody
         # listens (upstream calls the method); the others only when their notifier has listeners.
-        self.custom_progress = [
-            atom is not None
-            and not plan.is_retry[node]
-            and type(atom).update_progress is not Task.update_progress  # type: ignore[attr-defined]
-            for node, atom in enumerate(plan.atoms)
-        ]
+        overrides: dict[type, bool] = {}
+        custom = self.custom_progress = [False] * size
+        for node in plan.atom_nodes:
+            if not plan.is_retry[node]:
+                cls = type(plan.atoms[node])
+                flag = overrides.get(cls)
+                if flag is None:
+                    flag = overrides[cls] = cls.update_progress is not Task.update_progress  # type: ignore[attr-defined]
+                custom[node] = flag
         # None when nothing is persisted (no backend): the hot path then skips the call.
         self._save = storage._save_atom if storage._connection is not None else None
         #: Time spent in each of the machine's working states (engine statistics).
