@@ -116,10 +116,10 @@ class Runner:
         custom = self.custom_progress = [False] * size
         for node in plan.atom_nodes:
             if not plan.is_retry[node]:
-                cls = type(plan.atoms[node])
+                cls: Any = type(plan.atoms[node])
                 flag = overrides.get(cls)
                 if flag is None:
-                    flag = overrides[cls] = cls.update_progress is not Task.update_progress  # type: ignore[attr-defined]
+                    flag = overrides[cls] = cls.update_progress is not Task.update_progress
                 custom[node] = flag
         # None when nothing is persisted (no backend): the hot path then skips the call.
         self._save = storage._save_atom if storage._connection is not None else None

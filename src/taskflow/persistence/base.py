@@ -168,7 +168,9 @@ class Connection(abc.ABC):
         """
 
     @abc.abstractmethod
-    def update_flow_details(self, flow_detail: models.FlowDetail) -> models.FlowDetail:
+    def update_flow_details(
+        self, flow_detail: models.FlowDetail, ignore_missing: bool = False
+    ) -> models.FlowDetail:
         """Merge ``flow_detail`` into the stored one, with all its atom details.
 
         Atom details new to the store are created; stored ones are merged. Each record is
@@ -179,7 +181,8 @@ class Connection(abc.ABC):
             already equals the stored record).
 
         Raises:
-            taskflow.exceptions.NotFound: the flow detail was never saved.
+            taskflow.exceptions.NotFound: the flow detail was never saved (unless
+                ``ignore_missing``: then it is created).
         """
 
     def update_flow_record(self, flow_detail: models.FlowDetail) -> None:
@@ -195,7 +198,9 @@ class Connection(abc.ABC):
         self.update_flow_details(flow_detail)
 
     @abc.abstractmethod
-    def update_atom_details(self, atom_detail: models.AtomDetail) -> models.AtomDetail:
+    def update_atom_details(
+        self, atom_detail: models.AtomDetail, ignore_missing: bool = False
+    ) -> models.AtomDetail:
         """Merge ``atom_detail`` into the stored one.
 
         The engine calls this on every atom transition; the record is written atomically
