@@ -80,9 +80,8 @@ class ActionEngine(base.Engine):
         return self._storage
 
     @property
-    def compilation(self) -> Compilation:
-        if self._compilation is None:
-            raise exc.InvalidState("Can not access the compilation before compile()")
+    def compilation(self) -> Compilation | None:
+        """The compiled flow (None before :meth:`compile`, as upstream)."""
         return self._compilation
 
     @property
