@@ -1,0 +1,597 @@
+"""A persistence backend on a SQL database: SQLite, PostgreSQL or MySQL/MariaDB.
+
+``fetch('sqlite:////var/lib/app/flows.db')``, ``fetch('postgresql://user@host/db')``,
+``fetch('mysql://user@host/db')``. A bare ``postgresql://`` uses psycopg 3 and ``mysql://``
+PyMySQL; an explicit driver (``postgresql+psycopg://``) is kept. Drivers come with the extras
+``taskflow[database]`` (SQLite), ``taskflow[postgresql]`` and ``taskflow[mysql]``.
+
+The schema is upstream TaskFlow's (``logbooks``, ``flowdetails``, ``atomdetails``), managed
+by Alembic on every database; :meth:`Connection.upgrade` creates it, migrates it, or adopts a
+database upstream TaskFlow 6.5 wrote (see ``_sqlalchemy/migration.py``). Values are stored as
+JSON text (native ``json`` columns on PostgreSQL) with :mod:`taskflow._serialization`.
+
+Configuration keys (URI query parameters arrive as strings and are converted):
+
+=====================  =========================================================================
+``connection``         the database URI (default ``sqlite://``, an in-memory database)
+``echo``               log every statement through SQLAlchemy (default False)
+``idle_timeout``       seconds before a pooled connection is recycled (default 3600)
+``max_pool_size``      connections kept in the pool (SQLAlchemy's default: 5)
+``max_overflow``       connections opened beyond the pool under load (default 10)
+``pool_timeout``       seconds to wait for a pooled connection (default 30)
+``isolation_level``    transaction isolation level (default ``READ COMMITTED`` on
+                       PostgreSQL and MySQL); ``isolation_levels`` = {dialect: level}
+                       picks one per database
+``engine_args``        a dict of extra :func:`sqlalchemy.create_engine` arguments (they win)
+``log_statements``     log each statement to this module's logger (default False), at
+``log_statements_level`` (default ``DEBUG``)
+``checkin_yield``      yield the thread (``time.sleep(0)``) when a connection is returned
+``checkout_ping``      ping a connection when it leaves the pool (default False: a ping is
+                       a round trip per write; broken connections are dropped on failure)
+``max_retries``        extra attempts, with backoff, when :meth:`Connection.validate`
+                       cannot connect (default 0; never infinite)
+``mysql_sql_mode``     ``sql_mode`` of MySQL sessions (default ``TRADITIONAL``, strict);
+                       empty keeps the server's
+``sqlite_synchronous`` ``'normal'`` (default) or ``'full'``, see below
+``sqlite_busy_timeout`` seconds a SQLite writer waits for another's lock (default 30)
+=====================  =========================================================================
+
+SQLite runs in WAL mode with foreign keys on. ``sqlite_synchronous='normal'`` (the default)
+makes every committed write survive the process being killed at any moment, and keeps the
+database consistent through a power cut or OS crash, which may lose the last commits.
+``'full'`` also makes every commit survive a power cut, at the price of an ``fsync`` per write.
+
+Guarantees: every write method runs in one transaction and is durable (as configured above)
+when it returns. :meth:`Connection.update_atom_details`, which engines call twice per task,
+and :meth:`Connection.update_flow_record` (flow state changes) are each a single ``UPDATE``
+of one row, compiled once per backend, with no read first.
+Values JSON cannot hold raise ``TypeError`` before anything is written; database errors
+become :class:`taskflow.exceptions.StorageFailure`.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import logging
+import threading
+import time
+from datetime import UTC, datetime, timedelta
+from typing import TYPE_CHECKING, Any
+
+try:
+    import sqlalchemy as sa
+except ImportError as _err:  # pragma: no cover - depends on the installation
+    raise ImportError(
+        "The SQL persistence backend needs SQLAlchemy and alembic: pip install 'taskflow[database]'"
+    ) from _err
+
+from taskflow import exceptions as exc
+from taskflow.persistence import base, models
+from taskflow.persistence.backends._sqlalchemy import dialects, migration, tables
+from taskflow.persistence.backends._sqlalchemy.tables import atomdetails, flowdetails, logbooks
+
+if TYPE_CHECKING:
+    from collections.abc import Iterable, Iterator, Mapping
+
+__all__ = ["Connection", "SQLAlchemyBackend"]
+
+LOG = logging.getLogger(__name__)
+
+#: Keys per ``IN (...)`` list, well below every database's limit on parameters.
+_CHUNK = 500
+
+
+class _Clock:
+    """Strictly increasing UTC timestamps (microsecond steps) for ``created_at``/``updated_at``.
+
+    Rows are read back in ``created_at`` order, so atoms created together in one batch keep
+    the order they were given in.
+    """
+
+    def __init__(self) -> None:
+        self._lock = threading.Lock()
+        self._last = datetime.min.replace(tzinfo=UTC)
+
+    def now(self) -> datetime:
+        with self._lock:
+            now = datetime.now(UTC)
+            if now <= self._last:
+                now = self._last + timedelta(microseconds=1)
+            self._last = now
+            return now
+
+
+def _naive(when: datetime) -> datetime:
+    return when.replace(tzinfo=None)
+
+
+class _Statements:
+    """The statements the backend runs, built once per backend for its dialect."""
+
+    def __init__(self, dialect: dialects.Dialect) -> None:
+        json = {*tables.ATOM_JSON, "meta"}
+
+        def value(column: str) -> Any:
+            if column in json:
+                # Bound as the JSON text we encoded; the dialect casts it where needed.
+                return dialect.json_bind(sa.bindparam(f"p_{column}", type_=sa.Text))
+            return sa.bindparam(f"p_{column}")
+
+        atom_set = {c: value(c) for c in tables.ATOM_VALUES}
+        by_uuid = atomdetails.c.uuid == sa.bindparam("p_uuid")
+        #: The hot path: one atom's row, without its name, parent or type.
+        self.atom_update = atomdetails.update().where(by_uuid).values(atom_set)
+        self.atom_update_parent = (
+            atomdetails.update()
+            .where(by_uuid)
+            .values({**atom_set, "parent_uuid": sa.bindparam("p_parent_uuid")})
+        )
+        insert_columns = ("uuid", "parent_uuid", "atom_type", "name", "created_at")
+        self.atom_insert = atomdetails.insert().values(
+            {**atom_set, **{c: sa.bindparam(f"p_{c}") for c in insert_columns}}
+        )
+        flow_set = {c: value(c) for c in tables.FLOW_VALUES}
+        flow_by_uuid = flowdetails.c.uuid == sa.bindparam("p_uuid")
+        self.flow_update = flowdetails.update().where(flow_by_uuid).values(flow_set)
+        #: A flow state change: the flow's own row, name included.
+        self.flow_record = (
+            flowdetails.update()
+            .where(flow_by_uuid)
+            .values({**flow_set, "name": sa.bindparam("p_name")})
+        )
+        self.flow_update_parent = (
+            flowdetails.update()
+            .where(flow_by_uuid)
+            .values({**flow_set, "parent_uuid": sa.bindparam("p_parent_uuid")})
+        )
+        self.flow_insert = flowdetails.insert().values(
+            {
+                **flow_set,
+                **{
+                    c: sa.bindparam(f"p_{c}") for c in ("uuid", "parent_uuid", "name", "created_at")
+                },
+            }
+        )
+        book_set = {c: value(c) for c in ("meta", "created_at", "updated_at")}
+        self.book_update = (
+            logbooks.update().where(logbooks.c.uuid == sa.bindparam("p_uuid")).values(book_set)
+        )
+        self.book_insert = logbooks.insert().values(
+            {**book_set, "uuid": sa.bindparam("p_uuid"), "name": sa.bindparam("p_name")}
+        )
+
+
+class _Compiled:
+    """A statement compiled once for the engine's dialect, run straight on driver cursors.
+
+    Going through the driver skips SQLAlchemy's per-execution machinery (parameter
+    processing, result set setup): a write costs little more than the same statement through
+    the bare driver. Compiling needs the server's details, known once the engine connected,
+    so it happens on first use. Values must already be what the driver takes (JSON text,
+    ``Dialect.raw_time`` timestamps).
+    """
+
+    def __init__(self, engine: sa.Engine, stmt: Any) -> None:
+        self._engine = engine
+        self._stmt = stmt
+        self._sql: str | None = None
+        self._names: list[str] = []
+        self._positional = True
+
+    def _compile(self) -> str:
+        compiled = self._stmt.compile(dialect=self._engine.dialect)
+        self._positional = bool(compiled.positional)
+        if self._positional:
+            self._names = list(compiled.positiontup or ())
+        else:
+            self._names = list(compiled.bind_names.values())
+        self._sql = sql = str(compiled.string)
+        return sql
+
+    def prepare(self, params: Mapping[str, Any]) -> tuple[str, Any]:
+        """(SQL text, driver arguments) to run the statement with ``params``.
+
+        Call with a connection checked out (the first call compiles).
+        """
+        sql = self._sql or self._compile()
+        if self._positional:
+            return sql, tuple([params[name] for name in self._names])
+        return sql, {name: params[name] for name in self._names}
+
+    def executemany(self, conn: sa.Connection, rows: list[dict[str, Any]]) -> None:
+        """Run the statement once per row on ``conn``'s driver connection (its transaction)."""
+        sql = self._sql or self._compile()
+        names = self._names
+        if self._positional:
+            args: list[Any] = [tuple([row[n] for n in names]) for row in rows]
+        else:
+            args = [{n: row[n] for n in names} for row in rows]
+        cursor = conn.connection.driver_connection.cursor()  # type: ignore[union-attr]
+        try:
+            cursor.executemany(sql, args)
+        finally:
+            cursor.close()
+
+
+class SQLAlchemyBackend(base.Backend):
+    """Stores log books, flow details and atom details in a SQL database.
+
+    Args:
+        conf: configuration (see the module docstring); ``connection`` is the URI.
+        engine: an engine to use instead of creating one from ``conf`` (it is not disposed
+            by :meth:`close`; the per-connection setup applies to connections it opens
+            from now on).
+
+    Raises:
+        ImportError: the database's driver is not installed (the message names the extra).
+        ValueError: a malformed URI or option.
+    """
+
+    def __init__(self, conf: Mapping[str, Any] | None, engine: sa.Engine | None = None) -> None:
+        super().__init__(conf)
+        self._conf.setdefault("connection", "sqlite://")
+        if engine is None:
+            engine, dialect = dialects.create_engine(self._conf)
+            self._owns_engine = True
+        else:
+            dialect = dialects.for_name(engine.dialect.name)(self._conf)
+            dialect.attach(engine)
+            self._owns_engine = False
+        retries = dialects.as_int(self._conf, "max_retries", 0) or 0
+        if retries < 0:
+            raise ValueError(f"'max_retries' must be 0 or more, not {retries}")
+        self._max_retries = retries
+        self._engine = engine
+        self._dialect = dialect
+        self._statements = _Statements(dialect)
+        self._hot = dialect.hot_connections(engine)
+        self._atom_update = _Compiled(engine, self._statements.atom_update)
+        self._atom_update_parent = _Compiled(engine, self._statements.atom_update_parent)
+        self._atom_insert = _Compiled(engine, self._statements.atom_insert)
+        self._flow_record = _Compiled(engine, self._statements.flow_record)
+        self._clock = _Clock()
+        dbapi = getattr(engine.dialect, "loaded_dbapi", None)
+        driver_error = getattr(dbapi, "Error", None)
+        errors: list[type[BaseException]] = [sa.exc.SQLAlchemyError, OSError]
+        if isinstance(driver_error, type) and issubclass(driver_error, BaseException):
+            errors.append(driver_error)
+        self._errors = tuple(errors)
+        self._closed = False
+
+    @property
+    def engine(self) -> sa.Engine:
+        """The SQLAlchemy engine in use."""
+        return self._engine
+
+    def get_connection(self) -> Connection:
+        """A connection (cheap: database connections come from the engine's pool per call)."""
+        return Connection(self)
+
+    def close(self) -> None:
+        """Close the pooled database connections (of an engine this backend created)."""
+        self._hot.close()
+        if self._owns_engine and not self._closed:
+            self._engine.dispose()
+        self._closed = True
+
+
+class Connection(base.Connection):
+    """Reads and writes one :class:`SQLAlchemyBackend`; safe to share between threads.
+
+    Every method takes a pooled database connection for the duration of one transaction.
+    ``update_flow_details`` and ``update_atom_details`` also accept ``ignore_missing=True``,
+    which creates a detail that was never saved (outside any flow or book) instead of
+    raising ``NotFound``.
+    """
+
+    def __init__(self, backend: SQLAlchemyBackend) -> None:
+        self._backend = backend
+        self._engine = backend._engine
+        self._dialect = backend._dialect
+        self._stmts = backend._statements
+        self._errors = backend._errors
+
+    @property
+    def backend(self) -> SQLAlchemyBackend:
+        return self._backend
+
+    def close(self) -> None:
+        """Nothing to release: database connections go back to the pool after each call."""
+
+    # -- plumbing -----------------------------------------------------------------------------
+
+    @contextlib.contextmanager
+    def _translate(self, what: str) -> Iterator[None]:
+        """Turn database and OS errors into ``StorageFailure`` (the backend's one such place)."""
+        try:
+            yield
+        except self._errors as err:
+            raise exc.StorageFailure(f"Failed {what}: {err}") from err
+
+    @contextlib.contextmanager
+    def _transaction(self, what: str, write: bool) -> Iterator[sa.Connection]:
+        """A connection inside one transaction, committed when the block ends normally."""
+        with self._translate(what), self._engine.connect() as conn:
+            self._dialect.begin(conn, write)
+            yield conn
+            conn.commit()
+
+    def _now(self) -> datetime:
+        return self._backend._clock.now()
+
+    # -- schema -------------------------------------------------------------------------------
+
+    def upgrade(self) -> None:
+        """Create or migrate the schema to this version's head; idempotent.
+
+        Raises:
+            taskflow.exceptions.StorageFailure: unreachable database, or a schema this
+                version cannot upgrade (partial, foreign, or from an unknown revision).
+        """
+        with self._translate("upgrading the schema"):
+            migration.upgrade(self._engine, self._dialect)
+
+    def validate(self) -> None:
+        """Connect and run a trivial query, retrying ``max_retries`` times with backoff."""
+        attempts = self._backend._max_retries + 1
+        for attempt in range(attempts):
+            try:
+                with self._translate("validating the connection"), self._engine.connect() as c:
+                    c.execute(sa.text("SELECT 1"))
+                return
+            except exc.StorageFailure:
+                if attempt + 1 >= attempts:
+                    raise
+                LOG.warning("Database not reachable (attempt %d of %d)", attempt + 1, attempts)
+                time.sleep(min(0.5 * 2**attempt, 5.0))
+
+    def clear_all(self) -> None:
+        with self._transaction("clearing all log books", write=True) as conn:
+            for table in (atomdetails, flowdetails, logbooks):
+                conn.execute(table.delete())
+
+    # -- reads --------------------------------------------------------------------------------
+
+    def _atoms(self, conn: sa.Connection, where: Any) -> list[tuple[str, models.AtomDetail]]:
+        """(parent uuid, atom) pairs of the atom rows ``where`` selects, in creation order."""
+        query = (
+            sa.select(atomdetails)
+            .where(where)
+            .order_by(atomdetails.c.created_at, atomdetails.c.uuid)
+        )
+        decode = self._dialect
+        return [(row.parent_uuid, tables.atom_from_row(row, decode)) for row in conn.execute(query)]
+
+    def _flows(
+        self, conn: sa.Connection, where: Any, lazy: bool
+    ) -> list[tuple[str, models.FlowDetail]]:
+        """(parent uuid, flow) pairs of the flow rows ``where`` selects, with their atoms."""
+        query = (
+            sa.select(flowdetails)
+            .where(where)
+            .order_by(flowdetails.c.created_at, flowdetails.c.uuid)
+        )
+        flows = [
+            (row.parent_uuid, tables.flow_from_row(row, self._dialect))
+            for row in conn.execute(query)
+        ]
+        if lazy or not flows:
+            return flows
+        by_uuid = {fd.uuid: fd for _, fd in flows}
+        parents = sa.select(flowdetails.c.uuid).where(where).scalar_subquery()
+        if len(by_uuid) == 1:
+            atom_where = atomdetails.c.parent_uuid == next(iter(by_uuid))
+        else:
+            atom_where = atomdetails.c.parent_uuid.in_(parents)
+        for parent, ad in self._atoms(conn, atom_where):
+            by_uuid[parent].add(ad)
+        return flows
+
+    def _books(self, conn: sa.Connection, where: Any, lazy: bool) -> list[models.LogBook]:
+        query = sa.select(logbooks).where(where).order_by(logbooks.c.created_at, logbooks.c.uuid)
+        books = [tables.book_from_row(row, self._dialect) for row in conn.execute(query)]
+        if lazy or not books:
+            return books
+        by_uuid = {book.uuid: book for book in books}
+        flow_where = (
+            flowdetails.c.parent_uuid == books[0].uuid
+            if len(books) == 1
+            else flowdetails.c.parent_uuid.in_(sa.select(logbooks.c.uuid).where(where))
+        )
+        for parent, fd in self._flows(conn, flow_where, lazy=False):
+            book = by_uuid[parent]
+            stamp = book.updated_at
+            book.add(fd)
+            book.updated_at = stamp  # add() stamps the time; keep the stored one
+        return books
+
+    def _book_exists(self, conn: sa.Connection, book_uuid: str) -> None:
+        found = conn.execute(sa.select(logbooks.c.uuid).where(logbooks.c.uuid == book_uuid))
+        if found.first() is None:
+            raise exc.NotFound(f"No logbook found with uuid '{book_uuid}'")
+
+    def get_logbook(self, book_uuid: str, lazy: bool = False) -> models.LogBook:
+        with self._transaction("reading a log book", write=False) as conn:
+            books = self._books(conn, logbooks.c.uuid == book_uuid, lazy)
+        if not books:
+            raise exc.NotFound(f"No logbook found with uuid '{book_uuid}'")
+        return books[0]
+
+    def get_logbooks(self, lazy: bool = False) -> Iterator[models.LogBook]:
+        with self._transaction("reading log books", write=False) as conn:
+            books = self._books(conn, sa.true(), lazy)
+        return iter(books)
+
+    def get_flows_for_book(self, book_uuid: str, lazy: bool = False) -> Iterator[models.FlowDetail]:
+        with self._transaction("reading flow details", write=False) as conn:
+            self._book_exists(conn, book_uuid)
+            flows = self._flows(conn, flowdetails.c.parent_uuid == book_uuid, lazy)
+        return iter([fd for _, fd in flows])
+
+    def get_flow_details(self, flow_uuid: str, lazy: bool = False) -> models.FlowDetail:
+        with self._transaction("reading a flow detail", write=False) as conn:
+            flows = self._flows(conn, flowdetails.c.uuid == flow_uuid, lazy)
+        if not flows:
+            raise exc.NotFound(f"No flow details found with uuid '{flow_uuid}'")
+        return flows[0][1]
+
+    def get_atom_details(self, atom_uuid: str) -> models.AtomDetail:
+        with self._transaction("reading an atom detail", write=False) as conn:
+            atoms = self._atoms(conn, atomdetails.c.uuid == atom_uuid)
+        if not atoms:
+            raise exc.NotFound(f"No atom details found with uuid '{atom_uuid}'")
+        return atoms[0][1]
+
+    def get_atoms_for_flow(self, flow_uuid: str) -> Iterator[models.AtomDetail]:
+        with self._transaction("reading atom details", write=False) as conn:
+            found = conn.execute(
+                sa.select(flowdetails.c.uuid).where(flowdetails.c.uuid == flow_uuid)
+            )
+            if found.first() is None:
+                raise exc.NotFound(f"No flow details found with uuid '{flow_uuid}'")
+            atoms = self._atoms(conn, atomdetails.c.parent_uuid == flow_uuid)
+        return iter([ad for _, ad in atoms])
+
+    # -- writes -------------------------------------------------------------------------------
+
+    def _encode_flow(
+        self, fd: models.FlowDetail, now: datetime
+    ) -> tuple[dict[str, Any], list[dict[str, Any]]]:
+        """The flow's and its atoms' parameters, all JSON encoded up front (TypeError here).
+
+        Atom parameters are driver-ready (they run as compiled statements); the flow's run
+        through SQLAlchemy.
+        """
+        stamp = _naive(now)
+        flow = tables.flow_values(fd, stamp)
+        flow.update(p_uuid=fd.uuid, p_created_at=stamp)
+        raw_time = self._dialect.raw_time
+        raw_now = raw_time(now)
+        atoms = []
+        for ad in fd:
+            values = tables.atom_values(ad, raw_now)
+            values.update(
+                p_uuid=ad.uuid,
+                p_parent_uuid=fd.uuid,
+                p_atom_type=models.atom_detail_type(ad),
+                # Distinct, increasing creation times keep the atoms' order.
+                p_created_at=raw_time(self._now()),
+            )
+            atoms.append(values)
+        return flow, atoms
+
+    def _existing(self, conn: sa.Connection, table: sa.Table, uuids: Iterable[str]) -> set[str]:
+        keys = list(uuids)
+        found: set[str] = set()
+        for start in range(0, len(keys), _CHUNK):
+            chunk = keys[start : start + _CHUNK]
+            found.update(
+                conn.execute(sa.select(table.c.uuid).where(table.c.uuid.in_(chunk))).scalars()
+            )
+        return found
+
+    def _write_flow(
+        self,
+        conn: sa.Connection,
+        flow: dict[str, Any],
+        atoms: list[dict[str, Any]],
+        parent: str | None,
+        create: bool,
+    ) -> None:
+        """Merge or create one flow row and its atoms' rows (in the caller's transaction)."""
+        stmts = self._stmts
+        if parent is None:
+            matched = conn.execute(stmts.flow_update, flow).rowcount
+        else:
+            matched = conn.execute(
+                stmts.flow_update_parent, {**flow, "p_parent_uuid": parent}
+            ).rowcount
+        if not matched:
+            if not create:
+                raise exc.NotFound(f"No flow details found with uuid '{flow['p_uuid']}'")
+            conn.execute(stmts.flow_insert, {**flow, "p_parent_uuid": parent})
+        if not atoms:
+            return
+        stored = self._existing(conn, atomdetails, (a["p_uuid"] for a in atoms))
+        updates = [a for a in atoms if a["p_uuid"] in stored]
+        inserts = [a for a in atoms if a["p_uuid"] not in stored]
+        if updates:
+            self._backend._atom_update_parent.executemany(conn, updates)
+        if inserts:
+            self._backend._atom_insert.executemany(conn, inserts)
+
+    def save_logbook(self, book: models.LogBook) -> models.LogBook:
+        row = tables.book_values(book)
+        params = {f"p_{name}": value for name, value in row.items()}
+        encoded = [self._encode_flow(fd, self._now()) for fd in book]
+        with self._transaction("saving a log book", write=True) as conn:
+            if not conn.execute(self._stmts.book_update, params).rowcount:
+                conn.execute(self._stmts.book_insert, params)
+            for flow, atoms in encoded:
+                self._write_flow(conn, flow, atoms, parent=book.uuid, create=True)
+            return self._books(conn, logbooks.c.uuid == book.uuid, lazy=False)[0]
+
+    def destroy_logbook(self, book_uuid: str) -> None:
+        with self._transaction("destroying a log book", write=True) as conn:
+            flows = sa.select(flowdetails.c.uuid).where(flowdetails.c.parent_uuid == book_uuid)
+            # Explicit rather than trusting ON DELETE CASCADE (SQLite may run without it).
+            conn.execute(atomdetails.delete().where(atomdetails.c.parent_uuid.in_(flows)))
+            conn.execute(flowdetails.delete().where(flowdetails.c.parent_uuid == book_uuid))
+            if not conn.execute(logbooks.delete().where(logbooks.c.uuid == book_uuid)).rowcount:
+                raise exc.NotFound(f"No logbook found with uuid '{book_uuid}'")
+
+    def update_flow_details(
+        self, flow_detail: models.FlowDetail, ignore_missing: bool = False
+    ) -> models.FlowDetail:
+        """Merge the flow's row and create or merge its atoms' rows, in one transaction."""
+        flow, atoms = self._encode_flow(flow_detail, self._now())
+        with self._transaction("saving a flow detail", write=True) as conn:
+            self._write_flow(conn, flow, atoms, parent=None, create=ignore_missing)
+            count = conn.execute(
+                sa.select(sa.func.count())
+                .select_from(atomdetails)
+                .where(atomdetails.c.parent_uuid == flow_detail.uuid)
+            ).scalar_one()
+            if count == len(flow_detail):
+                # Every stored atom was just written from this object: it is the record.
+                return flow_detail
+            return self._flows(conn, flowdetails.c.uuid == flow_detail.uuid, lazy=False)[0][1]
+
+    def update_flow_record(self, flow_detail: models.FlowDetail) -> None:
+        """Overwrite the flow's own row (name, state, meta) with one ``UPDATE``; not its atoms.
+
+        Raises:
+            taskflow.exceptions.NotFound: the flow detail was never saved.
+        """
+        params = tables.flow_values(flow_detail, self._dialect.raw_time(self._now()))
+        params["p_uuid"] = flow_detail.uuid
+        with self._translate("saving a flow detail"):
+            matched = self._backend._hot.write(self._backend._flow_record, params)
+        if not matched:
+            raise exc.NotFound(f"No flow details found with uuid '{flow_detail.uuid}'")
+
+    def update_atom_details(
+        self, atom_detail: models.AtomDetail, ignore_missing: bool = False
+    ) -> models.AtomDetail:
+        """Overwrite the atom's row (all fields but its name) with one ``UPDATE``.
+
+        Returns:
+            ``atom_detail`` itself, which now equals the stored record.
+        """
+        now = self._now()
+        params = tables.atom_values(atom_detail, self._dialect.raw_time(now))
+        params["p_uuid"] = atom_detail.uuid
+        with self._translate("saving an atom detail"):
+            matched = self._backend._hot.write(self._backend._atom_update, params)
+        if matched:
+            return atom_detail
+        if not ignore_missing:
+            raise exc.NotFound(f"No atom details found with uuid '{atom_detail.uuid}'")
+        params.update(
+            p_parent_uuid=None,
+            p_atom_type=models.atom_detail_type(atom_detail),
+            p_created_at=params["p_updated_at"],
+        )
+        with self._transaction("creating an atom detail", write=True) as conn:
+            self._backend._atom_insert.executemany(conn, [params])
+        return atom_detail
