@@ -423,8 +423,6 @@ def test_concurrent_atom_updates_all_land(connection):
     }
 
 
-
-
 def test_update_flow_record_changes_the_flow_not_its_atoms(connection):
     book = _book_with(flows=1, atoms=2)
     connection.save_logbook(book)
