@@ -68,6 +68,8 @@ class ActionEngine(base.Engine):
         self._prepared = False
         self._runner: Runner | None = None
         self._run_lock = threading.Lock()
+        # True after a storage failure left memory ahead of the backend and reloading failed.
+        self._stale = False
         self._statistics: dict[str, Any] = {}
         opts = self._options
         self._defer_reverts = _as_bool(opts.get("defer_reverts", False))
@@ -186,6 +188,25 @@ class ActionEngine(base.Engine):
             )
         return moved
 
+    def _reload_from_backend(self) -> None:
+        backend = self._backend
+        if backend is None:
+            return
+        try:
+            with backend.get_connection() as conn:
+                flow_detail = conn.get_flow_details(self._flow_detail.uuid)
+        except exc.TaskFlowException:
+            flow_detail = None
+        if flow_detail is None:
+            # Still unreachable: the next run tries again before doing anything.
+            self._prepared = False
+            self._stale = True
+            return
+        self._flow_detail = flow_detail
+        self._storage = Storage(flow_detail, backend=backend)
+        self._prepared = False
+        self._stale = False
+
     def reset(self) -> None:
         if self._plan is None:
             raise exc.InvalidState("Can not reset an engine which has not been compiled")
@@ -250,6 +271,12 @@ class ActionEngine(base.Engine):
             self._run_lock.release()
 
     def _run_iter(self, timeout: float | None) -> Generator[str, Any, None]:
+        if self._stale:
+            self._reload_from_backend()
+            if self._stale:
+                raise exc.StorageFailure(
+                    f"Can not reload flow detail '{self._flow_detail.uuid}' from the backend"
+                )
         self.compile()
         self.prepare()
         self.validate()
@@ -274,7 +301,12 @@ class ActionEngine(base.Engine):
             final = runner.final_state()
             self._change_flow_state(final)
             yield final
-        except (GeneratorExit, exc.StorageFailure):
+        except GeneratorExit:
+            raise
+        except exc.StorageFailure:
+            # What is in memory may now be ahead of what was written: forget it, so a later
+            # run starts again from the backend's records (which resumption relies on).
+            self._reload_from_backend()
             raise
         except Exception:
             # Something outside any atom broke (a retry's bad decision, for instance): the flow
