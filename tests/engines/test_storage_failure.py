@@ -62,7 +62,7 @@ def test_storage_failure_surfaces_and_the_flow_resumes(pg):
     with backend.get_connection() as conn:
         conn.upgrade()
     flow = lf.Flow("f").add(Step("a"), CutTheDatabase(pg, name="cut"), Step("b"))
-    book, fd = persistence_utils.temporary_flow_detail(backend)
+    _book, fd = persistence_utils.temporary_flow_detail(backend)
     engine = engines.load(flow, flow_detail=fd, backend=backend)
     with pytest.raises(exc.StorageFailure):
         engine.run()
