@@ -112,18 +112,9 @@ def run(
     **kwargs: Any,
 ) -> dict[str, Any]:
     """Load and run ``flow``; returns every named result (``storage.fetch_all()``)."""
-    engine_obj = load(
-        flow,
-        store=store,
-        flow_detail=flow_detail,
-        book=book,
-        backend=backend,
-        namespace=namespace,
-        engine=engine,
-        **kwargs,
-    )
-    engine_obj.run()
-    return engine_obj.storage.fetch_all()
+    loaded = load(flow, store, flow_detail, book, backend, namespace, engine, **kwargs)
+    loaded.run()
+    return loaded.storage.fetch_all()
 
 
 def _callable_name(function: Callable[..., Any]) -> str:

@@ -318,6 +318,19 @@ class FlowDetail:
         return fd
 
 
+#: The fields one atom detail takes from another when updated from it (all but identity).
+_SHARED_FIELDS = (
+    "state",
+    "intention",
+    "results",
+    "failure",
+    "revert_results",
+    "revert_failure",
+    "meta",
+    "version",
+)
+
+
 class AtomDetail(abc.ABC):
     """The persisted state of one atom of a flow run.
 
@@ -378,16 +391,9 @@ class AtomDetail(abc.ABC):
         Returns:
             This detail.
         """
-        if ad is self:
-            return self
-        self.state = ad.state
-        self.intention = ad.intention
-        self.meta = ad.meta
-        self.failure = ad.failure
-        self.results = ad.results
-        self.revert_results = ad.revert_results
-        self.revert_failure = ad.revert_failure
-        self.version = ad.version
+        if ad is not self:
+            for name in _SHARED_FIELDS:
+                setattr(self, name, getattr(ad, name))
         return self
 
     def _merge_common(self, other: AtomDetail, deep_copy: bool) -> None:
