@@ -221,6 +221,11 @@ class Runner:
                 scope = span if intention == _RETRY else range(node, span.stop)
                 scopes.append(scope)
                 covered.update(scope)
+                if intention == _RETRY:
+                    # It waits, in revert mode, for its scope to be reverted, then retries
+                    # (as _revert_scope arranges on the live path).
+                    self.rev_mode[node] = True
+                    self.rev_done[node] = False
             elif intention == _REVERT:
                 reverting.append(node)
             if ad.failure is not None:
@@ -235,7 +240,9 @@ class Runner:
         # An atom left RUNNING with intention EXECUTE was interrupted mid-call: it is not
         # done, so it runs again once its predecessors are.
         for scope in scopes:
-            self._mark_revert(scope, persist=False)
+            # Persisted: a crash in the middle of writing the intentions must end with the
+            # same records as a run that was never interrupted.
+            self._mark_revert(scope, persist=True)
         if scopes:
             self._recompute_revert()
         if self.never_resolve:
