@@ -158,18 +158,8 @@ class Runner:
             self._notify_atom(node, state, old)
 
     def change_flow_state(self, state: str) -> bool:
-        moved, old = self.storage.change_flow_state(state)
-        if moved and self.notifier:
-            self.notifier.notify(
-                state,
-                {
-                    "engine": self.engine,
-                    "flow_name": self.storage.flow_name,
-                    "flow_uuid": self.storage.flow_uuid,
-                    "old_state": old,
-                },
-            )
-        return moved
+        """Move the flow to ``state`` (persisted, then notified) through the engine."""
+        return bool(self.engine._change_flow_state(state))
 
     # -- preparation (also the resume path) --------------------------------------------------
 
