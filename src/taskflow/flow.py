@@ -120,3 +120,30 @@ class Flow(abc.ABC):
         cls = type(self)
         kind = f"{cls.__module__}.{cls.__qualname__}".removeprefix(_PATTERNS_PREFIX)
         return f'"{kind}: {self._name}(len={len(self)})"'
+
+
+class _ChildrenInOrder(Flow):
+    """Children kept in insertion order, each once: what the linear and unordered flows share.
+
+    A dict keeps insertion order and makes "already present?" O(1).
+    """
+
+    def __init__(self, name: str, retry: Retry | None = None) -> None:
+        super().__init__(name, retry)
+        self._children: dict[Node, None] = {}
+
+    def add(self, *items: Node) -> Self:
+        """Add children; a child already present stays where it is."""
+        for item in items:
+            self._children.setdefault(item, None)
+        return self
+
+    def __len__(self) -> int:
+        return len(self._children)
+
+    def __iter__(self) -> Iterator[Node]:
+        return iter(self._children)
+
+    def iter_nodes(self) -> Iterator[tuple[Node, dict[str, Any]]]:
+        for child in self._children:
+            yield child, {}

@@ -2,46 +2,24 @@
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING, Any, Self
+from typing import TYPE_CHECKING, Any
 
 from taskflow import flow
 
 if TYPE_CHECKING:
     from collections.abc import Iterator
 
-    from taskflow.retry import Retry
 
 __all__ = ["Flow"]
 
 
-class Flow(flow.Flow):
+class Flow(flow._ChildrenInOrder):
     """Children run sequentially, each after the one added before it.
 
     Args:
         name: the flow's name.
         retry: optional retry controlling the children.
     """
-
-    def __init__(self, name: str, retry: Retry | None = None) -> None:
-        super().__init__(name, retry)
-        # A dict keeps insertion order and makes "already present?" O(1).
-        self._children: dict[flow.Node, None] = {}
-
-    def add(self, *items: flow.Node) -> Self:
-        """Append children in order; a child already present stays where it is."""
-        for item in items:
-            self._children.setdefault(item, None)
-        return self
-
-    def __len__(self) -> int:
-        return len(self._children)
-
-    def __iter__(self) -> Iterator[flow.Node]:
-        return iter(self._children)
-
-    def iter_nodes(self) -> Iterator[tuple[flow.Node, dict[str, Any]]]:
-        for child in self._children:
-            yield child, {}
 
     def iter_links(self) -> Iterator[tuple[flow.Node, flow.Node, dict[str, Any]]]:
         previous: flow.Node | None = None

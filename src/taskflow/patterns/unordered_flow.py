@@ -2,19 +2,18 @@
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING, Any, Self
+from typing import TYPE_CHECKING, Any
 
 from taskflow import flow
 
 if TYPE_CHECKING:
     from collections.abc import Iterator
 
-    from taskflow.retry import Retry
 
 __all__ = ["Flow"]
 
 
-class Flow(flow.Flow):
+class Flow(flow._ChildrenInOrder):
     """Children are independent: none may consume another's results.
 
     Two children providing the same symbol are accepted here; consumers outside the
@@ -24,26 +23,6 @@ class Flow(flow.Flow):
         name: the flow's name.
         retry: optional retry controlling the children.
     """
-
-    def __init__(self, name: str, retry: Retry | None = None) -> None:
-        super().__init__(name, retry)
-        self._children: dict[flow.Node, None] = {}
-
-    def add(self, *items: flow.Node) -> Self:
-        """Add children; a child already present is left alone."""
-        for item in items:
-            self._children.setdefault(item, None)
-        return self
-
-    def __len__(self) -> int:
-        return len(self._children)
-
-    def __iter__(self) -> Iterator[flow.Node]:
-        return iter(self._children)
-
-    def iter_nodes(self) -> Iterator[tuple[flow.Node, dict[str, Any]]]:
-        for child in self._children:
-            yield child, {}
 
     def iter_links(self) -> Iterator[tuple[flow.Node, flow.Node, dict[str, Any]]]:
         return iter(())
