@@ -578,8 +578,7 @@ class Connection(base.Connection):
         Returns:
             ``atom_detail`` itself, which now equals the stored record.
         """
-        now = self._now()
-        params = tables.atom_values(atom_detail, self._dialect.raw_time(now))
+        params = tables.atom_values(atom_detail, self._dialect.raw_now())
         params["p_uuid"] = atom_detail.uuid
         with self._translate("saving an atom detail"):
             matched = self._backend._hot.write(self._backend._atom_update, params)

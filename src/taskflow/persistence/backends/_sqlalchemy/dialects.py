@@ -214,6 +214,10 @@ class Dialect:
         """``when`` (aware) as a driver parameter for a DATETIME column (naive UTC)."""
         return when.astimezone(UTC).replace(tzinfo=None)
 
+    def raw_now(self) -> Any:
+        """The current time as :meth:`raw_time` gives it (for ``updated_at``: no ordering)."""
+        return self.raw_time(datetime.now(UTC))
+
 
 class Statement(Protocol):
     """A statement ready to run on a driver connection (``impl_sqlalchemy._Compiled``)."""
@@ -315,6 +319,7 @@ class SQLite(Dialect):
         self.synchronous = self._SYNCHRONOUS[mode]
         timeout = as_float(conf, "sqlite_busy_timeout", 30.0)
         self.busy_timeout_ms = int((timeout or 0.0) * 1000)
+        self._second_text: tuple[int, str] = (-1, "")
 
     def pool_options(self, url: sa.URL) -> dict[str, Any]:
         if url.database in (None, "", ":memory:"):
@@ -358,7 +363,20 @@ class SQLite(Dialect):
 
     def raw_time(self, when: datetime) -> Any:
         # The text form SQLAlchemy's SQLite DATETIME type reads and writes.
-        return when.astimezone(UTC).replace(tzinfo=None).isoformat(" ", "microseconds")
+        if when.tzinfo is not UTC:
+            when = when.astimezone(UTC)
+        return when.replace(tzinfo=None).isoformat(" ", "microseconds")
+
+    def raw_now(self) -> Any:
+        # The same text as raw_time(datetime.now(UTC)), formatting the date part once a
+        # second: this runs on every write of the hot path.
+        now = time.time()
+        second = int(now)
+        cached = self._second_text  # one tuple, replaced whole: safe across threads
+        if cached[0] != second:
+            cached = (second, time.strftime("%Y-%m-%d %H:%M:%S", time.gmtime(second)))
+            self._second_text = cached
+        return f"{cached[1]}.{int((now - second) * 1_000_000):06d}"
 
 
 class PostgreSQL(Dialect):

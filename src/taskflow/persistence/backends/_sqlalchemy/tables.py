@@ -18,7 +18,7 @@ from typing import TYPE_CHECKING, Any
 import sqlalchemy as sa
 
 from taskflow import states
-from taskflow._serialization import dumps, to_jsonable
+from taskflow._serialization import _MARKERS, dumps, to_jsonable
 from taskflow.persistence import models
 
 if TYPE_CHECKING:
@@ -99,15 +99,24 @@ FLOW_VALUES = ("state", "meta", "updated_at")
 _ENCODE = json.JSONEncoder(separators=(",", ":")).encode
 
 
+_PLAIN = frozenset((int, str, float, bool, type(None)))
+
+
 def _json(value: Any) -> str | None:
     # None is stored as SQL NULL, as upstream TaskFlow does.
     if value is None:
         return None
     kind = type(value)
-    if kind is int or kind is str:
+    if kind in _PLAIN:
         return _ENCODE(value)
-    if kind is dict and not value:
-        return "{}"
+    if kind is dict:
+        # The common case (an atom's meta, like {"progress": 1.0}): flat, string keys and
+        # plain values need no marker encoding, so skip the recursive walk.
+        for key, item in value.items():
+            if type(key) is not str or type(item) not in _PLAIN or key in _MARKERS:
+                break
+        else:
+            return _ENCODE(value)
     return _ENCODE(to_jsonable(value))
 
 
