@@ -142,7 +142,6 @@ class Storage:
         # path never takes it.
         self.lock = threading.RLock()
         self._details: dict[str, models.AtomDetail] = {}
-        self._kinds: dict[str, type[models.AtomDetail]] = {}
         # symbol -> [(provider atom name, key into its result)], in registration order.
         self._providers: dict[str, list[tuple[str, Any]]] = {}
         # Flow-level injections visible to every atom: persisted ones and transient ones merged.
@@ -151,7 +150,6 @@ class Storage:
         self._atom_transient: dict[str, dict[str, Any]] = {}
         for ad in flow_detail:
             self._details[ad.name] = ad
-            self._kinds[ad.name] = type(ad)
         injector = self._details.get(_INJECTOR)
         if injector is not None and isinstance(injector.results, dict):
             self._flow_injected.update(injector.results)
@@ -219,7 +217,6 @@ class Storage:
         ad.intention = states.EXECUTE
         self._flowdetail.add(ad)
         self._details[name] = ad
-        self._kinds[name] = kind
         if save:
             self._save_flow_with_atoms(name)
         return ad

@@ -211,6 +211,7 @@ class _Compiler:
         self.flow_providers: list[dict[str, list[tuple[int, list[int]]]]] = []
         # Per node: chain of (flow index, child position) from innermost outward.
         self.node_path: dict[int, Any] = {}
+        self.flow_paths: dict[int, Any] = {}  # flow index -> that flow's own path
 
     def compile(self, root: Flow | Atom) -> Plan:
         plan = self.plan
@@ -248,6 +249,7 @@ class _Compiler:
     def _flow(self, flow: Flow, owner: int, path: Path) -> tuple[int, int]:
         plan = self.plan
         index = len(plan.flows)
+        self.flow_paths[index] = path
         start = plan._add(None, owner, index)
         info = _FlowInfo(flow, start, -1, -1)
         plan.flows.append(info)
@@ -267,7 +269,6 @@ class _Compiler:
         spans = info.spans
         seen = self.seen
         by_name = plan.by_name
-        node_path = self.node_path
         node_pos = plan.node_pos
         atoms = plan.atoms
         # The per-atom work below is _add() and _atom_node() inlined: flows of thousands of
@@ -296,7 +297,6 @@ class _Compiler:
                 is_retry.append(_is_retry(type(child)))
                 atom_nodes.append(node)
                 by_name[name] = node
-                node_path[node] = (where, path)
                 node_pos[node] = where
                 spans.append((node, node))
                 for symbol in child.save_as:
@@ -398,7 +398,13 @@ class _Compiler:
             return None
 
         def levels(node: int) -> Iterator[tuple[int, int]]:
-            cell = self.node_path[node]
+            # An atom child's path is its place plus its flow's path (kept once per flow);
+            # retries and a lone root atom have theirs recorded by _atom_node.
+            if node in self.node_path:
+                cell = self.node_path[node]
+            else:
+                where = plan.node_pos[node]
+                cell = (where, self.flow_paths[where[0]])
             while cell is not None:
                 where, cell = cell
                 yield where
