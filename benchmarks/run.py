@@ -4,14 +4,20 @@ Usage::
 
     python benchmarks/run.py [--quick] [--only NAME ...] [--repeat N] [--json PATH]
                              [--upstream-venv PATH] [--impl both|ours|upstream]
+                             [--postgres-url URL]
 
 Each measurement runs ``benchmarks/workloads.py`` in a fresh process: under this interpreter
 with ``src/`` first on ``PYTHONPATH`` for "ours", and under a cached virtual environment
 holding ``taskflow==6.5.0`` for "upstream". The environment is created on first use outside
 the repository (``~/.cache/taskflow-bench/upstream-6.5.0`` unless ``--upstream-venv`` or
-``TASKFLOW_BENCH_UPSTREAM_VENV`` says otherwise). The table shows medians, the ratio
-upstream/ours and the project's target for each workload. A workload that fails on one
-implementation is reported in the table and the run goes on.
+``TASKFLOW_BENCH_UPSTREAM_VENV`` says otherwise), with the SQL backend's dependencies
+(SQLAlchemy, alembic, psycopg 3). The table shows medians, the ratio upstream/ours and the
+project's target for each workload. A workload that fails on one implementation is reported
+in the table and the run goes on.
+
+The persistence benchmarks write to SQLite files in the temporary directory and to new
+schemas of the PostgreSQL database at ``--postgres-url`` (or ``TASKFLOW_BENCH_POSTGRES_URL``;
+default ``postgresql+psycopg://postgres@127.0.0.1:5432/test``), dropped afterwards.
 """
 
 from __future__ import annotations
@@ -24,6 +30,7 @@ import platform
 import statistics
 import subprocess
 import sys
+import tempfile
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -32,6 +39,11 @@ UPSTREAM_VERSION = "6.5.0"
 ROOT = Path(__file__).resolve().parent.parent
 WORKLOADS_PY = Path(__file__).resolve().parent / "workloads.py"
 DEFAULT_VENV = Path.home() / ".cache" / "taskflow-bench" / f"upstream-{UPSTREAM_VERSION}"
+#: What upstream's SQL backend needs for SQLite and PostgreSQL (psycopg 3, named explicitly
+#: in the workloads' URI), installed next to it; and the modules that show they are there.
+UPSTREAM_EXTRAS = ("SQLAlchemy", "alembic", "psycopg[binary]")
+UPSTREAM_EXTRA_MODULES = ("sqlalchemy", "alembic", "psycopg")
+DEFAULT_POSTGRES_URL = "postgresql+psycopg://postgres@127.0.0.1:5432/test"
 IMPLS = ("ours", "upstream")
 
 
@@ -67,11 +79,29 @@ SPECS: dict[str, Spec] = {
     "parallel_own": Spec("parallel", ("--mode", "own"), tasks=256),
     "parallel_pool": Spec("parallel", ("--mode", "pool"), tasks=256),
     "revert": Spec("revert", quick_upstream_tasks=200),
+    # Upstream needs ~0.1 s per persisted task (minutes per run), so it runs once.
+    "sqlite": Spec("persist", ("--store", "sqlite"), upstream_repeat=1, quick_upstream_tasks=100),
+    # Upstream has no such key; its row compares with upstream's "sqlite" run.
+    "sqlite_full": Spec(
+        "persist", ("--store", "sqlite", "--sync", "full"), upstream_repeat=0, needs=("sqlite",)
+    ),
+    "sqlite_floor": Spec(
+        "persist_floor", ("--sync", "normal"), upstream_repeat=0, needs=("sqlite",)
+    ),
+    "sqlite_full_floor": Spec(
+        "persist_floor", ("--sync", "full"), upstream_repeat=0, needs=("sqlite_full",)
+    ),
+    "postgres": Spec(
+        "persist", ("--store", "postgres"), upstream_repeat=1, quick_upstream_tasks=100
+    ),
 }
 
 UPSTREAM_SKIPPED = {
     "linear10k": "skipped (quadratic)",
     "floor": "n/a (plain Python)",
+    "sqlite_full": "n/a (no such key)",
+    "sqlite_floor": "n/a (stdlib sqlite3)",
+    "sqlite_full_floor": "n/a (stdlib sqlite3)",
 }
 
 
@@ -121,20 +151,45 @@ def _installed_version(python: Path) -> str | None:
     return done.stdout.strip() if done.returncode == 0 else None
 
 
+def _has_extras(python: Path) -> bool:
+    probe = f"import {', '.join(UPSTREAM_EXTRA_MODULES)}"
+    try:
+        done = subprocess.run(
+            [str(python), "-c", probe], capture_output=True, timeout=60, check=False
+        )
+    except OSError:
+        return False
+    return done.returncode == 0
+
+
 def ensure_upstream_venv(venv: Path) -> Path:
     """Return the upstream interpreter, creating the virtual environment on first use.
+
+    An existing environment that lacks the SQL backend's dependencies gets them installed.
 
     Raises:
         RuntimeError: when the environment cannot be created or taskflow not installed.
     """
     python = _venv_python(venv)
-    if python.exists() and _installed_version(python) == UPSTREAM_VERSION:
+    exists = python.exists()
+    if exists and _installed_version(python) == UPSTREAM_VERSION and _has_extras(python):
         return python
-    _log(f"creating upstream environment in {venv} (once; later runs reuse it)")
+    verb = "completing" if exists else "creating"
+    _log(f"{verb} upstream environment in {venv} (once; later runs reuse it)")
     steps = []
-    if not python.exists():
+    if not exists:
         steps.append([sys.executable, "-m", "venv", str(venv)])
-    steps.append([str(python), "-m", "pip", "install", "--quiet", f"taskflow=={UPSTREAM_VERSION}"])
+    steps.append(
+        [
+            str(python),
+            "-m",
+            "pip",
+            "install",
+            "--quiet",
+            f"taskflow=={UPSTREAM_VERSION}",
+            *UPSTREAM_EXTRAS,
+        ]
+    )
     for step in steps:
         done = subprocess.run(step, capture_output=True, text=True, check=False)
         if done.returncode != 0:
@@ -189,7 +244,8 @@ def measure_once(python: Path, impl: str, spec: Spec, tasks: int, timeout: float
     if not Path(report["taskflow_file"]).resolve().is_relative_to(expected.resolve()):
         raise RuntimeError(f"imported the wrong taskflow: {report['taskflow_file']}")
     if not report.get("ok"):
-        details = {k: report.get(k) for k in ("executed", "reverted", "raised") if k in report}
+        keys = ("executed", "reverted", "raised", "stored")
+        details = {k: report.get(k) for k in keys if k in report}
         raise RuntimeError(f"wrong behaviour: {details}")
     return report
 
@@ -198,7 +254,7 @@ def _brief(report: dict[str, Any]) -> str:
     text = _fmt_seconds(report["seconds"])
     if "fraction" in report:
         text += f" ({report['fraction']:.0%} of ideal)"
-    if "peak_rss" in report and report["workload"] == "graph":
+    if "peak_rss" in report and report["workload"] in ("graph", "persist"):
         text += f", peak {_fmt_bytes(report['peak_rss'])}"
     return text
 
@@ -217,7 +273,7 @@ def run_measurements(
             result.error = python
             continue
         for i in range(repeats):
-            label = f"{name:<14}{impl:<9}{i + 1}/{repeats}"
+            label = f"{name:<18}{impl:<9}{i + 1}/{repeats}"
             try:
                 report = measure_once(python, impl, spec, tasks, timeout)
             except RuntimeError as exc:
@@ -327,6 +383,15 @@ class TableBuilder:
                 out.append(self.floor_row())
             elif name == "graph":
                 out.extend(self.graph_rows())
+            elif name == "sqlite":
+                out.append(self.speedup_row(name, "sqlite (1000 tasks)", 100))
+                out.append(self.memory_row(name, "sqlite peak RSS (process)"))
+            elif name == "sqlite_full":
+                out.append(self.sqlite_full_row())
+            elif name in ("sqlite_floor", "sqlite_full_floor"):
+                out.append(self.sqlite_floor_row(name))
+            elif name == "postgres":
+                out.append(self.speedup_row(name, "postgres (1000 tasks)", 30))
             else:
                 out.append(self.parallel_row(name))
         return out
@@ -376,28 +441,9 @@ class TableBuilder:
 
     def graph_rows(self) -> list[Row]:
         timed = self.speedup_row("graph", "graph load+compile+prepare", 100)
+        memory = self.memory_row("graph", "graph peak RSS (process)")
         ours, up = self.get("graph", "ours"), self.get("graph", "upstream")
-        mem_o, mem_u = _med(ours, "peak_rss"), _med(up, "peak_rss")
         reduced = self.reduced("graph")
-        # Peak memory at two different sizes says nothing, so quick runs don't judge it.
-        ratio = None if reduced else _div(mem_u, mem_o)
-        # The whole process's peak decides; the part added after imports is shown too.
-        texts = {
-            impl: f"{_fmt_bytes(_med(m, 'peak_rss'))} (+{_fmt_bytes(_med(m, 'peak_delta'))})"
-            for impl, m in (("ours", ours), ("upstream", up))
-        }
-        if up and reduced:
-            texts["upstream"] += f" n={up.tasks}*"
-        memory = Row(
-            "graph peak RSS (process)",
-            self.cell("graph", "ours", texts["ours"]),
-            self.cell("graph", "upstream", texts["upstream"]),
-            _fmt_ratio(ratio),
-            "ours < 10% of up",
-            "n/a*" if reduced else self.verdict(ratio is not None and ratio > 10, ratio is None),
-            self.runs("graph"),
-            {"ours": mem_o, "upstream": mem_u, "ratio": ratio},
-        )
         b_o, b_u = _med(ours, "build_seconds"), _med(up, "build_seconds")
         build = Row(
             "graph flow build (info)",
@@ -410,6 +456,70 @@ class TableBuilder:
             {"ours": b_o, "upstream": b_u},
         )
         return [timed, memory, build]
+
+    def memory_row(self, name: str, title: str) -> Row:
+        ours, up = self.get(name, "ours"), self.get(name, "upstream")
+        mem_o, mem_u = _med(ours, "peak_rss"), _med(up, "peak_rss")
+        reduced = self.reduced(name)
+        # Peak memory at two different sizes says nothing, so quick runs don't judge it.
+        ratio = None if reduced else _div(mem_u, mem_o)
+        # The whole process's peak decides; the part added after imports is shown too.
+        texts = {
+            impl: f"{_fmt_bytes(_med(m, 'peak_rss'))} (+{_fmt_bytes(_med(m, 'peak_delta'))})"
+            for impl, m in (("ours", ours), ("upstream", up))
+        }
+        if up and reduced:
+            texts["upstream"] += f" n={up.tasks}*"
+        return Row(
+            title,
+            self.cell(name, "ours", texts["ours"]),
+            self.cell(name, "upstream", texts["upstream"]),
+            _fmt_ratio(ratio),
+            "ours < 10% of up",
+            "n/a*" if reduced else self.verdict(ratio is not None and ratio > 10, ratio is None),
+            self.runs(name),
+            {"ours": mem_o, "upstream": mem_u, "ratio": ratio},
+        )
+
+    def sqlite_full_row(self) -> Row:
+        """Ours with ``sqlite_synchronous='full'`` against upstream's one SQLite mode.
+
+        Upstream's defaults (rollback journal, ``synchronous`` FULL) also make every commit
+        survive a power cut, so this is the like-for-like durability comparison; information
+        only, the project sets no target for it.
+        """
+        ours, up = self.get("sqlite_full", "ours"), self.get("sqlite", "upstream")
+        ratio = _div(_med(up, "per_task"), _med(ours, "per_task"))
+        upstream = UPSTREAM_SKIPPED["sqlite_full"]
+        if up is not None:
+            upstream = self.timing("sqlite", "upstream")
+        return Row(
+            "sqlite_full (sync FULL, info)",
+            self.timing("sqlite_full", "ours"),
+            upstream,
+            _fmt_ratio(ratio),
+            "-",
+            "-",
+            f"{len(ours.samples) if ours else '-'}/{len(up.samples) if up else '-'}",
+            {"ours": _med(ours, "seconds"), "upstream": _med(up, "seconds"), "ratio": ratio},
+        )
+
+    def sqlite_floor_row(self, name: str) -> Row:
+        """The raw sqlite3 floor of one synchronous mode and ours/floor for that mode."""
+        of = "sqlite_full" if name == "sqlite_full_floor" else "sqlite"
+        floor = _med(self.get(name, "ours"), "seconds")
+        ratio = _div(_med(self.get(of, "ours"), "seconds"), floor)
+        mode = "FULL" if of == "sqlite_full" else "NORMAL"
+        return Row(
+            f"{name} ({mode}, 2000 commits)",
+            self.cell(name, "ours", f"{_fmt_seconds(floor)} (sqlite3)"),
+            self.cell(name, "upstream", None),
+            f"{ratio:.2f} ({of}/floor)" if ratio is not None else "-",
+            "ours/floor <= 3",
+            self.verdict(ratio is not None and ratio <= 3, ratio is None),
+            self.runs(name),
+            {"floor": floor, "ours_over_floor": ratio},
+        )
 
     def parallel_row(self, name: str) -> Row:
         ours, up = self.get(name, "ours"), self.get(name, "upstream")
@@ -503,7 +613,10 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
         "--upstream-repeat",
         type=int,
         metavar="N",
-        help="runs per benchmark for upstream (default: 1 for graph, else min(3, --repeat))",
+        help=(
+            "runs per benchmark for upstream "
+            "(default: 1 for graph, sqlite, postgres; else min(3, --repeat))"
+        ),
     )
     parser.add_argument(
         "--upstream-venv",
@@ -514,6 +627,12 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     )
     parser.add_argument("--impl", choices=["both", "ours", "upstream"], default="both")
     parser.add_argument("--json", type=Path, metavar="PATH", help="also write results here")
+    parser.add_argument(
+        "--postgres-url",
+        default=os.environ.get("TASKFLOW_BENCH_POSTGRES_URL") or DEFAULT_POSTGRES_URL,
+        metavar="URL",
+        help=f"database for the postgres benchmark (default: {DEFAULT_POSTGRES_URL})",
+    )
     parser.add_argument(
         "--timeout", type=float, default=900, metavar="S", help="per process (default 900)"
     )
@@ -526,6 +645,8 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
 
 def main(argv: list[str] | None = None) -> int:
     args = parse_args(argv)
+    # The workload processes inherit it (see _env).
+    os.environ["TASKFLOW_BENCH_POSTGRES_URL"] = args.postgres_url
     plan = build_plan(args)
     pythons: dict[str, Path | str] = {"ours": Path(sys.executable)}
     if any(impl == "upstream" for _, impl, _, _ in plan):
@@ -552,6 +673,28 @@ def main(argv: list[str] | None = None) -> int:
         )
     if "floor" in shown:
         footnotes.append("floor: the same execute() calls in a plain loop, results in a dict")
+    if shown & {"sqlite", "sqlite_full", "postgres"}:
+        footnotes.append(
+            "sqlite/postgres: the linear chain run by engines.run(flow, backend={'connection':"
+            "\n  URI}) on an empty database (schema created untimed); a run counts only if a new"
+            "\n  backend then reads back 1 flow and every atom as SUCCESS"
+        )
+    if shown & {"sqlite", "sqlite_full", "sqlite_floor", "sqlite_full_floor"}:
+        footnotes.append(
+            f"sqlite: a new file per run in {tempfile.gettempdir()}; ours in WAL mode, synchronous"
+            "\n  NORMAL (sqlite_full: FULL); upstream with its defaults (rollback journal, FULL),"
+            "\n  so sqlite_full's upstream column repeats upstream's sqlite run"
+        )
+    if shown & {"sqlite_floor", "sqlite_full_floor"}:
+        footnotes.append(
+            "sqlite floors: stdlib sqlite3, WAL, 2 autocommitted one-row UPDATEs per task;"
+            "\n  ratio = ours' time for the chain / the floor's time, same synchronous mode"
+        )
+    if "postgres" in shown:
+        footnotes.append(
+            f"postgres: {os.environ['TASKFLOW_BENCH_POSTGRES_URL']} (psycopg 3 for both), a new"
+            "\n  schema per run (search_path through PGOPTIONS), dropped afterwards"
+        )
     if any(builder.reduced(name) for name in SPECS):
         footnotes.append(
             "* --quick: upstream ran fewer tasks (n=...); ratios compare per-task cost, which\n"

@@ -1,6 +1,9 @@
 """One benchmark workload per process; prints a single JSON line with its results.
 
-Usage: ``python benchmarks/workloads.py WORKLOAD [--tasks N] [--mode own|pool] [--no-warmup]``
+Usage::
+
+    python benchmarks/workloads.py WORKLOAD [--tasks N] [--mode own|pool]
+                                   [--store sqlite|postgres] [--sync normal|full] [--no-warmup]
 
 ``run.py`` starts this file once per measurement, under our interpreter (with this
 repository's package importable) or under the upstream TaskFlow virtual environment's
@@ -20,6 +23,15 @@ Workloads:
               with the engine's own pool (``--mode own``) or a stdlib executor (``--mode pool``)
     revert    a linear flow whose last task raises; times ``engines.run`` until the error
               surfaces after every other task has been reverted
+    persist   the linear flow run by ``engines.run(flow, backend={'connection': URI})`` on an
+              empty database: a new SQLite file (``--store sqlite``; ``--sync full`` adds
+              ``sqlite_synchronous='full'``, a key only this project knows) or a new PostgreSQL
+              schema (``--store postgres``, URI from ``TASKFLOW_BENCH_POSTGRES_URL``). The schema
+              is created before the timed region; afterwards a new backend reopens the database
+              and the run counts as correct only if every atom is stored as SUCCESS.
+    persist_floor  the raw SQLite floor of ``persist``: two committed single-row ``UPDATE``
+              statements per task through the stdlib ``sqlite3`` module, in WAL mode with
+              ``synchronous`` NORMAL (``--sync normal``) or FULL (``--sync full``)
 """
 
 from __future__ import annotations
@@ -28,17 +40,23 @@ import argparse
 import concurrent.futures
 import contextlib
 import json
+import os
 import resource
+import shutil
+import sqlite3
 import statistics
 import sys
+import tempfile
 import threading
 import time
 import traceback
+import uuid
 from typing import Any
 
 import taskflow
-from taskflow import engines, task
+from taskflow import engines, states, task
 from taskflow.patterns import graph_flow, linear_flow, unordered_flow
+from taskflow.persistence import backends
 
 # Counters let the runner check that an implementation really did the work it was timed
 # on; bumping an integer costs tens of nanoseconds, far below anything measured here.
@@ -48,6 +66,9 @@ _COUNT_LOCK = threading.Lock()
 
 SLEEP_SECONDS = 0.01
 PARALLEL_WORKERS = 16
+DEFAULT_POSTGRES_URL = "postgresql+psycopg://postgres@127.0.0.1:5432/test"
+#: What ``PRAGMA synchronous`` reads back for each mode.
+_SYNCHRONOUS = {"normal": 1, "full": 2}
 
 
 class NoOp(task.Task):
@@ -119,9 +140,126 @@ def _sleepers(n: int) -> unordered_flow.Flow:
     return flow
 
 
-def _warm_up(workload: str) -> None:
+class _SqliteStore:
+    """Hands out new SQLite files in a private temporary directory, removed by ``close``."""
+
+    def __init__(self, sync: str) -> None:
+        self.sync = sync
+        self.directory = tempfile.mkdtemp(prefix="taskflow-bench-")
+        self.paths: dict[str, str] = {}
+
+    def fresh(self, label: str) -> dict[str, Any]:
+        """The backend configuration of a database file that does not exist yet."""
+        path = self.paths[label] = os.path.join(self.directory, f"{label}.db")
+        conf: dict[str, Any] = {"connection": f"sqlite:///{path}"}
+        if self.sync == "full":
+            conf["sqlite_synchronous"] = "full"
+        return conf
+
+    def inspect(self, label: str) -> dict[str, Any]:
+        """What the file holds, read with the stdlib driver rather than the backend."""
+        db = sqlite3.connect(self.paths[label])
+        try:
+            (journal,) = db.execute("PRAGMA journal_mode").fetchone()
+            (rows,) = db.execute(
+                "SELECT count(*) FROM atomdetails WHERE state = ?", (states.SUCCESS,)
+            ).fetchone()
+        finally:
+            db.close()
+        return {"journal_mode": journal, "rows_success": rows}
+
+    def close(self) -> None:
+        shutil.rmtree(self.directory, ignore_errors=True)
+
+
+class _PostgresStore:
+    """Hands out new, empty PostgreSQL schemas, dropped by ``close``.
+
+    libpq, under psycopg 3 and psycopg2 alike, reads ``PGOPTIONS`` whenever it opens a
+    connection, so setting it points every connection either implementation opens from then
+    on at the new schema, with no implementation-specific configuration.
+    """
+
+    def __init__(self, url: str) -> None:
+        import sqlalchemy as sa  # both implementations' SQL backends need it anyway
+
+        self.url = url
+        self.admin = sa.create_engine(url, poolclass=sa.pool.NullPool)
+        self.schemas: dict[str, str] = {}
+
+    def fresh(self, label: str) -> dict[str, Any]:
+        schema = self.schemas[label] = f"tfbench_{label}_{uuid.uuid4().hex[:12]}"
+        with self.admin.begin() as conn:
+            conn.exec_driver_sql(f"CREATE SCHEMA {schema}")
+        os.environ["PGOPTIONS"] = f"-c search_path={schema}"
+        return {"connection": self.url}
+
+    def inspect(self, label: str) -> dict[str, Any]:
+        schema = self.schemas[label]
+        with self.admin.connect() as conn:
+            rows = conn.exec_driver_sql(
+                f"SELECT count(*) FROM {schema}.atomdetails WHERE state = %(s)s",
+                {"s": states.SUCCESS},
+            ).scalar_one()
+        return {"schema": schema, "rows_success": rows}
+
+    def close(self) -> None:
+        try:
+            with self.admin.begin() as conn:
+                # An idle connection some backend left open must not hang the run.
+                conn.exec_driver_sql("SET LOCAL lock_timeout = '10s'")
+                for schema in self.schemas.values():
+                    conn.exec_driver_sql(f"DROP SCHEMA IF EXISTS {schema} CASCADE")
+        finally:
+            self.admin.dispose()
+
+
+_Store = _SqliteStore | _PostgresStore
+
+
+def _upgrade(conf: dict[str, Any]) -> None:
+    """Create the backend's schema in an empty database (outside any timed region)."""
+    backend = backends.fetch(conf)
+    try:
+        conn = backend.get_connection()
+        try:
+            conn.upgrade()
+        finally:
+            conn.close()
+    finally:
+        backend.close()
+
+
+def _stored(conf: dict[str, Any]) -> dict[str, Any]:
+    """Reopen the database with a new backend and count what the run left there."""
+    backend = backends.fetch(conf)
+    try:
+        conn = backend.get_connection()
+        try:
+            books = list(conn.get_logbooks())
+        finally:
+            conn.close()
+    finally:
+        backend.close()
+    flows = [fd for book in books for fd in book]
+    atoms = [ad for fd in flows for ad in fd]
+    return {
+        "books": len(books),
+        "flows": len(flows),
+        "flow_state": flows[0].state if len(flows) == 1 else None,
+        "atoms": len(atoms),
+        "atoms_success": sum(1 for ad in atoms if ad.state == states.SUCCESS),
+    }
+
+
+def _warm_up(workload: str, store: _Store | None = None) -> None:
     """Run a tiny flow of the same shape so lazy imports and plugin lookups happen now."""
-    if workload == "linear":
+    if workload == "persist" and store is not None:
+        # A database of its own, so the measured run still starts from an empty one.
+        conf = store.fresh("warmup")
+        _upgrade(conf)
+        engines.run(_linear_flow(3), backend=conf)
+    elif workload == "linear":
         engines.run(_linear_flow(3))
     elif workload == "revert":
         with contextlib.suppress(RuntimeError):
@@ -239,7 +377,85 @@ def bench_revert(n: int) -> dict[str, Any]:
     }
 
 
-DEFAULT_TASKS = {"linear": 1000, "floor": 1000, "graph": 5000, "parallel": 256, "revert": 1000}
+def bench_persist(n: int, store: _Store) -> dict[str, Any]:
+    conf = store.fresh("run")
+    _upgrade(conf)
+    flow = _linear_flow(n)
+    start = time.perf_counter()
+    engines.run(flow, backend=conf)
+    seconds = time.perf_counter() - start
+    stored = _stored(conf)
+    stored.update(store.inspect("run"))
+    ok = (
+        _EXECUTED[0] == n
+        and stored["books"] == 1
+        and stored["flow_state"] == states.SUCCESS
+        and stored["atoms"] == stored["atoms_success"] == stored["rows_success"] == n
+    )
+    return {
+        "seconds": seconds,
+        "per_task": seconds / n,
+        "executed": _EXECUTED[0],
+        "stored": stored,
+        "ok": ok,
+    }
+
+
+def bench_persist_floor(n: int, store: _SqliteStore) -> dict[str, Any]:
+    path = os.path.join(store.directory, "floor.db")
+    # Autocommit: each UPDATE runs and commits as a transaction of its own.
+    db = sqlite3.connect(path, isolation_level=None)
+    try:
+        db.execute("PRAGMA journal_mode = WAL")
+        db.execute(f"PRAGMA synchronous = {store.sync.upper()}")
+        db.execute(
+            "CREATE TABLE atoms (uuid TEXT PRIMARY KEY, state TEXT, result TEXT, updated_at REAL)"
+        )
+        ids = [str(uuid.uuid4()) for _ in range(n)]
+        db.execute("BEGIN")
+        db.executemany("INSERT INTO atoms (uuid, state) VALUES (?, 'PENDING')", [(i,) for i in ids])
+        db.execute("COMMIT")
+        update = "UPDATE atoms SET state = ?, result = ?, updated_at = ? WHERE uuid = ?"
+        start = time.perf_counter()
+        for atom in ids:
+            db.execute(update, ("RUNNING", None, time.time(), atom))
+            db.execute(update, ("SUCCESS", "null", time.time(), atom))
+        seconds = time.perf_counter() - start
+        (journal,) = db.execute("PRAGMA journal_mode").fetchone()
+        (synchronous,) = db.execute("PRAGMA synchronous").fetchone()
+    finally:
+        db.close()
+    check = sqlite3.connect(path)
+    try:
+        (done,) = check.execute("SELECT count(*) FROM atoms WHERE state = 'SUCCESS'").fetchone()
+    finally:
+        check.close()
+    return {
+        "seconds": seconds,
+        "per_task": seconds / n,
+        "commits": 2 * n,
+        "stored": {"journal_mode": journal, "synchronous": synchronous, "rows_success": done},
+        "ok": done == n and journal == "wal" and synchronous == _SYNCHRONOUS[store.sync],
+    }
+
+
+DEFAULT_TASKS = {
+    "linear": 1000,
+    "floor": 1000,
+    "graph": 5000,
+    "parallel": 256,
+    "revert": 1000,
+    "persist": 1000,
+    "persist_floor": 1000,
+}
+
+
+def _open_store(args: argparse.Namespace) -> _Store | None:
+    if args.workload == "persist_floor" or (args.workload == "persist" and args.store == "sqlite"):
+        return _SqliteStore(args.sync)
+    if args.workload == "persist":
+        return _PostgresStore(os.environ.get("TASKFLOW_BENCH_POSTGRES_URL") or DEFAULT_POSTGRES_URL)
+    return None
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -247,6 +463,12 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("workload", choices=sorted(DEFAULT_TASKS))
     parser.add_argument("--tasks", type=int, help="number of tasks (default per workload)")
     parser.add_argument("--mode", choices=["own", "pool"], default="own", help="parallel only")
+    parser.add_argument(
+        "--store", choices=["sqlite", "postgres"], default="sqlite", help="persist only"
+    )
+    parser.add_argument(
+        "--sync", choices=["normal", "full"], default="normal", help="SQLite synchronous mode"
+    )
     parser.add_argument("--no-warmup", action="store_true", help="skip the warm-up flow")
     args = parser.parse_args(argv)
     n: int = args.tasks or DEFAULT_TASKS[args.workload]
@@ -257,11 +479,20 @@ def main(argv: list[str] | None = None) -> int:
         "taskflow_file": taskflow.__file__,
         "python": sys.version.split()[0],
     }
+    if args.workload.startswith("persist"):
+        report["store"] = "sqlite" if args.workload == "persist_floor" else args.store
+        report["sync"] = args.sync if report["store"] == "sqlite" else None
+    store: _Store | None = None
     try:
+        store = _open_store(args)
         if not args.no_warmup:
-            _warm_up(args.workload)
+            _warm_up(args.workload, store)
         report["rss_baseline"] = _maxrss_bytes()
-        if args.workload == "linear":
+        if isinstance(store, _SqliteStore) and args.workload == "persist_floor":
+            report.update(bench_persist_floor(n, store))
+        elif store is not None:
+            report.update(bench_persist(n, store))
+        elif args.workload == "linear":
             report.update(bench_linear(n))
         elif args.workload == "floor":
             report.update(bench_floor(n))
@@ -273,9 +504,14 @@ def main(argv: list[str] | None = None) -> int:
             report.update(bench_revert(n))
         report["peak_rss"] = _maxrss_bytes()
         report["peak_delta"] = report["peak_rss"] - report["rss_baseline"]
+        if store is not None:
+            store.close()
     except Exception as exc:  # the runner shows the error in its table and moves on
         report["error"] = f"{type(exc).__name__}: {exc}"
         report["traceback"] = traceback.format_exc()
+        if store is not None:
+            with contextlib.suppress(Exception):
+                store.close()
         print(json.dumps(report), flush=True)
         return 1
     print(json.dumps(report), flush=True)

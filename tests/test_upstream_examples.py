@@ -9,18 +9,30 @@ those expectations were confirmed against upstream's own runs of the same progra
 
 ``hello_world`` and ``alphabet_soup`` use ``executor='processes'``, which upstream 6.5.0 no
 longer accepts (they exit 1 there); here they must work.
+
+The five examples that persist and resume flows have their own tests at the end: each runs
+with every backend it can choose (SQLAlchemy/SQLite, or the directory backend when SQLAlchemy
+cannot be imported, or the backend URI given on its command line), is interrupted at a fixed
+line where it is meant to be (Ctrl-C, or a hard kill standing for a crash), is resumed with
+the ids it printed, and what it stored is read back from the SQLite tables or the JSON files
+directly. Two shipped ``.out.txt`` files are stale: upstream 6.5.0 itself no longer prints
+them (see ``STALE_OUT_TXT``); those runs must print what upstream really prints.
 """
 
 from __future__ import annotations
 
 import ast
+import contextlib
+import dataclasses
 import functools
 import itertools
 import json
 import os
 import re
+import signal
+import sqlite3
 from collections import Counter
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 import pytest
 
@@ -66,11 +78,6 @@ OUT_OF_SCOPE = {
     "wbe_event_sender": "worker-based engine (kombu)",
     "wbe_mandelbrot": "worker-based engine (kombu)",
     "wbe_simple_linear": "worker-based engine (kombu) + upstream's taskflow.tests.utils",
-    "persistence_example": "persistence backends (sqlite/file): later issue",
-    "resume_from_backend": "persistence backends (file): later issue",
-    "resume_many_flows": "persistence backends (sqlite/dir) + subprocesses: later issue",
-    "resume_vm_boot": "persistence backends (file): later issue",
-    "resume_volume_create": "persistence backends (file): later issue",
     "wrapped_exception": "imports upstream's test package taskflow.tests.utils (and etcd3gw)",
 }
 
@@ -580,16 +587,535 @@ CHECKS.update({name: functools.partial(_same_as_out_txt, name=name) for name in 
 @pytest.mark.parametrize("name", sorted(CHECKS))
 def test_example(name: str, upstream: Upstream, tmp_path: Path) -> None:
     run = run_example(upstream, name, tmp_path)
-    # The example must have imported this tree's taskflow, never an upstream copy.
-    assert run.taskflow_files.get(run.main_pid) == str(OURS), run.taskflow_files
-    assert set(run.taskflow_files.values()) <= {str(OURS), "None"}, run.taskflow_files
+    _assert_on_ours(run)
     CHECKS[name](run, upstream)
 
 
 def test_every_shipped_example_is_classified(upstream: Upstream) -> None:
     shipped = {p.stem for p in upstream.examples.glob("*.py")}
-    assert shipped == set(CHECKS) | set(OUT_OF_SCOPE)
+    assert shipped == set(CHECKS) | set(OUT_OF_SCOPE) | set(PERSISTENCE)
     assert not set(CHECKS) & set(OUT_OF_SCOPE)
-    # Every expected output shipped for an example run here is compared exactly.
+    assert not (set(CHECKS) | set(OUT_OF_SCOPE)) & set(PERSISTENCE)
+    # Every expected output shipped for an example run here is compared exactly, or (when
+    # upstream itself no longer prints it) compared after the recorded corrections.
     outputs = {p.name.removesuffix(".out.txt") for p in upstream.examples.glob("*.out.txt")}
     assert outputs & set(CHECKS) == set(WITH_OUT_TXT)
+    assert outputs & set(PERSISTENCE) == set(STALE_OUT_TXT)
+    # resume_many_flows drives the scripts of its own directory (checked by its test).
+    helpers = {p.name for p in (upstream.examples / "resume_many_flows").iterdir()}
+    assert helpers - {"__pycache__"} == {"my_flows.py", "run_flow.py", "resume_all.py"}
+
+
+# -- persistence examples -----------------------------------------------------------------------
+
+#: Examples that persist and resume flows; each has its own test below.
+PERSISTENCE = (
+    "persistence_example",
+    "resume_from_backend",
+    "resume_many_flows",
+    "resume_vm_boot",
+    "resume_volume_create",
+)
+
+#: Stale shipped expectations. Upstream 6.5.0 no longer prints these ``.out.txt`` files: it
+#: prints the atoms quoted (``executing "first==1.0"``, as ``str()`` of an atom is in 6.5.0)
+#: where the files, recorded earlier, have them bare. Confirmed by running both examples under
+#: upstream 6.5.0 itself (``run_example(..., python=<its interpreter>)``), with SQLAlchemy
+#: importable and not: its output is the shipped file with exactly these whole-line
+#: replacements (shipped line -> printed line), changing the given number of lines.
+STALE_OUT_TXT: dict[str, tuple[dict[str, str], int]] = {
+    "resume_from_backend": (
+        {
+            "executing first==1.0": 'executing "first==1.0"',
+            "executing second==1.0": 'executing "second==1.0"',
+        },
+        2,
+    ),
+    "resume_many_flows": (
+        {
+            "executing first==1.0": 'executing "first==1.0"',
+            "executing boom==1.0": 'executing "boom==1.0"',
+            "executing second==1.0": 'executing "second==1.0"',
+        },
+        11,
+    ),
+}
+
+#: Which ``taskflow.persistence.backends.impl_*`` module a store kind is served by.
+_BACKEND_MODULE = {"sqlite": "sqlalchemy", "dir": "dir"}
+_STORE_KINDS = tuple(_BACKEND_MODULE)
+_CTRL_C = "** Ctrl-c me please!!! **"
+# The ids printed for resuming: '<logbook uuid>+<flow detail uuid>'.
+_TRACKING = re.compile(rf"!! Your tracking id is: '({UUID_PATTERN})\+({UUID_PATTERN})'")
+_SUBMIT = "!! Please submit this on later runs for tracking purposes"
+
+
+def _printed_by_upstream(upstream: Upstream, name: str) -> str:
+    """The shipped expected output, corrected to what upstream 6.5.0 really prints."""
+    shipped = (upstream.examples / f"{name}.out.txt").read_text(encoding="utf-8")
+    replacements, count = STALE_OUT_TXT[name]
+    lines = shipped.split("\n")
+    fixed = [replacements.get(line, line) for line in lines]
+    # Exactly the recorded correction: a re-recorded upstream file would show up here.
+    assert sum(a != b for a, b in zip(lines, fixed, strict=True)) == count
+    return "\n".join(fixed)
+
+
+def _assert_on_ours(run: ExampleRun) -> None:
+    # The example must have imported this tree's taskflow, never an upstream copy.
+    assert run.taskflow_files.get(run.main_pid) == str(OURS), run.taskflow_files
+    assert set(run.taskflow_files.values()) <= {str(OURS), "None"}, run.taskflow_files
+
+
+def _run(upstream: Upstream, name: str, tmp_path: Path, *args: str, **options: Any) -> ExampleRun:
+    """Run an example with ``tmp_path/tmp`` as its temporary directory (checked afterwards)."""
+    temp, work = tmp_path / "tmp", tmp_path / "cwd"
+    temp.mkdir(exist_ok=True)
+    work.mkdir(exist_ok=True)
+    run = run_example(upstream, name, work, args=args, env={"TMPDIR": str(temp)}, **options)
+    _assert_on_ours(run)
+    return run
+
+
+def _left_in_tmp(tmp_path: Path) -> list[str]:
+    return sorted(p.name for p in (tmp_path / "tmp").iterdir())
+
+
+def _store(kind: str, base: Path) -> tuple[str, Path]:
+    """A backend URI of ``kind`` for an example's command line, and where it keeps its data."""
+    if kind == "sqlite":
+        path = base / "store.db"
+        return f"sqlite:///{path}", path
+    path = base / "store"
+    return f"dir://{path}", path
+
+
+def _stored(store: Path) -> tuple[dict[str, str], dict[str, tuple[str, Any]]]:
+    """``flow uuid -> state`` and ``atom name -> (state, results)`` as a store holds them.
+
+    Read from the SQLite tables or the directory backend's JSON files themselves, without
+    taskflow, so this is what the example really left behind.
+    """
+    flows: dict[str, str] = {}
+    atoms: dict[str, tuple[str, Any]] = {}
+    if store.is_dir():
+        for meta in (store / "flow_details").glob("*/metadata"):
+            flow = json.loads(meta.read_text(encoding="utf-8"))
+            flows[flow["uuid"]] = flow["state"]
+        for meta in (store / "atom_details").glob("*/metadata"):
+            atom = json.loads(meta.read_text(encoding="utf-8"))["atom"]
+            atoms[atom["name"]] = (atom["state"], atom["results"])
+        return flows, atoms
+    assert store.is_file(), f"nothing stored at {store}"
+    with contextlib.closing(sqlite3.connect(store)) as db:
+        flows.update(db.execute("SELECT uuid, state FROM flowdetails").fetchall())
+        for name, state, results in db.execute("SELECT name, state, results FROM atomdetails"):
+            atoms[name] = (state, None if results is None else json.loads(results))
+    return flows, atoms
+
+
+def _states(atoms: dict[str, tuple[str, Any]]) -> dict[str, str]:
+    return {name: state for name, (state, _) in atoms.items()}
+
+
+def _backends(run: ExampleRun) -> tuple[str, ...]:
+    return run.interpreters[run.main_pid].backends
+
+
+# resume_from_backend ----------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("kind", ["default", *_STORE_KINDS])
+def test_resume_from_backend(kind: str, upstream: Upstream, tmp_path: Path) -> None:
+    # It stops itself half way (a task suspends the engine), then resumes from the backend.
+    uri, store = _store(kind, tmp_path)
+    run = _run(upstream, "resume_from_backend", tmp_path, *([] if kind == "default" else [uri]))
+    _ok(run)
+    assert run.stdout == _printed_by_upstream(upstream, "resume_from_backend")
+    # Without an argument the store is a temporary file:// directory, removed at the end.
+    assert ("dir" if kind == "default" else _BACKEND_MODULE[kind]) in _backends(run)
+    assert _left_in_tmp(tmp_path) == []
+    if kind == "default":
+        assert not store.exists()
+        return
+    flows, atoms = _stored(store)
+    assert list(flows.values()) == ["SUCCESS"]
+    assert atoms == {
+        "first": ("SUCCESS", "ok"),
+        "boom": ("SUCCESS", None),
+        "second": ("SUCCESS", "ok"),
+    }
+
+
+# resume_many_flows ------------------------------------------------------------------------------
+
+
+def _number_uuids(text: str) -> str:
+    """Name UUIDs ``<uuid1>``, ``<uuid2>``... in order of first appearance."""
+    seen: dict[str, str] = {}
+    return re.sub(UUID_PATTERN, lambda m: seen.setdefault(m[0], f"<uuid{len(seen) + 1}>"), text)
+
+
+def _resumed_in_any_order(text: str) -> tuple[str, list[str]]:
+    head, marker, tail = text.partition("Resuming all failed flows\n")
+    blocks = re.split(r"^(?=Resuming flow example )", tail, flags=re.MULTILINE)
+    return head + marker, sorted(block.rstrip("\n") for block in blocks if block.strip())
+
+
+@pytest.mark.parametrize("backend", ["sqlalchemy", "dir"])
+def test_resume_many_flows(backend: str, upstream: Upstream, tmp_path: Path) -> None:
+    # It runs resume_many_flows/run_flow.py three times (twice told to exit half way) and then
+    # resume_many_flows/resume_all.py, each in its own interpreter, over one store: SQLite when
+    # SQLAlchemy imports, else a directory.
+    run = _run(upstream, "resume_many_flows", tmp_path, without_sqlalchemy=backend == "dir")
+    _ok(run)
+    printed = _number_uuids(run.stdout)
+    expected = _number_uuids(_printed_by_upstream(upstream, "resume_many_flows"))
+    if backend == "sqlalchemy":
+        assert printed == expected
+    else:
+        # Upstream's own directory backend lists the unfinished flows in no fixed order.
+        assert _resumed_in_any_order(printed) == _resumed_in_any_order(expected)
+    scripts = Counter(os.path.basename(i.script or "") for i in run.interpreters.values())
+    assert scripts == {"resume_many_flows.py": 1, "run_flow.py": 3, "resume_all.py": 1}
+    other = ({"sqlalchemy", "dir"} - {backend}).pop()
+    for interpreter in run.interpreters.values():
+        if interpreter.pid != run.main_pid:
+            assert interpreter.taskflow_file == str(OURS), interpreter
+            assert backend in interpreter.backends, interpreter
+            assert other not in interpreter.backends, interpreter
+    assert _left_in_tmp(tmp_path) == []
+
+
+# persistence_example ----------------------------------------------------------------------------
+
+_TIMESTAMP = re.compile(r"\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d(?:\.\d{6})?")
+
+
+@dataclasses.dataclass(frozen=True)
+class _PersistenceRuns:
+    backend: str
+    first: ExampleRun
+    second: ExampleRun
+    after_first: list[str]
+    after_second: list[str]
+    books_after_first: list[str]
+
+
+@pytest.fixture(scope="module", params=["sqlalchemy", "dir"])
+def persistence_runs(
+    request: pytest.FixtureRequest, upstream: Upstream, tmp_path_factory: pytest.TempPathFactory
+) -> _PersistenceRuns:
+    # The example keeps its store in the temporary directory: the first run fails and reverts,
+    # keeping the store; a run that finds it succeeds and removes it.
+    backend: str = request.param
+    tmp_path = tmp_path_factory.mktemp(f"persistence-{backend}")
+    hide = backend == "dir"
+    first = _run(upstream, "persistence_example", tmp_path, without_sqlalchemy=hide)
+    after_first = _left_in_tmp(tmp_path)
+    store = tmp_path / "tmp" / ("persisting" if hide else "persisting.db")
+    books: list[str] = []
+    if hide and store.is_dir():
+        books = sorted(p.name for p in (store / "books").iterdir())
+    elif store.is_file():
+        with contextlib.closing(sqlite3.connect(store)) as db:
+            books = sorted(uuid for (uuid,) in db.execute("SELECT uuid FROM logbooks"))
+    second = _run(upstream, "persistence_example", tmp_path, without_sqlalchemy=hide)
+    after_second = _left_in_tmp(tmp_path)
+    return _PersistenceRuns(backend, first, second, after_first, after_second, books)
+
+
+def _book_contents(state: str, bye_failed: bool) -> list[str]:
+    lines = [
+        *_banner("Book contents"),
+        "LogBook: 'my-test'",
+        " - uuid = <uuid>",
+        " - created_at = <time>",
+        " - updated_at = <time>",
+        " FlowDetail: 'hello-world'",
+        "  - uuid = <uuid>",
+        f"  - state = {state}",
+    ]
+    for task, failed in (("HiTask", False), ("ByeTask", bye_failed)):
+        lines += [
+            f"  TaskDetail: '__main__.{task}'",
+            "   - uuid = <uuid>",
+            f"   - state = {state}",
+            "   - version = 1.0",
+            "   - results = None",
+            f"   - failure = {failed}",
+            "   - metadata:",
+            # Reverted tasks too: upstream reports progress 1.0 once a revert has finished.
+            "     + progress = 100.00%",
+        ]
+    return lines
+
+
+def _without_traceback(lines: list[str], script: str) -> list[str]:
+    """Replace the one traceback printed by ``<traceback>`` once its ends are checked."""
+    start = lines.index("Traceback (most recent call last):")
+    end = lines.index("Exception: Fail!")
+    frames = [line for line in lines[start:end] if line.startswith('  File "')]
+    # Raised by the example's task, re-raised from the example's call into the engine; the
+    # frames in between are the engine's own.
+    assert frames[0].startswith(f'  File "{script}"'), frames
+    assert frames[-1].startswith(f'  File "{script}"'), frames
+    return [*lines[:start], "<traceback>", *lines[end + 1 :]]
+
+
+def test_persistence_example_output(persistence_runs: _PersistenceRuns, upstream: Upstream) -> None:
+    runs = persistence_runs
+    module = "sqlalchemy" if runs.backend == "sqlalchemy" else "dir"
+    script = str(upstream.examples / "persistence_example.py")
+    printed = []
+    for run in (runs.first, runs.second):
+        _ok(run)
+        assert module in _backends(run)
+        masked = _TIMESTAMP.sub("<time>", mask_uuids(run.stdout)).splitlines()
+        printed.append(masked)
+    assert _without_traceback(printed[0], script) == [
+        *_banner("Running"),
+        "Hi!",
+        "Whooops, said hi too early, take that back!",
+        "<traceback>",
+        *_book_contents("REVERTED", bye_failed=True),
+    ]
+    assert printed[1] == [*_banner("Running"), "Hi!", "Bye!", *_book_contents("SUCCESS", False)]
+
+
+def test_persistence_example_store(persistence_runs: _PersistenceRuns) -> None:
+    runs = persistence_runs
+    # The failed run's book stays in the store (the one printed); the successful run removes
+    # the store, leaving the temporary directory as empty as upstream leaves it.
+    kept = "persisting.db" if runs.backend == "sqlalchemy" else "persisting"
+    assert runs.after_first == [kept]
+    printed = re.search(rf"^ - uuid = ({UUID_PATTERN})$", runs.first.stdout, re.MULTILINE)
+    assert printed is not None
+    assert runs.books_after_first == [printed[1]]
+    assert runs.after_second == []
+
+
+# resume_volume_create ---------------------------------------------------------------------------
+
+_VOLUME = "resume_volume_create"
+# Seeds of the random module for the runs below. They only pick how many drives are planned
+# (the checks read that number from the output or the store), keeping the runs repeatable and
+# short: when written, this tree planned one drive with 9, two with 7 and ten with 2.
+_ONE_DRIVE_SEED, _TWO_DRIVES_SEED, _OTHER_SEED = 9, 7, 2
+
+
+def _drive(spec: dict[str, str]) -> list[str]:
+    return [
+        f"Dusting off your hard drive {spec}",
+        _CTRL_C,
+        "Taking a well deserved break.",
+        _CTRL_C,
+        f"Your drive {spec} has been certified.",
+    ]
+
+
+def _volume_start(lines: list[str]) -> tuple[str, str]:
+    tracking = _TRACKING.fullmatch(lines[0])
+    assert tracking, lines[0]
+    assert lines[1:9] == [
+        _SUBMIT,
+        *_banner("Starting volume create"),
+        *_banner("I need a nap, it took me a while to build those specs."),
+        _CTRL_C,
+    ]
+    return tracking[1], tracking[2]
+
+
+def test_resume_volume_create(upstream: Upstream, tmp_path: Path) -> None:
+    run = _run(upstream, _VOLUME, tmp_path, seed=_ONE_DRIVE_SEED)
+    lines = _ok(run)
+    _volume_start(lines)
+    count = sum(line.startswith("Dusting off") for line in lines)
+    assert count >= 1
+    drives = [{"type": "disk", "location": f"/dev/vda{i}"} for i in range(1, count + 1)]
+    expected_rest = [line for spec in drives for line in _drive(spec)]
+    assert lines[9:] == [*expected_rest, *_banner("Finished volume create")]
+    # Without an argument the store is a temporary file:// directory, removed at the end.
+    assert "dir" in _backends(run)
+    assert _left_in_tmp(tmp_path) == []
+
+
+#: What the volume example stores when Ctrl-C hits it while it prepares the drives (the same
+#: on upstream): the task in progress stays RUNNING, so a resumed run executes it again.
+_VOLUME_INTERRUPTED = {
+    "Print: a11e93fc": "SUCCESS",
+    "volume_specs": "SUCCESS",
+    "Print: f82ef861": "SUCCESS",
+    "__main__.PrepareVolumes": "RUNNING",
+    "Print: e1ce1055": "PENDING",
+}
+
+
+@pytest.mark.parametrize("kind", _STORE_KINDS)
+def test_resume_volume_create_after_ctrl_c(kind: str, upstream: Upstream, tmp_path: Path) -> None:
+    uri, store = _store(kind, tmp_path)
+    first = _run(
+        upstream,
+        _VOLUME,
+        tmp_path,
+        uri,
+        seed=_TWO_DRIVES_SEED,
+        stop_after="has been certified.",
+    )
+    # Ctrl-C right after the first drive was certified, as the example asks for.
+    assert first.returncode == -signal.SIGINT, first.stderr
+    assert first.stderr.rstrip().endswith("KeyboardInterrupt"), first.stderr
+    lines = first.stdout.splitlines()
+    book, flow = _volume_start(lines)
+    first_drive = {"type": "disk", "location": "/dev/vda1"}
+    assert lines[9:] == _drive(first_drive)
+    flows, atoms = _stored(store)
+    assert flows == {flow: "RUNNING"}
+    assert _states(atoms) == _VOLUME_INTERRUPTED
+    planned = atoms["volume_specs"][1]
+    assert planned[0] == first_drive
+    assert _BACKEND_MODULE[kind] in _backends(first)
+
+    # Resumed with the printed ids (and another seed): the drives are those planned and stored
+    # before the interruption, not a new random plan, and only unfinished work runs again.
+    resume = (uri, f"{book}+{flow}")
+    second = _run(upstream, _VOLUME, tmp_path, *resume, seed=_OTHER_SEED)
+    expected = [line for spec in planned for line in _drive(spec)]
+    assert _ok(second) == [*expected, *_banner("Finished volume create")]
+    flows, atoms = _stored(store)
+    assert flows == {flow: "SUCCESS"}
+    assert set(_states(atoms).values()) == {"SUCCESS"}
+    assert atoms["volume_specs"][1] == planned
+
+    # A finished flow has nothing left to run: upstream prints nothing at all then.
+    third = _run(upstream, _VOLUME, tmp_path, *resume)
+    assert _ok(third) == []
+    assert _stored(store)[0] == {flow: "SUCCESS"}
+    assert _left_in_tmp(tmp_path) == []
+
+
+# resume_vm_boot ---------------------------------------------------------------------------------
+
+_IP = re.compile(r"^IPADDR=192\.168\.0\.(\d{1,3})$", re.MULTILINE)
+
+
+def _mount(image: int) -> list[str]:
+    return [
+        f"Mounting /tmp/{image}.img to /tmp/{image}",
+        "Writing to /tmp/etc/sysconfig/network-scripts/ifcfg-eth0",
+        "DEVICE=eth0",
+        "BOOTPROTO=static",
+        "IPADDR=<ip>",
+        "ONBOOT=yes",
+    ]
+
+
+_DOWNLOAD = [f"Downloading from http://www.yahoo.com/images/{i} => /tmp/{i}.img" for i in (0, 1)]
+_CREATED = "Created: {'type': 'kvm', 'disks': 2, 'vcpu': 1, 'ips': 1, 'volumes': 3}"
+_VM_END = [*_banner("Finished vm create."), *_banner("Instance is running!")]
+_VM_RESUMED_START = [*_banner("Initializing"), *_banner("Running")]
+
+#: Where a crash (hard kill) hits the vm example: while it downloads its second image. Given a
+#: store on its command line the example pauses a second after every step (inviting a Ctrl-C),
+#: so one crash-and-resume cycle costs about 15 seconds; it is done once, on a directory store
+#: (the volume example covers both kinds of store).
+_VM_CRASH_AFTER = _DOWNLOAD[1]
+
+#: What upstream then stores (besides three 'Print: <hash>' tasks the example adds, one done and
+#: two pending): the task that was running stays RUNNING.
+_VM_CRASHED = {
+    "define_spec": "SUCCESS",
+    "locate_images": "SUCCESS",
+    "download_images": "RUNNING",
+    "get_my_ips": "PENDING",
+    "fetch_net_settings": "PENDING",
+    "write_net_settings": "PENDING",
+    "allocate_my_volumes": "PENDING",
+    "volume_formatter": "PENDING",
+    "boot-it": "PENDING",
+}
+
+#: What the resumed run prints on upstream: the running task starts over, the finished ones are
+#: not repeated, and a Ctrl-C invitation follows each step.
+_VM_RESUMED = [
+    *_VM_RESUMED_START,
+    *(line for step in _DOWNLOAD for line in (step, _CTRL_C)),
+    *(
+        line
+        for image in (0, 1)
+        for line in (*_mount(image)[:1], _CTRL_C, *_mount(image)[1:], _CTRL_C)
+    ),
+    *(line for i in (1, 2, 3) for line in (f"Allocated volume /dev/vda{i}", _CTRL_C)),
+    *(
+        line
+        for i in (1, 2, 3)
+        for line in (f"Formatting volume /dev/vda{i}", _CTRL_C, f"Formatted volume /dev/vda{i}")
+    ),
+    "Starting vm!",
+    _CREATED,
+    _CTRL_C,
+    *_VM_END,
+]
+
+
+def _mask_ip(text: str) -> list[str]:
+    # One random address is drawn per run and written into both images' settings.
+    assert len(set(_IP.findall(text))) <= 1, text
+    return _IP.sub("IPADDR=<ip>", text).splitlines()
+
+
+def test_resume_vm_boot(upstream: Upstream, tmp_path: Path) -> None:
+    run = _run(upstream, "resume_vm_boot", tmp_path)
+    _ok(run)
+    lines = _mask_ip(run.stdout)
+    assert _TRACKING.fullmatch(lines[3]), lines[3]
+    assert lines[:3] + lines[4:] == [
+        *_banner("Initializing"),
+        _SUBMIT,
+        *_banner("Running"),
+        *_banner("Starting vm creation."),
+        *_DOWNLOAD,
+        *_mount(0),
+        *_mount(1),
+        *(f"Allocated volume /dev/vda{i}" for i in (1, 2, 3)),
+        *(
+            line
+            for i in (1, 2, 3)
+            for line in (f"Formatting volume /dev/vda{i}", f"Formatted volume /dev/vda{i}")
+        ),
+        "Starting vm!",
+        _CREATED,
+        *_VM_END,
+    ]
+    assert "dir" in _backends(run)
+    assert _left_in_tmp(tmp_path) == []
+
+
+def test_resume_vm_boot_after_crash(upstream: Upstream, tmp_path: Path) -> None:
+    uri, store = _store("dir", tmp_path)
+    first = _run(
+        upstream, "resume_vm_boot", tmp_path, uri, stop_after=_VM_CRASH_AFTER, stop_signal="SIGKILL"
+    )
+    assert first.returncode == -signal.SIGKILL, first.stderr
+    lines = first.stdout.splitlines()
+    assert lines[-1] == _VM_CRASH_AFTER
+    tracking = _TRACKING.fullmatch(lines[3])
+    assert tracking, lines[3]
+    flows, atoms = _stored(store)
+    assert flows == {tracking[2]: "RUNNING"}
+    states = _states(atoms)
+    prints = sorted(state for name, state in states.items() if name.startswith("Print: "))
+    assert prints == ["PENDING", "PENDING", "SUCCESS"]
+    assert {n: s for n, s in states.items() if not n.startswith("Print: ")} == _VM_CRASHED
+
+    resume = (uri, f"{tracking[1]}+{tracking[2]}")
+    second = _run(upstream, "resume_vm_boot", tmp_path, *resume)
+    _ok(second)
+    assert _mask_ip(second.stdout) == _VM_RESUMED
+    flows, atoms = _stored(store)
+    assert flows == {tracking[2]: "SUCCESS"}
+    assert set(_states(atoms).values()) == {"SUCCESS"}
+
+    third = _run(upstream, "resume_vm_boot", tmp_path, *resume)
+    assert _ok(third) == _VM_RESUMED_START
+    assert _left_in_tmp(tmp_path) == []

@@ -8,8 +8,11 @@ installed next to it with ``pip install --target``. Each example then runs uncha
 interpreter whose ``PYTHONPATH`` puts our ``src`` directory first.
 
 A tiny ``sitecustomize`` on that path records, when each interpreter exits, which file
-``taskflow`` was imported from, so a test can prove the example really ran on our package and
-not on an upstream copy that happened to be importable.
+``taskflow`` was imported from, which script it ran and which persistence backends it loaded,
+so a test can prove the example (and any interpreter it started) really ran on our package
+and not on an upstream copy that happened to be importable. Asked to, it also seeds the
+``random`` module and interrupts the program right after it printed a given line (Ctrl-C or
+a hard kill), so resumable examples can be stopped at a known point and resumed.
 """
 
 from __future__ import annotations
@@ -17,6 +20,7 @@ from __future__ import annotations
 import contextlib
 import dataclasses
 import fcntl
+import json
 import os
 import re
 import shutil
@@ -29,13 +33,14 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 if TYPE_CHECKING:
-    from collections.abc import Iterator
+    from collections.abc import Iterator, Mapping, Sequence
 
 __all__ = [
     "UPSTREAM_VERSION",
     "SRC_DIR",
     "UUID_PATTERN",
     "ExampleRun",
+    "Interpreter",
     "UnavailableError",
     "Upstream",
     "cache_dir",
@@ -54,26 +59,84 @@ UUID_PATTERN = r"[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}"
 _UUID = re.compile(UUID_PATTERN)
 _ADDRESS = re.compile(r"0x[0-9a-fA-F]+")
 _PROBE_ENV = "TASKFLOW_EXAMPLE_PROBE"
+_SEED_ENV = "TASKFLOW_EXAMPLE_SEED"
+_STOP_AFTER_ENV = "TASKFLOW_EXAMPLE_STOP_AFTER"
+_STOP_SIGNAL_ENV = "TASKFLOW_EXAMPLE_STOP_SIGNAL"
 # Written into the cache, never into the repository. It shadows any other sitecustomize for
-# the example interpreters only, which is harmless for these programs.
+# the example interpreters only, which is harmless for these programs. Every interpreter an
+# example starts inherits the environment, so each one records itself.
 _PROBE_SOURCE = f'''\
 import atexit
+import json
 import os
+import random
+import signal
 import sys
+import threading
 
 _OUT = os.environ.get("{_PROBE_ENV}")
+_SEED = os.environ.get("{_SEED_ENV}")
+_STOP_AFTER = os.environ.get("{_STOP_AFTER_ENV}")
+_STOP_SIGNAL = os.environ.get("{_STOP_SIGNAL_ENV}", "SIGINT")
+_recorded = []
 
 
 def _record():
+    if _recorded:
+        return
+    _recorded.append(True)
     module = sys.modules.get("taskflow")
-    path = getattr(module, "__file__", None)
+    prefix = "taskflow.persistence.backends.impl_"
+    record = {{
+        "pid": os.getpid(),
+        "taskflow": getattr(module, "__file__", None),
+        "script": sys.argv[0] if sys.argv else None,
+        "backends": sorted(n[len(prefix):] for n in list(sys.modules) if n.startswith(prefix)),
+    }}
     with open(_OUT, "a", encoding="utf-8") as stream:
-        stream.write("%d %s\\n" % (os.getpid(), path))
+        stream.write(json.dumps(record) + "\\n")
+
+
+class _Tripwire:
+    """Stdout that signals its own process once the marker has been printed on a full line."""
+
+    def __init__(self, stream):
+        self._stream = stream
+        self._seen = ""
+        self._armed = True
+        self._lock = threading.Lock()
+
+    def write(self, text):
+        written = self._stream.write(text)
+        with self._lock:
+            if not self._armed:
+                return written
+            self._seen += text
+            at = self._seen.find(_STOP_AFTER)
+            if at < 0 or "\\n" not in self._seen[at:]:
+                self._seen = self._seen[-len(_STOP_AFTER) - 1:] if at < 0 else self._seen
+                return written
+            self._armed = False
+        self._stream.flush()
+        sig = getattr(signal, _STOP_SIGNAL)
+        if sig == signal.SIGKILL and _OUT:
+            _record()  # atexit never runs after a hard kill
+        os.kill(os.getpid(), sig)
+        return written
+
+    def __getattr__(self, name):
+        return getattr(self._stream, name)
 
 
 if _OUT:
     atexit.register(_record)
+if _SEED:
+    random.seed(int(_SEED))
+if _STOP_AFTER:
+    sys.stdout = _Tripwire(sys.stdout)
 '''
+# Importing this raises ImportError, which is how a program sees a library that is not there.
+_BLOCKER_SOURCE = 'raise ImportError("sqlalchemy is hidden from this example run")\n'
 
 
 class UnavailableError(RuntimeError):
@@ -88,11 +151,32 @@ class Upstream:
         examples: the extracted ``taskflow/examples`` directory.
         deps: the ``pip --target`` directory holding oslo.utils, futurist and their deps.
         probe: the directory holding the recording ``sitecustomize``.
+        no_sqlalchemy: a directory whose ``sqlalchemy`` package fails to import; put first on
+            the path, it makes a program take its no-SQLAlchemy branch.
     """
 
     examples: Path
     deps: Path
     probe: Path
+    no_sqlalchemy: Path
+
+
+@dataclasses.dataclass(frozen=True)
+class Interpreter:
+    """What the probe recorded about one Python interpreter of an example run.
+
+    Attributes:
+        pid: its process id.
+        taskflow_file: resolved file ``taskflow`` was imported from, ``"None"`` if never.
+        script: its ``sys.argv[0]`` (the script it ran).
+        backends: short names (``dir``, ``sqlalchemy``...) of the persistence backend
+            modules ``taskflow.persistence.backends.impl_*`` that were imported.
+    """
+
+    pid: int
+    taskflow_file: str
+    script: str | None
+    backends: tuple[str, ...]
 
 
 @dataclasses.dataclass(frozen=True)
@@ -105,6 +189,7 @@ class ExampleRun:
         stderr: everything it printed on standard error.
         taskflow_files: ``pid -> file`` that ``taskflow`` came from, per recorded interpreter.
         main_pid: pid of the example's own interpreter (children may have recorded too).
+        interpreters: ``pid -> record`` for every interpreter that recorded itself.
     """
 
     returncode: int
@@ -112,6 +197,7 @@ class ExampleRun:
     stderr: str
     taskflow_files: dict[int, str]
     main_pid: int
+    interpreters: dict[int, Interpreter] = dataclasses.field(default_factory=dict)
 
 
 def cache_dir() -> Path:
@@ -225,30 +311,68 @@ def prepare() -> Upstream:
         probe = base / "probe"
         probe.mkdir(exist_ok=True)
         (probe / "sitecustomize.py").write_text(_PROBE_SOURCE, encoding="utf-8")
-    return Upstream(examples=examples, deps=deps, probe=probe)
+        blocker = base / "no-sqlalchemy" / "sqlalchemy"
+        blocker.mkdir(parents=True, exist_ok=True)
+        (blocker / "__init__.py").write_text(_BLOCKER_SOURCE, encoding="utf-8")
+    return Upstream(examples=examples, deps=deps, probe=probe, no_sqlalchemy=blocker.parent)
 
 
-def run_example(upstream: Upstream, name: str, cwd: Path, *, timeout: float = 120.0) -> ExampleRun:
+def run_example(
+    upstream: Upstream,
+    name: str,
+    cwd: Path,
+    *,
+    args: Sequence[str] = (),
+    env: Mapping[str, str] | None = None,
+    without_sqlalchemy: bool = False,
+    seed: int | None = None,
+    stop_after: str | None = None,
+    stop_signal: str = "SIGINT",
+    python: str | None = None,
+    timeout: float = 120.0,
+) -> ExampleRun:
     """Run ``<name>.py`` unchanged from the extracted examples, with our package first.
 
     Args:
         upstream: what :func:`prepare` returned.
         name: example name without ``.py``.
         cwd: working directory of the run (examples may write files there).
+        args: command line arguments given to the example.
+        env: extra environment variables for the example (and what it starts).
+        without_sqlalchemy: make ``import sqlalchemy`` fail in every interpreter of the run.
+        seed: seed the ``random`` module with this before the example starts.
+        stop_after: once a full line containing this text has been printed, send
+            ``stop_signal`` to the printing process (an exact, repeatable interruption point).
+        stop_signal: ``"SIGINT"`` (Ctrl-C) or ``"SIGKILL"`` (a crash).
+        python: another interpreter to run the example with, without our ``src`` on the
+            path: ``/work/upstream-venv/bin/python`` shows what upstream itself prints.
         timeout: seconds before the whole process group is killed and ``TimeoutError`` raised.
     """
     script = upstream.examples / f"{name}.py"
     if not script.is_file():
         raise FileNotFoundError(script)
     probe_file = cwd / ".taskflow-probe"
-    env = dict(os.environ)
-    env["PYTHONPATH"] = os.pathsep.join(str(p) for p in (SRC_DIR, upstream.deps, upstream.probe))
-    env[_PROBE_ENV] = str(probe_file)
+    probe_file.unlink(missing_ok=True)
+    paths = [upstream.probe] if python else [SRC_DIR, upstream.deps, upstream.probe]
+    if without_sqlalchemy:
+        paths.insert(0, upstream.no_sqlalchemy)
+    merged = dict(os.environ)
+    merged.update(env or {})
+    merged["PYTHONPATH"] = os.pathsep.join(str(p) for p in paths)
+    merged[_PROBE_ENV] = str(probe_file)
+    for key, value in ((_SEED_ENV, seed), (_STOP_AFTER_ENV, stop_after)):
+        merged.pop(key, None)
+        if value is not None:
+            merged[key] = str(value)
+    merged[_STOP_SIGNAL_ENV] = stop_signal
+    if stop_after is not None:
+        # Unbuffered, so everything printed before the interruption reaches the pipe.
+        merged["PYTHONUNBUFFERED"] = "1"
     # A new session lets a timeout take down worker processes the example started.
     with subprocess.Popen(
-        [sys.executable, str(script)],
+        [python or sys.executable, str(script), *args],
         cwd=cwd,
-        env=env,
+        env=merged,
         stdout=subprocess.PIPE,
         stderr=subprocess.PIPE,
         start_new_session=True,
@@ -264,19 +388,32 @@ def run_example(upstream: Upstream, name: str, cwd: Path, *, timeout: float = 12
                 + out.decode("utf-8", "replace")
                 + err.decode("utf-8", "replace")
             ) from None
-    files: dict[int, str] = {}
-    if probe_file.exists():
-        for line in probe_file.read_text(encoding="utf-8").splitlines():
-            pid, _, path = line.partition(" ")
-            # Resolved, so a symlinked checkout still compares equal to SRC_DIR.
-            files[int(pid)] = path if path == "None" else str(Path(path).resolve())
+    interpreters = _read_probe(probe_file)
     return ExampleRun(
         returncode=proc.returncode,
         stdout=out.decode("utf-8", "replace"),
         stderr=err.decode("utf-8", "replace"),
-        taskflow_files=files,
+        taskflow_files={pid: rec.taskflow_file for pid, rec in interpreters.items()},
         main_pid=proc.pid,
+        interpreters=interpreters,
     )
+
+
+def _read_probe(probe_file: Path) -> dict[int, Interpreter]:
+    found: dict[int, Interpreter] = {}
+    if not probe_file.exists():
+        return found
+    for line in probe_file.read_text(encoding="utf-8").splitlines():
+        record = json.loads(line)
+        path = record["taskflow"]
+        found[record["pid"]] = Interpreter(
+            pid=record["pid"],
+            # Resolved, so a symlinked checkout still compares equal to SRC_DIR.
+            taskflow_file="None" if path is None else str(Path(path).resolve()),
+            script=record["script"],
+            backends=tuple(record["backends"]),
+        )
+    return found
 
 
 def mask_uuids(text: str, names: dict[str, str] | None = None) -> str:

@@ -714,7 +714,12 @@ class Runner:
         except exc.NotFound:
             kwargs = {}
         kwargs["flow_failures"] = dict(self.failures)
+        is_task = not self.plan.is_retry[node]
+        if is_task:
+            ad.meta["progress"] = 0.0  # a revert reports progress like an execute does
         self._set_state(node, states.REVERTING)
+        if is_task and (self.custom_progress[node] or atom.notifier):  # type: ignore[attr-defined]
+            atom.update_progress(0.0)  # type: ignore[attr-defined]
         if isinstance(atom, Retry):
             kwargs["history"] = self._history(node)
             from taskflow._engine.executors import call_atom
@@ -733,9 +738,12 @@ class Runner:
         assert atom is not None
         assert ad is not None
         old = ad.state
+        is_task = not self.plan.is_retry[node]
         if ok:
             ad.put(states.REVERTED, value)
-            if self.plan.is_retry[node]:
+            if is_task:
+                ad.meta["progress"] = 1.0
+            else:
                 ad.results = []
             try:
                 self.storage._save_atom(ad)
@@ -745,6 +753,8 @@ class Runner:
         if ok:
             if self.atom_notifier:
                 self._notify_atom(node, states.REVERTED, old, value)
+            if is_task and (self.custom_progress[node] or atom.notifier):  # type: ignore[attr-defined]
+                atom.update_progress(1.0)  # type: ignore[attr-defined]
             self._finish_revert(node)
         else:
             ad.put(states.REVERT_FAILURE, value)

@@ -83,10 +83,20 @@ def _format_time(when: datetime) -> str:
     return when.isoformat()
 
 
+def _format_meta_value(key: Any, value: Any) -> Any:
+    # Progress reads as a percentage, as upstream prints it.
+    if key == "progress" and isinstance(value, int | float):
+        return f"{value * 100:0.2f}%"
+    return value
+
+
 def _format_meta(meta: Mapping[str, Any], pad: str) -> list[str]:
     if not meta:
         return []
-    return [f"{pad} - metadata:", *(f"{pad}   + {k} = {v}" for k, v in meta.items())]
+    return [
+        f"{pad} - metadata:",
+        *(f"{pad}   + {k} = {_format_meta_value(k, v)}" for k, v in meta.items()),
+    ]
 
 
 def _failure_from(data: Any) -> Failure | None:

@@ -51,10 +51,13 @@ become :class:`taskflow.exceptions.StorageFailure`.
 
 from __future__ import annotations
 
+import atexit
 import contextlib
 import logging
+import os
 import threading
 import time
+import weakref
 from datetime import UTC, datetime, timedelta
 from typing import TYPE_CHECKING, Any
 
@@ -257,6 +260,7 @@ class SQLAlchemyBackend(base.Backend):
             errors.append(driver_error)
         self._errors = tuple(errors)
         self._closed = False
+        _OPEN.add(self)
 
     @property
     def engine(self) -> sa.Engine:
@@ -272,7 +276,38 @@ class SQLAlchemyBackend(base.Backend):
         self._hot.close()
         if self._owns_engine and not self._closed:
             self._engine.dispose()
+            self._remove_orphan_wal()
         self._closed = True
+        _OPEN.discard(self)
+
+    def _remove_orphan_wal(self) -> None:
+        """Remove a SQLite database's -wal/-shm files when the database itself was deleted.
+
+        SQLite removes them when the last connection closes, unless the database file was
+        deleted while open (as some programs do to discard a store): then they would stay
+        behind, belonging to nothing.
+        """
+        url = self._engine.url
+        if url.get_backend_name() != "sqlite" or url.database in (None, "", ":memory:"):
+            return
+        path = str(url.database)
+        if os.path.exists(path):
+            return
+        for suffix in ("-wal", "-shm"):
+            with contextlib.suppress(FileNotFoundError):
+                os.unlink(path + suffix)
+
+
+#: Backends not closed yet; closed at interpreter exit, so that SQLite checkpoints its WAL
+#: and removes its -wal/-shm files as it does when a program closes them itself.
+_OPEN: weakref.WeakSet[SQLAlchemyBackend] = weakref.WeakSet()
+
+
+@atexit.register
+def _close_at_exit() -> None:
+    for backend in list(_OPEN):
+        with contextlib.suppress(Exception):
+            backend.close()
 
 
 class Connection(base.Connection):
