@@ -73,8 +73,8 @@ def test_storage_failure_surfaces_and_the_flow_resumes(pg):
     assert stored["a"] == states.SUCCESS
     assert stored["cut"] == states.RUNNING
     assert stored["b"] == states.PENDING
-    # The database is back (new sessions): running the same engine again resumes from the
-    # stored records: cut runs again (it may have been cut mid-way), a does not.
+    # The database is back (new sessions): a new engine on the stored records resumes: cut
+    # runs again (it may have been cut mid-way), a does not.
     RAN.clear()
     with backend.get_connection() as conn:
         reloaded = conn.get_flow_details(fd.uuid)  # as a new process would find it
