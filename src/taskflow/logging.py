@@ -27,14 +27,17 @@ __all__ = [
 TRACE = 5
 BLATHER = TRACE
 
-CRITICAL = logging.CRITICAL
-DEBUG = logging.DEBUG
-ERROR = logging.ERROR
-FATAL = logging.FATAL
-INFO = logging.INFO
-NOTSET = logging.NOTSET
-WARN = logging.WARN
-WARNING = logging.WARNING
+# The standard levels, re-exported so callers need only this module.
+NOTSET, DEBUG, INFO, WARNING, ERROR, CRITICAL = (
+    logging.NOTSET,
+    logging.DEBUG,
+    logging.INFO,
+    logging.WARNING,
+    logging.ERROR,
+    logging.CRITICAL,
+)
+WARN = WARNING
+FATAL = CRITICAL
 
 _level_named = False
 

@@ -241,13 +241,5 @@ def load_from_detail(
     **kwargs: Any,
 ) -> Engine:
     """Rebuild the flow of ``flow_detail`` from its factory and load it to resume."""
-    flow = flow_from_detail(flow_detail)
-    return load(
-        flow,
-        flow_detail=flow_detail,
-        store=store,
-        backend=backend,
-        namespace=namespace,
-        engine=engine,
-        **kwargs,
-    )
+    rebuilt = flow_from_detail(flow_detail)
+    return load(rebuilt, store, flow_detail, None, backend, namespace, engine, **kwargs)

@@ -111,12 +111,7 @@ class DynamicLoggingListener(base.Listener):
         mask_inputs_keys: Iterable[Any] = (),
         mask_outputs_keys: Iterable[Any] = (),
     ) -> None:
-        super().__init__(
-            engine,
-            task_listen_for=task_listen_for,
-            flow_listen_for=flow_listen_for,
-            retry_listen_for=retry_listen_for,
-        )
+        super().__init__(engine, task_listen_for, flow_listen_for, retry_listen_for)
         self._failure_level = failure_level
         self._level = level
         self._task_log_levels = {
