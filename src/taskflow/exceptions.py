@@ -119,41 +119,46 @@ class TaskFlowException(Exception):
         return self.pformat()
 
 
-class StorageFailure(TaskFlowException):
-    """A persistence backend failed to read or write; nothing is marked done that was not
-    written. Check the backend (database up, disk not full) and resume the flow."""
+class NotFound(TaskFlowException):
+    """Something looked up does not exist (or has no value yet)."""
 
 
-class ConductorFailure(TaskFlowException):
-    """A conductor failed to dispatch or manage a job."""
+class Duplicate(TaskFlowException):
+    """Something with the same name or identity already exists."""
 
 
-class JobFailure(TaskFlowException):
-    """A jobboard operation failed, or the caller does not own the job it acts on."""
+class Empty(TaskFlowException):
+    """An operation needs something that is empty."""
 
 
-class UnclaimableJob(JobFailure):
-    """The job is already claimed (or gone) and cannot be claimed."""
+class MultipleChoices(TaskFlowException):
+    """Several candidates match where exactly one was expected."""
 
 
-class ExecutionFailure(TaskFlowException):
-    """An engine could not run (it is already running, for instance)."""
+class InvalidFormat(TaskFlowException):
+    """Data does not have the expected format (a corrupt or foreign record)."""
 
 
-class RequestTimeout(ExecutionFailure):
-    """A remote request was not picked up in time."""
+class IncompatibleVersion(TaskFlowException):
+    """A stored record or a server is of a version this code cannot use."""
 
 
-class InvalidState(ExecutionFailure):
-    """An operation was asked in a state that does not allow it (see the message)."""
+class DisallowedAccess(TaskFlowException):
+    """Access to something was refused in its current state."""
+
+    def __init__(
+        self, message: str, cause: BaseException | None = None, state: str | None = None
+    ) -> None:
+        super().__init__(message, cause)
+        self.state = state
+
+
+class CompilationFailure(TaskFlowException):
+    """A flow could not be compiled into a runnable plan."""
 
 
 class DependencyFailure(TaskFlowException):
     """The dependencies between a flow's atoms cannot be satisfied."""
-
-
-class AmbiguousDependency(DependencyFailure):
-    """Several atoms could provide a requirement and none is preferred."""
 
 
 class MissingDependencies(DependencyFailure):
@@ -185,42 +190,37 @@ class MissingDependencies(DependencyFailure):
         self.who = who
 
 
-class CompilationFailure(TaskFlowException):
-    """A flow could not be compiled into a runnable plan."""
+class AmbiguousDependency(DependencyFailure):
+    """Several atoms could provide a requirement and none is preferred."""
 
 
-class IncompatibleVersion(TaskFlowException):
-    """A stored record or a server is of a version this code cannot use."""
+class ExecutionFailure(TaskFlowException):
+    """An engine could not run (it is already running, for instance)."""
 
 
-class Duplicate(TaskFlowException):
-    """Something with the same name or identity already exists."""
+class InvalidState(ExecutionFailure):
+    """An operation was asked in a state that does not allow it (see the message)."""
 
 
-class NotFound(TaskFlowException):
-    """Something looked up does not exist (or has no value yet)."""
+class RequestTimeout(ExecutionFailure):
+    """A remote request was not picked up in time."""
 
 
-class Empty(TaskFlowException):
-    """An operation needs something that is empty."""
+class StorageFailure(TaskFlowException):
+    """A persistence backend failed to read or write; nothing is marked done that was not
+    written. Check the backend (database up, disk not full) and resume the flow."""
 
 
-class MultipleChoices(TaskFlowException):
-    """Several candidates match where exactly one was expected."""
+class JobFailure(TaskFlowException):
+    """A jobboard operation failed, or the caller does not own the job it acts on."""
 
 
-class InvalidFormat(TaskFlowException):
-    """Data does not have the expected format (a corrupt or foreign record)."""
+class UnclaimableJob(JobFailure):
+    """The job is already claimed (or gone) and cannot be claimed."""
 
 
-class DisallowedAccess(TaskFlowException):
-    """Access to something was refused in its current state."""
-
-    def __init__(
-        self, message: str, cause: BaseException | None = None, state: str | None = None
-    ) -> None:
-        super().__init__(message, cause)
-        self.state = state
+class ConductorFailure(TaskFlowException):
+    """A conductor failed to dispatch or manage a job."""
 
 
 class NotImplementedError(builtins.NotImplementedError):
