@@ -207,7 +207,37 @@ class FunctorTask(Task):
         return None
 
 
-class MapFunctorTask(Task):
+class _ValuesFunctorTask(Task):
+    """What the map and reduce tasks share: a callable over the required values, in order."""
+
+    _functor: Callable[..., Any]
+    _arg_order: tuple[str, ...]
+
+    def _bind_functor(
+        self,
+        functor: Callable[..., Any],
+        names: list[str],
+        name: str | None,
+        provides: Provides,
+        auto_extract: bool,
+        rebind: Rebind,
+        inject: Mapping[str, Any] | None,
+    ) -> None:
+        self._functor = functor
+        Task.__init__(
+            self,
+            name=name if name is not None else _callable_name(functor),
+            provides=provides,
+            requires=names,
+            auto_extract=auto_extract,
+            rebind=rebind,
+            inject=inject,
+        )
+        # The values reach execute in the order of ``requires`` (rebind keeps that order).
+        self._arg_order = tuple(self.rebind)
+
+
+class MapFunctorTask(_ValuesFunctorTask):
     """Applies a one-argument callable to each required value: ``list(map(f, values))``.
 
     Values are taken in the order of ``requires``.
@@ -239,24 +269,13 @@ class MapFunctorTask(Task):
                 f"{count} arguments were provided. Map functor must take exactly 1 argument."
             )
         _check_requires_iterable(requires)
-        if name is None:
-            name = _callable_name(functor)
-        self._functor = functor
-        super().__init__(
-            name=name,
-            provides=provides,
-            requires=list(requires),
-            auto_extract=auto_extract,
-            rebind=rebind,
-            inject=inject,
-        )
-        self._arg_order = tuple(self.rebind)
+        self._bind_functor(functor, list(requires), name, provides, auto_extract, rebind, inject)
 
     def execute(self, **kwargs: Any) -> list[Any]:
         return [self._functor(kwargs[name]) for name in self._arg_order]
 
 
-class ReduceFunctorTask(Task):
+class ReduceFunctorTask(_ValuesFunctorTask):
     """Folds the required values with a two-argument callable (``functools.reduce``).
 
     Values are taken in the order of ``requires``.
@@ -294,18 +313,7 @@ class ReduceFunctorTask(Task):
             raise ValueError(
                 f"{len(names)} elements were provided. Requires must have at least 2 elements."
             )
-        if name is None:
-            name = _callable_name(functor)
-        self._functor = functor
-        super().__init__(
-            name=name,
-            provides=provides,
-            requires=names,
-            auto_extract=auto_extract,
-            rebind=rebind,
-            inject=inject,
-        )
-        self._arg_order = tuple(self.rebind)
+        self._bind_functor(functor, names, name, provides, auto_extract, rebind, inject)
 
     def execute(self, **kwargs: Any) -> Any:
         return functools.reduce(self._functor, (kwargs[name] for name in self._arg_order))
