@@ -74,9 +74,14 @@ def test_make_client_options_accept_strings():
         "secret",
         "c.pem",
     )
-    assert kazoo_utils.make_client({"read_only": "maybe"}).read_only is False
     with pytest.raises(ValueError, match="abc"):
         kazoo_utils.make_client({"timeout": "abc"})
+
+
+def test_make_client_refuses_a_misspelt_boolean():
+    # A typo must not silently turn TLS (or anything else) off.
+    with pytest.raises(ValueError, match=r"'use_ssl' must be a boolean.*'ture'"):
+        kazoo_utils.make_client({"use_ssl": "ture"})
 
 
 def test_make_client_retry_policies():

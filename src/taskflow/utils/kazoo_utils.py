@@ -14,6 +14,7 @@ from collections.abc import Iterable, Mapping
 from typing import Any
 
 from taskflow import exceptions as exc
+from taskflow._config import as_bool, as_float
 
 try:
     from kazoo import client as k_client
@@ -35,7 +36,6 @@ __all__ = [
 
 _DEFAULT_HOSTS = "localhost:2181"
 _DEFAULT_TIMEOUT = 10.0
-_TRUE_STRINGS = frozenset(("1", "t", "true", "on", "y", "yes"))
 
 #: Boolean options copied from the configuration to the client: (key, default).
 _BOOL_OPTIONS = (
@@ -62,13 +62,6 @@ class KazooTransactionException(k_exc.KazooException):  # type: ignore[misc]
     def __init__(self, message: str, failures: Iterable[tuple[Any, BaseException]]) -> None:
         super().__init__(message)
         self.failures: tuple[tuple[Any, BaseException], ...] = tuple(failures)
-
-
-def _as_bool(value: Any) -> bool:
-    # Configuration values often arrive as strings (URI query parameters).
-    if isinstance(value, bool):
-        return value
-    return str(value).strip().lower() in _TRUE_STRINGS
 
 
 def _describe_op(op: Any) -> str:
@@ -233,21 +226,23 @@ def make_client(conf: Mapping[str, Any]) -> Any:
     * ``timeout``: session timeout in seconds (default 10).
     * ``handler``: a kazoo handler object, or ``"threading"``/``"eventlet"``/``"gevent"``.
     * ``read_only`` (False), ``randomize_hosts`` (False), ``use_ssl`` (False),
-      ``verify_certs`` (True): booleans, strings such as ``"true"``/``"0"`` accepted.
+      ``verify_certs`` (True): booleans, read by :func:`taskflow._config.to_bool` (strings
+      such as ``"true"``/``"0"`` accepted, a misspelt word refused).
     * ``keyfile``, ``keyfile_password``, ``certfile``: TLS client credentials.
     * ``command_retry``, ``connection_retry``: dicts of ``kazoo.retry.KazooRetry``
       arguments (e.g. ``{"max_tries": 3}``); other values are ignored.
 
     Raises:
         TypeError: ``hosts`` is empty or of another type.
-        ValueError: ``timeout`` is not a number, or an unknown handler name.
+        ValueError: ``timeout`` is not a number, a boolean option is not a boolean, or an
+            unknown handler name.
     """
     options: dict[str, Any] = {
         "hosts": _parse_hosts(conf.get("hosts", _DEFAULT_HOSTS)),
-        "timeout": float(conf.get("timeout", _DEFAULT_TIMEOUT)),
+        "timeout": as_float(conf, "timeout", _DEFAULT_TIMEOUT),
     }
     for key, default in _BOOL_OPTIONS:
-        options[key] = _as_bool(conf.get(key, default))
+        options[key] = as_bool(conf, key, default)
     for key in _PLAIN_OPTIONS:
         options[key] = conf.get(key)
     if conf.get("handler") is not None:

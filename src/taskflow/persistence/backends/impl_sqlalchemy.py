@@ -69,6 +69,7 @@ except ImportError as _err:  # pragma: no cover - depends on the installation
     ) from _err
 
 from taskflow import exceptions as exc
+from taskflow._config import as_int
 from taskflow.persistence import base, models
 from taskflow.persistence.backends._sqlalchemy import dialects, migration, tables
 from taskflow.persistence.backends._sqlalchemy.tables import atomdetails, flowdetails, logbooks
@@ -240,7 +241,7 @@ class SQLAlchemyBackend(base.Backend):
             dialect = dialects.for_name(engine.dialect.name)(self._conf)
             dialect.attach(engine)
             self._owns_engine = False
-        retries = dialects.as_int(self._conf, "max_retries", 0) or 0
+        retries = as_int(self._conf, "max_retries", 0)
         if retries < 0:
             raise ValueError(f"'max_retries' must be 0 or more, not {retries}")
         self._max_retries = retries

@@ -20,6 +20,7 @@ import sqlalchemy as sa
 from sqlalchemy.dialects import postgresql
 
 from taskflow import _serialization
+from taskflow._config import as_bool, as_float, as_int
 
 if TYPE_CHECKING:
     from collections.abc import Mapping
@@ -40,8 +41,6 @@ __all__ = [
 ]
 
 LOG = logging.getLogger(__name__)
-
-_FALSE_STRINGS = frozenset(("0", "false", "no", "off", "f", "n", ""))
 
 #: The backend's own configuration keys; taken out of the URI before the driver sees it.
 CONF_KEYS = frozenset(
@@ -64,23 +63,6 @@ CONF_KEYS = frozenset(
         "sqlite_busy_timeout",
     )
 )
-
-
-def as_bool(value: Any) -> bool:
-    """A configuration flag; URI query values arrive as strings (``?echo=false``)."""
-    if isinstance(value, str):
-        return value.strip().lower() not in _FALSE_STRINGS
-    return bool(value)
-
-
-def as_int(conf: Mapping[str, Any], key: str, default: int | None) -> int | None:
-    value = conf.get(key, default)
-    return None if value is None else int(value)
-
-
-def as_float(conf: Mapping[str, Any], key: str, default: float | None) -> float | None:
-    value = conf.get(key, default)
-    return None if value is None else float(value)
 
 
 def _log_level(value: Any) -> int:
@@ -110,7 +92,7 @@ class Dialect:
 
     def __init__(self, conf: Mapping[str, Any]) -> None:
         self.conf = conf
-        self.log_statements = as_bool(conf.get("log_statements", False))
+        self.log_statements = as_bool(conf, "log_statements", False)
         self.log_level = _log_level(conf.get("log_statements_level", logging.DEBUG))
 
     # -- engine -------------------------------------------------------------------------------
@@ -144,10 +126,10 @@ class Dialect:
     def engine_options(self, url: sa.URL) -> dict[str, Any]:
         """Keyword arguments for :func:`sqlalchemy.create_engine` built from the configuration."""
         options = self.pool_options(url)
-        options["echo"] = as_bool(self.conf.get("echo", False))
+        options["echo"] = as_bool(self.conf, "echo", False)
         # A ping per checkout costs a round trip per write; dead connections are dropped
         # when they fail instead (the engine's storage retries the write), unless asked.
-        options["pool_pre_ping"] = as_bool(self.conf.get("checkout_ping", False))
+        options["pool_pre_ping"] = as_bool(self.conf, "checkout_ping", False)
         level = self.isolation_level()
         if level is not None:
             options["isolation_level"] = level
@@ -156,7 +138,7 @@ class Dialect:
     def attach(self, engine: sa.Engine) -> None:
         """Register the per-connection hooks on ``engine``."""
         sa.event.listen(engine, "connect", self._on_connect)
-        if as_bool(self.conf.get("checkin_yield", False)):
+        if as_bool(self.conf, "checkin_yield", False):
             sa.event.listen(engine, "checkin", _yield_on_checkin)
         if self.log_statements:
             sa.event.listen(engine, "before_cursor_execute", self._log_statement)
@@ -317,8 +299,7 @@ class SQLite(Dialect):
             given = conf["sqlite_synchronous"]
             raise ValueError(f"'sqlite_synchronous' must be 'normal' or 'full', not {given!r}")
         self.synchronous = self._SYNCHRONOUS[mode]
-        timeout = as_float(conf, "sqlite_busy_timeout", 30.0)
-        self.busy_timeout_ms = int((timeout or 0.0) * 1000)
+        self.busy_timeout_ms = int(as_float(conf, "sqlite_busy_timeout", 30.0) * 1000)
         self._second_text: tuple[int, str] = (-1, "")
 
     def pool_options(self, url: sa.URL) -> dict[str, Any]:
