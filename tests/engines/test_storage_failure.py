@@ -1,25 +1,34 @@
 """A backend that fails mid-run: StorageFailure reaches the caller, nothing unwritten counts.
 
-The failure is real: a task terminates the engine's PostgreSQL sessions, so the next write
-the engine makes fails on a dead connection (as when a database restarts under a worker).
+Two real failures. On PostgreSQL a task terminates the engine's database sessions, so the
+next write the engine makes fails on a dead connection (as when a database restarts under
+a worker). On the fault-injecting memory backend (``tests/helpers/faulty_backend.py``) a
+chosen write fails before touching the store; it runs without a service, so it also walks
+a failure through every write of a run.
 """
 
 from __future__ import annotations
 
+import contextlib
+import dataclasses
+from typing import TYPE_CHECKING, Any
+
 import pytest
-import sqlalchemy as sa
 
 from taskflow import engines, states, task
 from taskflow import exceptions as exc
 from taskflow.patterns import linear_flow as lf
-from taskflow.persistence import backends
 from taskflow.utils import persistence_utils
+from tests.helpers.faulty_backend import FaultyMemoryBackend, records
 from tests.persistence.test_contract_sql import isolated_postgres
 
-pytestmark = pytest.mark.postgres
+if TYPE_CHECKING:
+    from collections.abc import Callable, Iterator
+
+    from taskflow.persistence.base import Backend
 
 RAN: list[str] = []
-APP = "taskflow-under-test"  # the sessions CutTheDatabase terminates: the engine's only
+APP = "taskflow-under-test"  # the sessions a postgres cut terminates: the engine's only
 
 
 class Step(task.Task):
@@ -27,54 +36,95 @@ class Step(task.Task):
         RAN.append(self.name)
         return self.name.upper()
 
+    def revert(self, **kwargs: Any) -> None:
+        RAN.append(f"revert {self.name}")
 
-class CutTheDatabase(task.Task):
-    """Terminates the engine's database sessions (those named ``APP``)."""
 
-    def __init__(self, url: str, **kwargs):
+class Boom(task.Task):
+    def execute(self) -> str:
+        RAN.append(self.name)
+        raise RuntimeError("boom")
+
+    def revert(self, **kwargs: Any) -> None:
+        RAN.append(f"revert {self.name}")
+
+
+class Cut(task.Task):
+    """Makes the engine's next write fail (``cut`` stands for the database going away)."""
+
+    def __init__(self, cut: Callable[[], None], **kwargs: Any) -> None:
         super().__init__(**kwargs)
-        self.url = url
+        self.cut = cut
 
     def execute(self) -> str:
         RAN.append(self.name)
-        engine = sa.create_engine(self.url)
-        with engine.connect() as conn:
-            conn.execute(
-                sa.text(
-                    "SELECT pg_terminate_backend(pid) FROM pg_stat_activity"
-                    " WHERE application_name = :name AND pid <> pg_backend_pid()"
-                ),
-                {"name": APP},
-            )
-        engine.dispose()
+        self.cut()
         return "cut"
 
 
-@pytest.fixture
-def pg(postgres_url):
-    with isolated_postgres(postgres_url) as url:
-        yield str(sa.make_url(url).update_query_dict({"application_name": APP}))
+@dataclasses.dataclass
+class Store:
+    backend: Backend
+    cut: Callable[[], None]
 
 
-def test_storage_failure_surfaces_and_the_flow_resumes(pg):
+def _terminate_sessions(url: str) -> None:
+    import sqlalchemy as sa
+
+    engine = sa.create_engine(url)
+    with engine.connect() as conn:
+        conn.execute(
+            sa.text(
+                "SELECT pg_terminate_backend(pid) FROM pg_stat_activity"
+                " WHERE application_name = :name AND pid <> pg_backend_pid()"
+            ),
+            {"name": APP},
+        )
+    engine.dispose()
+
+
+@pytest.fixture(params=["memory", pytest.param("postgres", marks=pytest.mark.postgres)])
+def store(request: pytest.FixtureRequest) -> Iterator[Store]:
+    """A backend, upgraded, and how to make the engine's next write to it fail."""
     RAN.clear()
-    backend = backends.fetch({"connection": pg})
+    if request.param == "memory":
+        memory = FaultyMemoryBackend()
+        yield Store(memory, lambda: memory.faults.fail_nth(1))
+        return
+    import sqlalchemy as sa
+
+    from taskflow.persistence import backends
+
+    with isolated_postgres(request.getfixturevalue("postgres_url")) as url:
+        url = str(sa.make_url(url).update_query_dict({"application_name": APP}))
+        backend = backends.fetch({"connection": url})
+        with backend.get_connection() as conn:
+            conn.upgrade()
+        yield Store(backend, lambda: _terminate_sessions(url))
+        backend.close()
+
+
+def _states(backend: Backend, flow_uuid: str) -> dict[str, str | None]:
     with backend.get_connection() as conn:
-        conn.upgrade()
-    flow = lf.Flow("f").add(Step("a"), CutTheDatabase(pg, name="cut"), Step("b"))
+        return {ad.name: ad.state for ad in conn.get_flow_details(flow_uuid)}
+
+
+def test_storage_failure_surfaces_and_the_flow_resumes(store):
+    backend = store.backend
+    flow = lf.Flow("f").add(Step("a"), Cut(store.cut, name="cut"), Step("b"))
     _book, fd = persistence_utils.temporary_flow_detail(backend)
     engine = engines.load(flow, flow_detail=fd, backend=backend)
     with pytest.raises(exc.StorageFailure):
         engine.run()
     assert RAN == ["a", "cut"]  # b never started: cut's result was not written
-    # What the database holds: a done, cut not marked done (its result write failed).
-    with backend.get_connection() as conn:
-        stored = {ad.name: ad.state for ad in conn.get_flow_details(fd.uuid)}
-    assert stored["a"] == states.SUCCESS
-    assert stored["cut"] == states.RUNNING
-    assert stored["b"] == states.PENDING
-    # The database is back (new sessions): a new engine on the stored records resumes: cut
-    # runs again (it may have been cut mid-way), a does not.
+    # What the backend holds: a done, cut not marked done (its result write failed).
+    assert _states(backend, fd.uuid) == {
+        "a": states.SUCCESS,
+        "cut": states.RUNNING,
+        "b": states.PENDING,
+    }
+    # The backend is back: a new engine on the stored records resumes; cut runs again (it
+    # may have been cut mid-way), a does not.
     RAN.clear()
     with backend.get_connection() as conn:
         reloaded = conn.get_flow_details(fd.uuid)  # as a new process would find it
@@ -85,18 +135,19 @@ def test_storage_failure_surfaces_and_the_flow_resumes(pg):
     )
     engine2.run()
     assert RAN == ["cut", "b"]
+    assert _states(backend, fd.uuid) == {
+        "a": states.SUCCESS,
+        "cut": states.SUCCESS,
+        "b": states.SUCCESS,
+    }
     with backend.get_connection() as conn:
-        stored = {ad.name: ad.state for ad in conn.get_flow_details(fd.uuid)}
-    assert stored == {"a": states.SUCCESS, "cut": states.SUCCESS, "b": states.SUCCESS}
-    backend.close()
+        results = {ad.name: ad.results for ad in conn.get_flow_details(fd.uuid)}
+    assert results == {"a": "A", "cut": "CUT", "b": "B"}
 
 
-def test_same_engine_reloads_after_a_storage_failure(pg):
-    RAN.clear()
-    backend = backends.fetch({"connection": pg})
-    with backend.get_connection() as conn:
-        conn.upgrade()
-    flow = lf.Flow("f").add(Step("a"), CutTheDatabase(pg, name="cut"), Step("b"))
+def test_same_engine_reloads_after_a_storage_failure(store):
+    backend = store.backend
+    flow = lf.Flow("f").add(Step("a"), Cut(store.cut, name="cut"), Step("b"))
     _book, fd = persistence_utils.temporary_flow_detail(backend)
     engine = engines.load(flow, flow_detail=fd, backend=backend)
     with pytest.raises(exc.StorageFailure):
@@ -108,4 +159,159 @@ def test_same_engine_reloads_after_a_storage_failure(pg):
     with pytest.raises(exc.StorageFailure):
         engine.run()
     assert RAN == ["cut"]
-    backend.close()
+
+
+# -- memory only: a failure at each write, by kind, during an outage ---------------------------
+
+
+def _linear() -> lf.Flow:
+    return lf.Flow("f").add(Step("a"), Step("b"), Step("c"))
+
+
+def _reverting() -> lf.Flow:
+    return lf.Flow("f").add(Step("a"), Step("b"), Boom("boom"))
+
+
+def _reference(make_flow: Callable[[], lf.Flow]) -> tuple[list[dict[str, Any]], list[str]]:
+    """Records after each write of a run without faults (the first: before any), and RAN."""
+    backend = FaultyMemoryBackend()
+    _book, fd = persistence_utils.temporary_flow_detail(backend)
+    engine = engines.load(make_flow(), flow_detail=fd, backend=backend)
+    snapshots = [records(backend, fd.uuid)]
+    backend.faults.watch(lambda kind, record: snapshots.append(records(backend, fd.uuid)))
+    RAN.clear()
+    with contextlib.suppress(RuntimeError):  # the reverting flow's boom; checked by the caller
+        engine.run()
+    return snapshots, list(RAN)
+
+
+def _run_failing_at(make_flow: Callable[[], lf.Flow], n: int) -> tuple[FaultyMemoryBackend, str]:
+    backend = FaultyMemoryBackend()
+    _book, fd = persistence_utils.temporary_flow_detail(backend)
+    engine = engines.load(make_flow(), flow_detail=fd, backend=backend)
+    backend.faults.fail_nth(n)
+    with pytest.raises(exc.StorageFailure) as caught:
+        engine.run()
+    assert isinstance(caught.value.__cause__, ConnectionError)
+    assert len(backend.faults.injected) == 1
+    return backend, fd.uuid
+
+
+def _resume(backend: FaultyMemoryBackend, flow_uuid: str, make_flow: Callable[[], lf.Flow]) -> Any:
+    with backend.get_connection() as conn:
+        reloaded = conn.get_flow_details(flow_uuid)  # as a new process would find it
+    RAN.clear()
+    return engines.load(make_flow(), flow_detail=reloaded, backend=backend)
+
+
+def test_a_failed_write_anywhere_leaves_the_last_written_records_and_resumes():
+    snapshots, ran = _reference(_linear)
+    assert ran == ["a", "b", "c"]
+    assert len(snapshots) > 7  # atoms created, flow and each atom's RUNNING and SUCCESS
+    for n in range(1, len(snapshots)):
+        backend, flow_uuid = _run_failing_at(_linear, n)
+        at_failure = records(backend, flow_uuid)
+        assert at_failure == snapshots[n - 1], f"failing write {n}"
+        done = [name for name, fields in at_failure["atoms"].items() if fields[0] == states.SUCCESS]
+        _resume(backend, flow_uuid, _linear).run()
+        # Only what the backend did not hold as done runs again, in order.
+        expected = [name for name in ("a", "b", "c") if name not in done]
+        assert expected == RAN, f"failing write {n}"
+        assert records(backend, flow_uuid) == snapshots[-1], f"failing write {n}"
+
+
+def test_a_failed_write_while_reverting_leaves_the_last_written_records_and_resumes():
+    snapshots, ran = _reference(_reverting)
+    assert ran == ["a", "b", "boom", "revert boom", "revert b", "revert a"]
+    final = snapshots[-1]
+    assert final["state"] == states.REVERTED
+    for n in range(1, len(snapshots)):
+        backend, flow_uuid = _run_failing_at(_reverting, n)
+        at_failure = records(backend, flow_uuid)
+        assert at_failure == snapshots[n - 1], f"failing write {n}"
+        held = {name: fields[0] for name, fields in at_failure["atoms"].items()}
+        with pytest.raises(RuntimeError, match="boom"):
+            _resume(backend, flow_uuid, _reverting).run()
+        resumed = records(backend, flow_uuid)
+        assert resumed["state"] == states.REVERTED, f"failing write {n}"
+        # Every atom reverted, exactly as in the run without faults (failure text aside).
+        assert {name: fields[:2] for name, fields in resumed["atoms"].items()} == {
+            name: fields[:2] for name, fields in final["atoms"].items()
+        }, f"failing write {n}"
+        # Only what the backend did not hold as finished runs again: executions of atoms
+        # never recorded done, reverts of atoms not recorded REVERTED, in reverse order.
+        executed = [name for name in RAN if not name.startswith("revert ")]
+        assert all(
+            held.get(name, states.PENDING) in (states.PENDING, states.RUNNING) for name in executed
+        ), f"failing write {n}: {RAN} after {held}"
+        reverted = [name for name in RAN if name.startswith("revert ")]
+        expected = [
+            f"revert {name}" for name in ("boom", "b", "a") if held.get(name) != states.REVERTED
+        ]
+        assert expected == reverted, f"failing write {n}: {RAN} after {held}"
+
+
+def test_a_kind_of_write_failing_stops_the_run_before_any_task():
+    backend = FaultyMemoryBackend()
+    _book, fd = persistence_utils.temporary_flow_detail(backend)
+    engine = engines.load(_linear(), flow_detail=fd, backend=backend)
+    backend.faults.fail_every("update_flow_record")
+    RAN.clear()
+    with pytest.raises(exc.StorageFailure):
+        engine.run()
+    # The flow's RUNNING state was never written, so nothing may have started.
+    assert RAN == []
+    held = records(backend, fd.uuid)
+    assert held["state"] != states.RUNNING
+    assert {fields[0] for fields in held["atoms"].values()} == {states.PENDING}
+    backend.faults.clear()
+    engine.run()
+    assert RAN == ["a", "b", "c"]
+    assert records(backend, fd.uuid)["state"] == states.SUCCESS
+
+
+def test_an_outage_fails_the_run_without_changing_the_records():
+    backend = FaultyMemoryBackend()
+    _book, fd = persistence_utils.temporary_flow_detail(backend)
+    engine = engines.load(_linear(), flow_detail=fd, backend=backend)
+    before = records(backend, fd.uuid)
+    RAN.clear()
+    with backend.faults.outage(), pytest.raises(exc.StorageFailure):
+        engine.run()
+    assert RAN == []
+    assert records(backend, fd.uuid) == before
+    engine.run()  # the backend is back
+    assert RAN == ["a", "b", "c"]
+
+
+def test_the_faulty_backend_fails_exactly_the_chosen_writes():
+    from taskflow.persistence import models
+
+    backend = FaultyMemoryBackend()
+    faults = backend.faults
+    book = models.LogBook("b")
+    fd = models.FlowDetail("f", "f-uuid")
+    book.add(fd)
+    ad = models.TaskDetail("t", "t-uuid")
+    fd.add(ad)
+    with backend.get_connection() as conn:
+        conn.save_logbook(book)
+        faults.fail_nth(2, "update_atom_details", when=lambda rec: rec.state == states.SUCCESS)
+        for state in (states.RUNNING, states.SUCCESS, states.FAILURE):
+            ad.state = state
+            conn.update_atom_details(ad)
+        ad.state = states.SUCCESS  # the 2nd SUCCESS write of an atom: fails
+        with pytest.raises(exc.StorageFailure, match="update_atom_details"):
+            conn.update_atom_details(ad)
+        assert conn.get_atom_details("t-uuid").state == states.FAILURE  # not applied
+        faults.fail_every("update_flow_record")
+        fd.state = states.RUNNING
+        with pytest.raises(exc.StorageFailure):
+            conn.update_flow_record(fd)  # one write, though it delegates to another
+        conn.update_flow_details(fd)
+    assert faults.injected == [("update_atom_details", "t"), ("update_flow_record", "f")]
+    assert faults.writes == 5
+    with pytest.raises(ValueError, match="deep_copy"):
+        FaultyMemoryBackend({"deep_copy": False})
+    with pytest.raises(ValueError, match="not a write"):
+        faults.fail_nth(1, "get_logbook")
