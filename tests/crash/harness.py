@@ -31,6 +31,7 @@ from taskflow import engines, states
 from taskflow.persistence import backends, models
 from tests.crash import checks, child, flows
 from tests.crash import journal as journal_mod
+from tests.helpers import databases
 
 if TYPE_CHECKING:
     from collections.abc import Callable, Iterator
@@ -107,10 +108,6 @@ class BackendKind:
     mark: str | None = None
 
 
-def _unique(prefix: str) -> str:
-    return f"{prefix}_{uuid.uuid4().hex[:12]}"
-
-
 @contextlib.contextmanager
 def _dir(request: Any, tmp_path: Path, rng: random.Random) -> Iterator[dict[str, Any]]:
     """A directory of the trial's own."""
@@ -129,43 +126,15 @@ def _sqlite(request: Any, tmp_path: Path, rng: random.Random) -> Iterator[dict[s
 @contextlib.contextmanager
 def _postgres(request: Any, tmp_path: Path, rng: random.Random) -> Iterator[dict[str, Any]]:
     """A schema of the trial's own (``search_path``), dropped with everything in it after."""
-    import sqlalchemy as sa
-
-    server = request.getfixturevalue("postgres_url")
-    schema = _unique("tfcrash")
-    admin = sa.create_engine(server, isolation_level="AUTOCOMMIT")
-    try:
-        with admin.connect() as conn:
-            conn.exec_driver_sql(f"CREATE SCHEMA {schema}")
-        url = sa.make_url(server).update_query_dict({"options": f"-csearch_path={schema}"})
-        try:
-            yield {"connection": url.render_as_string(hide_password=False)}
-        finally:
-            with admin.connect() as conn:
-                conn.exec_driver_sql(f"DROP SCHEMA {schema} CASCADE")
-    finally:
-        admin.dispose()
+    with databases.isolated_postgres(request.getfixturevalue("postgres_url"), "tfcrash") as url:
+        yield {"connection": url}
 
 
 @contextlib.contextmanager
 def _mysql(request: Any, tmp_path: Path, rng: random.Random) -> Iterator[dict[str, Any]]:
     """A database of the trial's own, dropped after."""
-    import sqlalchemy as sa
-
-    server = request.getfixturevalue("mysql_url")
-    database = _unique("tfcrash")
-    admin = sa.create_engine(server, isolation_level="AUTOCOMMIT")
-    try:
-        with admin.connect() as conn:
-            conn.exec_driver_sql(f"CREATE DATABASE {database} CHARACTER SET utf8mb4")
-        url = sa.make_url(server).set(database=database)
-        try:
-            yield {"connection": url.render_as_string(hide_password=False)}
-        finally:
-            with admin.connect() as conn:
-                conn.exec_driver_sql(f"DROP DATABASE {database}")
-    finally:
-        admin.dispose()
+    with databases.isolated_mysql(request.getfixturevalue("mysql_url"), "tfcrash") as url:
+        yield {"connection": url}
 
 
 @contextlib.contextmanager

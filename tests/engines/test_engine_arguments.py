@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import pytest
-from engine_helpers import Add, Echo, Optional, Seen, Work
 
 from taskflow import engines, states
 from taskflow import exceptions as exc
@@ -11,6 +10,7 @@ from taskflow.patterns import graph_flow as gf
 from taskflow.patterns import linear_flow as lf
 from taskflow.patterns import unordered_flow as uf
 from taskflow.utils import persistence_utils
+from tests.helpers.engine_tasks import Add, Echo, Optional, Seen, Work
 
 
 def run_all(load, flow, **kwargs):

@@ -7,7 +7,6 @@ import threading
 
 import networkx as nx
 import pytest
-from engine_helpers import Add, Progress, Recorder, Work, atom_states
 
 from taskflow import engines, states, task
 from taskflow import exceptions as exc
@@ -20,6 +19,7 @@ from taskflow.engines.action_engine.engine import (
 from taskflow.patterns import graph_flow as gf
 from taskflow.patterns import linear_flow as lf
 from taskflow.patterns import unordered_flow as uf
+from tests.helpers.engine_tasks import Add, Progress, Recorder, Work, atom_states
 
 
 def test_linear_flow_notifications(load):

@@ -3,12 +3,12 @@
 from __future__ import annotations
 
 import pytest
-from engine_helpers import Recorder, Work, atom_states
 
 from taskflow import engines, states
 from taskflow.patterns import graph_flow as gf
 from taskflow.patterns import linear_flow as lf
 from taskflow.patterns import unordered_flow as uf
+from tests.helpers.engine_tasks import Recorder, Work, atom_states
 
 IGNORED = (states.IGNORE, states.IGNORE)
 DONE = (states.SUCCESS, states.EXECUTE)

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import pytest
-from engine_helpers import Recorder, Work, atom_states, failure_messages
 
 from taskflow import engines, states, task
 from taskflow import exceptions as exc
@@ -11,6 +10,7 @@ from taskflow.patterns import graph_flow as gf
 from taskflow.patterns import linear_flow as lf
 from taskflow.patterns import unordered_flow as uf
 from taskflow.types.failure import Failure
+from tests.helpers.engine_tasks import Recorder, Work, atom_states, failure_messages
 
 ERRORS = (RuntimeError, ValueError, TypeError, exc.WrappedFailure)
 

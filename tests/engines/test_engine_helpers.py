@@ -5,13 +5,13 @@ from __future__ import annotations
 import threading
 
 import pytest
-from engine_helpers import Recorder, Work, make_flow
 
 from taskflow import engines, states, task
 from taskflow.patterns import linear_flow as lf
 from taskflow.patterns import unordered_flow as uf
 from taskflow.persistence import models
 from taskflow.utils import persistence_utils
+from tests.helpers.engine_tasks import Recorder, Work, make_flow
 
 
 def test_load_creates_flow_detail_in_book(memory_backend):
@@ -69,7 +69,7 @@ def test_load_from_factory_records_factory(memory_backend):
     assert engine.storage.fetch_all() == {"x": 3, "r0": 0, "r1": 1}
     stored = memory_backend.get_connection().get_flow_details(engine.storage.flow_uuid)
     assert stored.meta["factory"] == {
-        "name": "engine_helpers.make_flow",
+        "name": "tests.helpers.engine_tasks.make_flow",
         "args": ["f"],
         "kwargs": {"count": 2},
     }
@@ -77,7 +77,7 @@ def test_load_from_factory_records_factory(memory_backend):
 
 def test_load_from_factory_by_name():
     engine = engines.load_from_factory(
-        "engine_helpers.make_flow", factory_args=["g"], store={"x": 1}
+        "tests.helpers.engine_tasks.make_flow", factory_args=["g"], store={"x": 1}
     )
     engine.run()
     assert engine.storage.fetch_all() == {"x": 1, "r0": 0}
@@ -112,7 +112,11 @@ def test_flow_from_detail_errors():
     _book, flow_detail = persistence_utils.temporary_flow_detail()
     with pytest.raises(ValueError):
         engines.flow_from_detail(flow_detail)
-    flow_detail.meta["factory"] = {"name": "engine_helpers.nope", "args": [], "kwargs": {}}
+    flow_detail.meta["factory"] = {
+        "name": "tests.helpers.engine_tasks.nope",
+        "args": [],
+        "kwargs": {},
+    }
     with pytest.raises(ImportError):
         engines.flow_from_detail(flow_detail)
 
@@ -121,7 +125,7 @@ def test_save_factory_details():
     _book, flow_detail = persistence_utils.temporary_flow_detail()
     engines.save_factory_details(flow_detail, make_flow, ["q"], {"count": 1})
     assert flow_detail.meta["factory"] == {
-        "name": "engine_helpers.make_flow",
+        "name": "tests.helpers.engine_tasks.make_flow",
         "args": ["q"],
         "kwargs": {"count": 1},
     }

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import pytest
-from engine_helpers import FailUnless, Recorder, Work, atom_states, failure_messages
 
 from taskflow import engines, retry, states, task
 from taskflow import exceptions as exc
@@ -12,6 +11,7 @@ from taskflow.patterns import unordered_flow as uf
 from taskflow.persistence import models
 from taskflow.types.failure import Failure
 from taskflow.utils import persistence_utils
+from tests.helpers.engine_tasks import FailUnless, Recorder, Work, atom_states, failure_messages
 
 ERRORS = (RuntimeError, exc.WrappedFailure)
 

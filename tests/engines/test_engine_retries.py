@@ -5,7 +5,12 @@ from __future__ import annotations
 import time
 
 import pytest
-from engine_helpers import (
+
+from taskflow import exceptions as exc
+from taskflow import retry, states
+from taskflow.patterns import linear_flow as lf
+from taskflow.patterns import unordered_flow as uf
+from tests.helpers.engine_tasks import (
     FailUnless,
     Recorder,
     Work,
@@ -13,11 +18,6 @@ from engine_helpers import (
     failure_messages,
     history_summary,
 )
-
-from taskflow import exceptions as exc
-from taskflow import retry, states
-from taskflow.patterns import linear_flow as lf
-from taskflow.patterns import unordered_flow as uf
 
 ERRORS = (RuntimeError, ValueError, exc.WrappedFailure)
 

@@ -3,10 +3,10 @@
 from __future__ import annotations
 
 import pytest
-from engine_helpers import FailUnless, Recorder, Work, atom_states
 
 from taskflow import engines, retry, states, task
 from taskflow.patterns import linear_flow as lf
+from tests.helpers.engine_tasks import FailUnless, Recorder, Work, atom_states
 
 RESUMING, SCHEDULING, WAITING, ANALYZING = (
     states.RESUMING,

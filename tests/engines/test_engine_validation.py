@@ -3,13 +3,13 @@
 from __future__ import annotations
 
 import pytest
-from engine_helpers import Optional, Recorder, Work
 
 from taskflow import engines, task
 from taskflow import exceptions as exc
 from taskflow.patterns import graph_flow as gf
 from taskflow.patterns import linear_flow as lf
 from taskflow.patterns import unordered_flow as uf
+from tests.helpers.engine_tasks import Optional, Recorder, Work
 
 
 class Needy(task.Task):

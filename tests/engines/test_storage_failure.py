@@ -19,8 +19,8 @@ from taskflow import engines, states, task
 from taskflow import exceptions as exc
 from taskflow.patterns import linear_flow as lf
 from taskflow.utils import persistence_utils
+from tests.helpers.databases import isolated_postgres
 from tests.helpers.faulty_backend import FaultyMemoryBackend, records
-from tests.persistence.test_contract_sql import isolated_postgres
 
 if TYPE_CHECKING:
     from collections.abc import Callable, Iterator

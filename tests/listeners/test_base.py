@@ -10,8 +10,7 @@ import pytest
 from taskflow import states
 from taskflow.listeners import base
 from taskflow.types.failure import Failure
-
-from .flows import fail_flow, ok_flow, retry_flow, run_quietly
+from tests.helpers.listener_flows import fail_flow, ok_flow, retry_flow, run_quietly
 
 
 class Recorder(base.Listener):

@@ -7,8 +7,7 @@ from typing import Any
 from taskflow import states
 from taskflow.listeners import capturing
 from taskflow.types.failure import Failure
-
-from .flows import ok_flow, retry_flow, run_quietly
+from tests.helpers.listener_flows import ok_flow, retry_flow, run_quietly
 
 
 def _names(values: list[tuple[str, str, dict[str, Any]]]) -> list[tuple[str, str, str]]:

@@ -10,8 +10,7 @@ import pytest
 from taskflow import exceptions, retry, states
 from taskflow.listeners import claims
 from taskflow.patterns import linear_flow as lf
-
-from .flows import Provide, ok_flow
+from tests.helpers.listener_flows import Provide, ok_flow
 
 if TYPE_CHECKING:
     from collections.abc import Iterable

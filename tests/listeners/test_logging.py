@@ -12,8 +12,15 @@ from taskflow import formatters
 from taskflow.listeners import logging as logging_listeners
 from taskflow.patterns import linear_flow as lf
 from taskflow.patterns import unordered_flow as uf
-
-from .flows import BadRevert, Boom, Provide, fail_flow, ok_flow, retry_flow, run_quietly
+from tests.helpers.listener_flows import (
+    BadRevert,
+    Boom,
+    Provide,
+    fail_flow,
+    ok_flow,
+    retry_flow,
+    run_quietly,
+)
 
 LOGGER = "taskflow.listeners.logging"
 

@@ -7,8 +7,7 @@ import io
 from typing import TYPE_CHECKING, Any
 
 from taskflow.listeners import printing
-
-from .flows import fail_flow, ok_flow, retry_flow, run_quietly
+from tests.helpers.listener_flows import fail_flow, ok_flow, retry_flow, run_quietly
 
 if TYPE_CHECKING:
     import pytest

@@ -11,8 +11,7 @@ from taskflow import states
 from taskflow.listeners import timing
 from taskflow.patterns import linear_flow as lf
 from taskflow.patterns import unordered_flow as uf
-
-from .flows import Sleep, ok_flow, retry_flow, run_quietly
+from tests.helpers.listener_flows import Sleep, ok_flow, retry_flow, run_quietly
 
 if TYPE_CHECKING:
     import pytest

@@ -23,8 +23,7 @@ from taskflow.persistence import backends, models
 from taskflow.persistence.backends import impl_sqlalchemy
 from taskflow.persistence.backends._sqlalchemy import migration
 from taskflow.types.failure import Failure
-
-from .test_contract_sql import isolated_mysql, isolated_postgres
+from tests.helpers.databases import isolated_mysql, isolated_postgres
 
 FIXTURES = Path(__file__).parent / "fixtures"
 UPSTREAM_DB = FIXTURES / "upstream_sqlite.db"
@@ -65,14 +64,14 @@ def _schema_sql(path: Path) -> dict[str, str]:
 
 @pytest.fixture
 def mysql_db(mysql_url):
-    """A MySQL database of this test's own (see ``test_contract_sql.isolated_mysql``)."""
+    """A MySQL database of this test's own (see ``tests.helpers.databases``)."""
     with isolated_mysql(mysql_url) as url:
         yield url
 
 
 @pytest.fixture
 def postgres_db(postgres_url):
-    """A PostgreSQL schema of this test's own (see ``test_contract_sql.isolated_postgres``)."""
+    """A PostgreSQL schema of this test's own (see ``tests.helpers.databases``)."""
     with isolated_postgres(postgres_url) as url:
         yield url
 

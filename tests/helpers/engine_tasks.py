@@ -168,7 +168,7 @@ def history_summary(history: Any) -> list[tuple[Any, dict[str, str]]]:
 
 
 def make_flow(name: str, count: int = 1) -> Any:
-    """A flow factory importable by name (``engine_helpers.make_flow``)."""
+    """A flow factory importable by name (``tests.helpers.engine_tasks.make_flow``)."""
     from taskflow.patterns import linear_flow
 
     return linear_flow.Flow(name).add(
