@@ -29,7 +29,7 @@ from taskflow.types import tree
 if TYPE_CHECKING:
     from collections.abc import Callable, Iterable
 
-    from taskflow._engine.compiler import Compilation, Plan
+    from taskflow._engine.compiler import Compilation
     from taskflow.atom import Atom
     from taskflow.engines.base import Engine
     from taskflow.storage import Storage
@@ -118,9 +118,7 @@ class FailureFormatter:
         storage = self._engine.storage
         if storage.get_atom_intention(atom.name) != states.EXECUTE:
             return fail.exc_info, ""
-        plan = compilation.plan
-        roots = tree.Node(None)
-        _add_predecessors(plan, plan.by_name[atom.name], roots)
+        roots = compilation.predecessors(atom.name)
         count = roots.child_count(only_direct=False)
         described: dict[str, str] = {}
 
@@ -154,7 +152,7 @@ class FailureFormatter:
     ) -> Atom | None:
         cached = self._hierarchy
         if cached is None or cached[0] is not compilation:
-            cached = self._hierarchy = (compilation, _build_hierarchy(compilation.plan.root))
+            cached = self._hierarchy = (compilation, _build_hierarchy(compilation.hierarchy))
         stack = [cached[1]]
         while stack:
             node = stack.pop()
@@ -181,27 +179,6 @@ class FailureFormatter:
                 else:
                     info["provides"] = _mask_keys(provides, self._mask_outputs_keys)
         return f"Atom '{name}' {info}"
-
-
-def _add_predecessors(plan: Plan, node: int, parent: tree.Node) -> None:
-    """Add the predecessors of plan ``node`` below ``parent``, recursively."""
-    for pred in plan.pred[node]:
-        atom = plan.atoms[pred]
-        if atom is not None:
-            child = tree.Node(atom, kind="retry" if isinstance(atom, Retry) else "task")
-            parent.add(child)
-            _add_predecessors(plan, pred, child)
-            continue
-        info = plan.flows[plan.node_flow[pred]]
-        if info.end == pred:
-            # A subflow's end: continue from its last atoms' predecessors (see the module
-            # docstring for why those atoms are skipped).
-            for last in plan.pred[pred]:
-                _add_predecessors(plan, last, parent)
-            continue
-        child = tree.Node(info.flow, kind="flow", noop=True)
-        parent.add(child)
-        _add_predecessors(plan, pred, child)
 
 
 def _fetch_requires(storage: Storage, atom: Atom) -> dict[str, Any]:

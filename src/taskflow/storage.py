@@ -5,10 +5,13 @@ held in memory by this object. A transition mutates that detail in place and han
 backend connection (``update_atom_details``), one atom record per write; nothing is re-read from
 the backend. Without a backend nothing is written at all (the details in memory are the store).
 
-Symbol lookups (``fetch`` and friends) follow the precedence of the specification: atom
-injections, then flow injections (which shadow atom outputs), then providers found by walking the
-atom's scope. Engines precompute those provider lists at compile time and install them with
-:meth:`Storage.set_scope_fetcher`; lookups made before compilation see injected values only.
+Symbol lookups follow the precedence of the specification: atom injections, then flow injections
+(which shadow atom outputs), then the providers visible from the atom's scope, nearest first.
+That rule is written once, in :meth:`Storage.fetch_args`: the engine calls it with the
+:class:`Binding` objects its compiler resolved for each atom, and the public scoped lookups
+(``fetch_mapped_args(..., atom_name=X)`` and friends) build the same bindings through the scope
+fetcher the engine installs with :meth:`Storage.set_scope_fetcher`. Before a flow is compiled
+(no scope fetcher) every provider of a symbol is visible.
 """
 
 from __future__ import annotations
@@ -17,7 +20,8 @@ import functools
 import random
 import threading
 from collections.abc import Callable, Iterable, Mapping
-from typing import TYPE_CHECKING, Any
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Any, Final
 
 from taskflow import exceptions as exc
 from taskflow import states
@@ -93,19 +97,53 @@ def _new_uuid() -> str:
     return f"{text[:8]}-{text[8:12]}-{text[12:16]}-{text[16:20]}-{text[20:]}"
 
 
-#: Returns the ordered provider names visible from an atom for a symbol (innermost scope first).
-ScopeFetcher = Callable[[str, str], "list[tuple[str, Any]] | None"]
+#: ``(provider atom name, key into its result or None for all of it)``, nearest scope first.
+Providers = tuple[tuple[str, Any], ...]
+#: ``f(atom_name, symbol)``: the providers of ``symbol`` visible from that atom's scope, or
+#: None when the atom is not part of the compiled flow.
+ScopeFetcher = Callable[[str, str], "Providers | None"]
 
 
-def _extract(value: Any, key: Any, atom_name: str, symbol: str) -> Any:
+@dataclass(frozen=True, slots=True)
+class Binding:
+    """Where one argument of an atom takes its value from.
+
+    Engines resolve these once per atom when they compile a flow; :meth:`Storage.fetch_args`
+    reads them.
+    """
+
+    arg: str  # the parameter name
+    symbol: str  # the name the value is looked up under
+    optional: bool  # an unavailable value leaves the argument out instead of failing
+    providers: Providers
+
+
+#: What :func:`_result_value` returns when a provider has no value for a lookup.
+_NOTHING: Final[Any] = object()
+
+
+def _result_value(ad: models.AtomDetail, key: Any) -> Any:
+    """The value ``ad`` provides under ``key``, its Failure, or ``_NOTHING``.
+
+    A provider counts once it has executed (SUCCESS or FAILURE) and while it reverts; a retry
+    provides the value of its latest attempt. A result that lacks ``key`` provides nothing,
+    so the lookup moves on to the next provider.
+    """
+    if ad.state not in _EXECUTE_RESULT_STATES:
+        return _NOTHING
+    if ad.failure is not None:
+        return ad.failure
+    value = ad.results
+    if type(ad) is models.RetryDetail:
+        if not value:
+            return _NOTHING
+        value = value[-1][0]
     if key is None:
         return value
     try:
         return value[key]
-    except (LookupError, TypeError) as err:
-        raise exc.NotFound(
-            f"Unable to find result '{symbol}' (key {key!r}) in the result of atom '{atom_name}'"
-        ) from err
+    except (LookupError, TypeError):
+        return _NOTHING
 
 
 class Storage:
@@ -148,8 +186,13 @@ class Storage:
         self._flow_injected: dict[str, Any] = {}
         self._transient: dict[str, Any] = {}
         self._atom_transient: dict[str, dict[str, Any]] = {}
+        # Invariant: _atom_injected[name] == persisted injections of atom ``name`` updated
+        # with its transient ones; atoms without injections have no entry.
+        self._atom_injected: dict[str, dict[str, Any]] = {}
         for ad in flow_detail:
             self._details[ad.name] = ad
+            if ad.meta and META_INJECTED in ad.meta:
+                self._atom_injected[ad.name] = dict(ad.meta[META_INJECTED])
         injector = self._details.get(_INJECTOR)
         if injector is not None and isinstance(injector.results, dict):
             self._flow_injected.update(injector.results)
@@ -185,8 +228,13 @@ class Storage:
 
     # -- writes -------------------------------------------------------------------------------
 
-    def _save_atom(self, ad: models.AtomDetail) -> None:
-        """Persist one atom record (no-op without a backend)."""
+    @property
+    def persists(self) -> bool:
+        """Whether writes reach a backend (without one, the details in memory are the store)."""
+        return self._connection is not None
+
+    def save_atom_detail(self, ad: models.AtomDetail) -> None:
+        """Persist one atom record, changed in place by the caller (no-op without a backend)."""
         if self._connection is None:
             return
         try:
@@ -285,7 +333,7 @@ class Storage:
         ad = self.atom_detail(atom_name)
         if ad.state != state:
             ad.state = state
-            self._save_atom(ad)
+            self.save_atom_detail(ad)
 
     def get_atom_state(self, atom_name: str) -> str:
         state = self.atom_detail(atom_name).state
@@ -295,7 +343,7 @@ class Storage:
         ad = self.atom_detail(atom_name)
         if ad.intention != intention:
             ad.intention = intention
-            self._save_atom(ad)
+            self.save_atom_detail(ad)
 
     def get_atom_intention(self, atom_name: str) -> str:
         intention = self.atom_detail(atom_name).intention
@@ -311,29 +359,29 @@ class Storage:
             return
         ad = self.atom_detail(atom_name)
         ad.meta.update(update_with)
-        self._save_atom(ad)
+        self.save_atom_detail(ad)
 
     def set_task_progress(
         self, task_name: str, progress: float, details: Mapping[str, Any] | None = None
     ) -> None:
         """Record a task's progress (and optional details about it) in its metadata."""
-        meta: dict[str, Any] = {"progress": progress}
+        meta: dict[str, Any] = {META_PROGRESS: progress}
         if details is not None:
-            meta["progress_details"] = {"at_progress": progress, "details": dict(details)}
+            meta[META_PROGRESS_DETAILS] = {"at_progress": progress, "details": dict(details)}
         self.update_atom_metadata(task_name, meta)
 
     def get_task_progress(self, task_name: str) -> float:
-        return float(self.atom_detail(task_name).meta.get("progress", 0.0))
+        return float(self.atom_detail(task_name).meta.get(META_PROGRESS, 0.0))
 
     def get_task_progress_details(self, task_name: str) -> dict[str, Any] | None:
-        details: dict[str, Any] | None = self.atom_detail(task_name).meta.get("progress_details")
+        details: dict[str, Any] | None = self.atom_detail(task_name).meta.get(META_PROGRESS_DETAILS)
         return details
 
     def save(self, atom_name: str, result: Any, state: str = states.SUCCESS) -> None:
         """Store an atom's result (or Failure) together with its new state, in one write."""
         ad = self.atom_detail(atom_name)
         ad.put(state, result)
-        self._save_atom(ad)
+        self.save_atom_detail(ad)
 
     def save_retry_failure(self, retry_name: str, failed_atom_name: str, failure: Failure) -> None:
         """Add ``failure`` of ``failed_atom_name`` to the retry's latest history entry."""
@@ -348,14 +396,14 @@ class Storage:
         existing = failures.get(failed_atom_name)
         if existing is None or not existing.matches(failure):
             failures[failed_atom_name] = failure
-            self._save_atom(ad)
+            self.save_atom_detail(ad)
 
     def cleanup_retry_history(self, retry_name: str, state: str) -> None:
         """Forget a retry's history (after it was reverted) and set its state."""
         ad = self.atom_detail(retry_name)
         ad.results = []
         ad.state = state
-        self._save_atom(ad)
+        self.save_atom_detail(ad)
 
     def reset(self, atom_name: str, state: str = states.PENDING) -> None:
         """Clear an atom's results and put it back in ``state`` (its intention is kept)."""
@@ -365,7 +413,7 @@ class Storage:
         if ad.state == state and ad.results is None and ad.failure is None:
             return
         ad.reset(state)
-        self._save_atom(ad)
+        self.save_atom_detail(ad)
 
     # -- reads --------------------------------------------------------------------------------
 
@@ -426,7 +474,7 @@ class Storage:
             merged = dict(ad.results or {})
             merged.update(pairs)
             ad.put(states.SUCCESS, merged)
-            self._save_atom(ad)
+            self.save_atom_detail(ad)
         self._flow_injected.update(pairs)
         for symbol in pairs:
             providers = self._providers.setdefault(symbol, [])
@@ -444,27 +492,21 @@ class Storage:
         if transient:
             self._atom_transient.setdefault(atom_name, {}).update(pairs)
         else:
-            injected = dict(ad.meta.get("injected", {}))
+            injected = dict(ad.meta.get(META_INJECTED, {}))
             injected.update(pairs)
-            ad.meta["injected"] = injected
-            self._save_atom(ad)
+            ad.meta[META_INJECTED] = injected
+            self.save_atom_detail(ad)
+        merged = dict(ad.meta.get(META_INJECTED, {}))
+        merged.update(self._atom_transient.get(atom_name, {}))
+        self._atom_injected[atom_name] = merged
 
     def injected_atom_names(self) -> set[str]:
         """Names of the atoms that have values injected for them (transient or persisted)."""
-        names = set(self._atom_transient)
-        for name, ad in self._details.items():
-            if ad.meta and "injected" in ad.meta:
-                names.add(name)
-        return names
+        return set(self._atom_injected)
 
     def atom_injections(self, atom_name: str) -> dict[str, Any]:
         """Values injected for one atom, transient ones winning over persisted ones."""
-        merged: dict[str, Any] = {}
-        ad = self._details.get(atom_name)
-        if ad is not None and ad.meta:
-            merged.update(ad.meta.get("injected", {}))
-        merged.update(self._atom_transient.get(atom_name, {}))
-        return merged
+        return dict(self._atom_injected.get(atom_name, ()))
 
     @property
     def flow_injected(self) -> dict[str, Any]:
@@ -476,6 +518,39 @@ class Storage:
     def set_scope_fetcher(self, scope_fetcher: ScopeFetcher | None) -> None:
         self._scope_fetcher = scope_fetcher
 
+    def fetch_args(self, atom_name: str, bindings: Iterable[Binding]) -> dict[str, Any]:
+        """The arguments of one call of ``atom_name``: ``{arg: value}`` for ``bindings``.
+
+        This is the one place the lookup precedence lives (see the module docstring).
+
+        Raises:
+            NotFound: a required argument has no value (no provider has a result yet).
+        """
+        kwargs: dict[str, Any] = {}
+        injected = self._atom_injected.get(atom_name)
+        flow_injected = self._flow_injected
+        details = self._details
+        for binding in bindings:
+            symbol = binding.symbol
+            if injected and symbol in injected:
+                kwargs[binding.arg] = injected[symbol]
+            elif symbol in flow_injected:
+                kwargs[binding.arg] = flow_injected[symbol]
+            else:
+                for provider, key in binding.providers:
+                    value = _result_value(details[provider], key)
+                    if value is not _NOTHING:
+                        kwargs[binding.arg] = value
+                        break
+                else:
+                    if not binding.optional:
+                        raise exc.NotFound(
+                            f"Atom '{atom_name}' requires '{symbol}' (argument"
+                            f" '{binding.arg}') but no provider has a result for it"
+                            f" (searched {[p for p, _ in binding.providers]})"
+                        )
+        return kwargs
+
     def _provider_value(self, provider: str, key: Any, symbol: str) -> tuple[bool, Any]:
         """(found, value) for one provider; IGNOREd or unfinished providers are not found."""
         if provider == _INJECTOR:
@@ -486,51 +561,35 @@ class Storage:
                 return True, injector.results[symbol]
             return False, None
         ad = self._details.get(provider)
-        if ad is None or ad.state not in _EXECUTE_RESULT_STATES:
+        if ad is None:
             return False, None
-        if ad.failure is not None:
-            return True, ad.failure
-        if isinstance(ad, models.RetryDetail):
-            if not ad.results:
-                return False, None
-            return True, _extract(ad.results[-1][0], key, provider, symbol)
-        return True, _extract(ad.results, key, provider, symbol)
+        value = _result_value(ad, key)
+        return value is not _NOTHING, value
 
-    def _visible_providers(self, symbol: str, atom_name: str | None) -> list[tuple[str, Any]]:
-        if atom_name is not None and self._scope_fetcher is not None:
+    def _visible_providers(self, symbol: str, atom_name: str) -> Providers:
+        """Providers of ``symbol`` seen from ``atom_name``'s scope (all of them uncompiled)."""
+        if self._scope_fetcher is not None:
             scoped = self._scope_fetcher(atom_name, symbol)
             if scoped is not None:
                 return scoped
-        return self._providers.get(symbol, [])
+        return tuple(self._providers.get(symbol, ()))
 
-    def _fetch_one(self, symbol: str, atom_name: str | None = None) -> Any:
-        if atom_name is not None:
-            injected = self.atom_injections(atom_name)
-            if symbol in injected:
-                return injected[symbol]
+    def _fetch_one(self, symbol: str) -> Any:
+        """The value of ``symbol`` outside any atom's scope: every provider must have one."""
         if symbol in self._flow_injected:
             return self._flow_injected[symbol]
-        providers = self._visible_providers(symbol, atom_name)
+        providers = self._providers.get(symbol)
         if not providers:
             raise exc.NotFound(f"Name '{symbol}' is not mapped as a produced output by any atom")
-        if atom_name is None:
-            # Outside any atom's scope every provider counts: all must have a result.
-            values = self._fetch_all_of(symbol)
-            if values is None:
-                raise exc.NotFound(
-                    f"Unable to find result '{symbol}': not every provider of it has a result"
-                    f" (providers: {[p for p, _ in providers]})"
-                )
-            if not values:
-                raise exc.NotFound(f"Unable to find result '{symbol}': its providers were skipped")
-            return values[0]
-        for provider, key in providers:
-            found, value = self._provider_value(provider, key, symbol)
-            if found:
-                return value
-        raise exc.NotFound(
-            f"Unable to find result '{symbol}', searched {[p for p, _ in providers]}"
-        )
+        values = self._fetch_all_of(symbol)
+        if values is None:
+            raise exc.NotFound(
+                f"Unable to find result '{symbol}': not every provider of it has a result"
+                f" (providers: {[p for p, _ in providers]})"
+            )
+        if not values:
+            raise exc.NotFound(f"Unable to find result '{symbol}': its providers were skipped")
+        return values[0]
 
     def fetch(self, name: str, many_handler: Callable[[list[Any]], Any] | None = None) -> Any:
         """The value of symbol ``name`` (the first provider's, unless ``many_handler`` picks).
@@ -584,10 +643,23 @@ class Storage:
     ) -> dict[str, Any]:
         """Fetch ``{arg: value}`` for ``{arg: symbol}``; optional symbols only if resolvable."""
         optional = set(optional_args or ())
+        if atom_name is not None:
+            return self.fetch_args(
+                atom_name,
+                [
+                    Binding(
+                        arg,
+                        symbol,
+                        arg in optional or symbol in optional,
+                        self._visible_providers(symbol, atom_name),
+                    )
+                    for arg, symbol in args_mapping.items()
+                ],
+            )
         mapped: dict[str, Any] = {}
         for arg, symbol in args_mapping.items():
             try:
-                mapped[arg] = self._fetch_one(symbol, atom_name)
+                mapped[arg] = self._fetch_one(symbol)
             except exc.NotFound:
                 if arg in optional or symbol in optional:
                     continue
@@ -603,7 +675,7 @@ class Storage:
     ) -> set[str]:
         """The required symbols of ``args_mapping`` that nothing can currently provide."""
         optional = set(optional_args or ())
-        injected = self.atom_injections(atom_name)
+        injected = self._atom_injected.get(atom_name, {})
         missing = set()
         for symbol in args_mapping.values():
             if symbol in optional or symbol in injected or symbol in self._flow_injected:

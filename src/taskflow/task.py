@@ -6,6 +6,7 @@ callables with :class:`FunctorTask`, :class:`MapFunctorTask` or :class:`ReduceFu
 
 from __future__ import annotations
 
+import contextvars
 import copy
 import functools
 import inspect
@@ -61,6 +62,14 @@ def _check_requires_iterable(requires: object) -> None:
         )
 
 
+#: Where the engine running this task's current call records its progress: ``(task, sink)``,
+#: set by the engine's executor around each call. A context variable, not an attribute of the
+#: task, because one task object may run in several engines (and threads) at once.
+PROGRESS_SINK: contextvars.ContextVar[tuple[Task, Callable[[float], None]] | None] = (
+    contextvars.ContextVar("taskflow_progress_sink", default=None)
+)
+
+
 class Task(Atom):
     """An atom whose execute does work and whose revert undoes it.
 
@@ -78,10 +87,6 @@ class Task(Atom):
     TASK_EVENTS: ClassVar[tuple[str, ...]] = (EVENT_UPDATE_PROGRESS,)
 
     _revert_ignore = frozenset({REVERT_RESULT, REVERT_FLOW_FAILURES})
-
-    #: Set by an engine for the duration of a run: where progress is recorded. An attribute,
-    #: not a notifier registration, so that running a task costs nothing extra.
-    _progress_sink: Callable[[Task, float], None] | None = None
 
     def __init__(
         self,
@@ -133,7 +138,6 @@ class Task(Atom):
         # a child process) travels without them and gets a fresh notifier.
         state = self.__dict__.copy()
         state["_notifier"] = RestrictedNotifier(self.TASK_EVENTS)
-        state.pop("_progress_sink", None)
         return state
 
     def update_progress(self, progress: float) -> None:
@@ -145,9 +149,9 @@ class Task(Atom):
             LOG.warning("Progress %r of task %s is below 0.0; using 0.0", progress, self.name)
             progress = 0.0
         self._notifier.notify(EVENT_UPDATE_PROGRESS, {"progress": progress})
-        sink = self._progress_sink
-        if sink is not None:
-            sink(self, progress)
+        call = PROGRESS_SINK.get()
+        if call is not None and call[0] is self:
+            call[1](progress)
 
 
 class FunctorTask(Task):

@@ -8,27 +8,33 @@ allocated after it and end with the flow's end join, so a retry's scope is a con
 of node ids.
 
 Every argument of every atom is resolved here to the ordered list of atoms that may provide it
-(the scope walk of the specification): the runner only reads those providers' results.
+(the scope walk of the specification, :class:`_ScopeWalk`): the runner only reads those
+providers' results. The walk stays with the plan, so storage's scoped lookups made later for
+any symbol (``fetch_mapped_args(..., atom_name=X)``) see exactly what the engine gives X.
 """
 
 from __future__ import annotations
 
+import functools
 from collections import deque
-from collections.abc import Iterator
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, TypeAlias
 
 from taskflow import exceptions as exc
 from taskflow.atom import Atom
+from taskflow.deciders import Depth
 from taskflow.flow import Flow
 from taskflow.retry import Retry
+from taskflow.storage import Binding
 
 if TYPE_CHECKING:
     from collections.abc import Callable, Iterator
 
-    from taskflow.deciders import Depth
+    from taskflow.storage import Providers
+    from taskflow.types import graph as tf_graph
+    from taskflow.types import tree
 
-__all__ = ["Binding", "Compilation", "Decider", "Plan", "compile_flow"]
+__all__ = ["Compilation", "Decider", "Plan", "compile_flow"]
 
 
 _RETRY_CLASSES: dict[type, bool] = {}
@@ -43,6 +49,13 @@ def _is_retry(cls: type) -> bool:
     return known
 
 
+@functools.cache
+def _overrides_progress(cls: type) -> bool:
+    from taskflow.task import Task
+
+    return getattr(cls, "update_progress", None) is not Task.update_progress
+
+
 def _kind(cls: type) -> type | None:
     """Flow, Atom or None for a child's class (cached, like :func:`_is_retry`)."""
     try:
@@ -54,20 +67,6 @@ def _kind(cls: type) -> type | None:
 
 
 @dataclass(slots=True)
-class Binding:
-    """Where one argument of an atom comes from.
-
-    ``providers`` are ``(node, key, is_retry)`` triples, nearest scope first; ``key`` is
-    None for a whole result, else the index/key into it.
-    """
-
-    arg: str
-    symbol: str
-    optional: bool
-    providers: tuple[tuple[int, Any, bool], ...]
-
-
-@dataclass(slots=True)
 class Decider:
     """A decider guarding the link into ``target`` (a node id)."""
 
@@ -75,8 +74,6 @@ class Decider:
     sources: tuple[int, ...]  # atom nodes whose results form the decider's history
     decider: Callable[[dict[str, Any]], Any]
     depth: Depth
-    link_flow: int  # index into Plan.flows of the flow holding the link
-    target_child: Any  # the child (atom or flow) the link points at
 
 
 class _FlowInfo:
@@ -137,6 +134,11 @@ class Plan:
         self.atom_nodes: list[int] = []
         self.by_name: dict[str, int] = {}
         self.root: Any = None
+        self.walk: _ScopeWalk | None = None  # set once the tree is flattened
+        # Per node: a task whose update_progress is its own, called by the engine around
+        # each call even when nobody listens (upstream calls it); other tasks get those calls
+        # only while their notifier has listeners.
+        self.reports_progress: list[bool] = []
 
     def _add(self, atom: Atom | None, owner: int, flow_index: int) -> int:
         node = len(self.atoms)
@@ -163,44 +165,208 @@ class Plan:
             if self.atoms[node] is not None:
                 yield node
 
+    def scope_fetcher(self, atom_name: str, symbol: str) -> Providers | None:
+        """Providers of ``symbol`` visible from ``atom_name`` (a storage scope fetcher)."""
+        node = self.by_name.get(atom_name)
+        if node is None or self.walk is None:
+            return None
+        return self.walk.providers(node, symbol)
+
 
 class Compilation:
-    """What ``engine.compilation`` exposes: the plan and an atom-level execution graph."""
+    """What ``engine.compilation`` exposes: the compiled flow and queries about it."""
 
     def __init__(self, plan: Plan) -> None:
         self.plan = plan
         self._graph: Any = None
 
     @property
-    def execution_graph(self) -> Any:
-        """A networkx DiGraph of atoms, with joins collapsed (built on first use)."""
+    def execution_graph(self) -> tf_graph.DiGraph:
+        """A :class:`~taskflow.types.graph.DiGraph` of atoms, joins collapsed (built once)."""
         if self._graph is None:
-            import networkx as nx
+            from taskflow.types import graph as tf_graph
 
             plan = self.plan
-            graph = nx.DiGraph()
+            graph = tf_graph.DiGraph()
             for node in plan.atom_nodes:
                 graph.add_node(plan.atoms[node])
             for node in plan.atom_nodes:
                 source = plan.atoms[node]
-                seen: set[int] = set()
-                todo = list(plan.succ[node])
-                while todo:
-                    nxt = todo.pop()
-                    if nxt in seen:
-                        continue
-                    seen.add(nxt)
-                    target = plan.atoms[nxt]
-                    if target is None:
-                        todo.extend(plan.succ[nxt])
-                    else:
-                        graph.add_edge(source, target)
+                for target in self._atoms_after(node):
+                    graph.add_edge(source, plan.atoms[target])
             self._graph = graph
-        return self._graph
+        return self._graph  # type: ignore[no-any-return]
+
+    def _atoms_after(self, node: int) -> Iterator[int]:
+        """The atoms directly after ``node``, looking through joins."""
+        plan = self.plan
+        seen: set[int] = set()
+        todo = list(plan.succ[node])
+        while todo:
+            nxt = todo.pop()
+            if nxt in seen:
+                continue
+            seen.add(nxt)
+            if plan.atoms[nxt] is None:
+                todo.extend(plan.succ[nxt])
+            else:
+                yield nxt
 
     @property
     def hierarchy(self) -> Any:
+        """The flow (or lone atom) that was compiled."""
         return self.plan.root
+
+    def atom(self, name: str) -> Atom:
+        """The compiled atom called ``name`` (NotFound if there is none)."""
+        node = self.plan.by_name.get(name)
+        if node is None:
+            raise exc.NotFound(f"Unknown atom name '{name}'")
+        atom = self.plan.atoms[node]
+        assert atom is not None
+        return atom
+
+    def predecessors(self, name: str) -> tree.Node:
+        """What runs before atom ``name``, most recent first, as a tree.
+
+        The root (item None) holds the atom's direct predecessors; below each atom are its own
+        predecessors. A subflow that ends right before an atom appears as one node of kind
+        ``'flow'`` holding its last atoms, and atoms before a subflow's first atoms are found
+        by stepping out through the subflow's start.
+        """
+        from taskflow.types import tree
+
+        root = tree.Node(None)
+        node = self.plan.by_name.get(name)
+        if node is None:
+            raise exc.NotFound(f"Unknown atom name '{name}'")
+        self._add_predecessors(node, root)
+        return root
+
+    def _add_predecessors(self, node: int, parent: tree.Node) -> None:
+        from taskflow.types import tree
+
+        plan = self.plan
+        for pred in plan.pred[node]:
+            atom = plan.atoms[pred]
+            if atom is not None:
+                child = tree.Node(atom, kind="retry" if isinstance(atom, Retry) else "task")
+                parent.add(child)
+                self._add_predecessors(pred, child)
+                continue
+            info = plan.flows[plan.node_flow[pred]]
+            if info.end == pred:
+                # A subflow's end: continue from its last atoms' predecessors (the subflow
+                # itself is shown by its end, as the atoms run inside it are).
+                for last in plan.pred[pred]:
+                    self._add_predecessors(last, parent)
+                continue
+            child = tree.Node(info.flow, kind="flow", noop=True)
+            parent.add(child)
+            self._add_predecessors(pred, child)
+
+
+class _ScopeWalk:
+    """The scope rules of the specification: which atoms may provide a symbol to a node.
+
+    A node looks in its own flow first, at the siblings linked before its own child position
+    (nearest first, by breadth-first distance over the links), then at the flow's retry, then
+    one level out, from the position of the subflow holding it, and so on to the root.
+    Answers are cached per (node, symbol).
+    """
+
+    def __init__(
+        self,
+        plan: Plan,
+        flow_providers: list[dict[str, list[tuple[int, list[int]]]]],
+        node_path: dict[int, Any],
+        flow_paths: dict[int, Any],
+    ) -> None:
+        self.plan = plan
+        # Per flow: symbol -> list of (child position, provider atom nodes latest first).
+        self.flow_providers = flow_providers
+        # Per retry and lone root atom: its path (atom children derive theirs, see levels).
+        self.node_path = node_path
+        self.flow_paths = flow_paths  # flow index -> that flow's own path
+        # Per (flow, child position): lazily grown backward BFS over sibling links.
+        self.ancestry: dict[tuple[int, int], tuple[dict[int, int], deque[int]]] = {}
+        self.cache: dict[tuple[int, str], Providers] = {}
+
+    def rank(self, flow_index: int, pos: int, target: int) -> int | None:
+        """BFS distance order of sibling ``target`` before ``pos`` (None if not before)."""
+        key = (flow_index, pos)
+        state = self.ancestry.get(key)
+        if state is None:
+            state = self.ancestry[key] = ({}, deque([pos]))
+        order, frontier = state
+        if target in order:
+            return order[target]
+        preds = self.plan.flows[flow_index].child_pred
+        while frontier:
+            current = frontier.popleft()
+            for before in preds.get(current, ()):
+                if before not in order:
+                    order[before] = len(order)
+                    frontier.append(before)
+            if target in order:
+                return order[target]
+        return None
+
+    def levels(self, node: int) -> Iterator[tuple[int, int]]:
+        """``(flow index, child position)`` of ``node`` at each level, innermost first."""
+        if node in self.node_path:
+            cell = self.node_path[node]
+        else:
+            where = self.plan.node_pos[node]
+            cell = (where, self.flow_paths[where[0]])
+        while cell is not None:
+            where, cell = cell
+            yield where
+
+    def providers(self, node: int, symbol: str) -> Providers:
+        """``(provider name, key)`` pairs visible from ``node`` for ``symbol``, nearest first."""
+        cached = self.cache.get((node, symbol))
+        if cached is None:
+            cached = self.cache[(node, symbol)] = self._find(node, symbol)
+        return cached
+
+    def _find(self, node: int, symbol: str) -> Providers:
+        plan = self.plan
+        for flow_index, pos in self.levels(node):
+            found: list[tuple[int, int]] = []
+            for child_pos, nodes in self.flow_providers[flow_index].get(symbol, ()):
+                if child_pos != pos:
+                    r = self.rank(flow_index, pos, child_pos)
+                    if r is not None:
+                        found.extend((r, n) for n in nodes)
+            level = [n for _r, n in sorted(found, key=lambda item: item[0])]
+            retry = plan.flows[flow_index].retry
+            if retry not in (-1, node) and symbol in plan.atoms[retry].save_as:  # type: ignore[union-attr]
+                level.append(retry)
+            if level:
+                return tuple(
+                    (atom.name, atom.save_as[symbol])
+                    for atom in (plan.atoms[n] for n in level)
+                    if atom is not None
+                )
+        return ()
+
+    def bind(self, node: int, atom: Atom) -> None:
+        """Resolve ``atom``'s execute and revert arguments into ``plan.bindings``."""
+        plan = self.plan
+        rebind = atom.rebind
+        plan.bindings[node] = bindings = tuple(
+            Binding(arg, symbol, symbol in atom.optional, self.providers(node, symbol))
+            for arg, symbol in rebind.items()
+        )
+        revert_rebind = atom.revert_rebind
+        if revert_rebind == rebind and set(atom.revert_optional) == set(atom.optional):
+            plan.revert_bindings[node] = bindings
+        else:
+            plan.revert_bindings[node] = tuple(
+                Binding(arg, symbol, symbol in atom.revert_optional, self.providers(node, symbol))
+                for arg, symbol in revert_rebind.items()
+            )
 
 
 class _Compiler:
@@ -209,7 +375,7 @@ class _Compiler:
         self.seen: set[int] = set()
         # Per flow: symbol -> list of (child position, provider atom nodes latest first).
         self.flow_providers: list[dict[str, list[tuple[int, list[int]]]]] = []
-        # Per node: chain of (flow index, child position) from innermost outward.
+        # Per retry and lone root atom: chain of (flow index, child position), innermost out.
         self.node_path: dict[int, Any] = {}
         self.flow_paths: dict[int, Any] = {}  # flow index -> that flow's own path
 
@@ -229,7 +395,19 @@ class _Compiler:
             self._flow(root, -1, None)
         else:
             raise TypeError(f"Unknown object '{root}' ({type(root)}) requested to compile")
-        self._bind_all()
+        walk = plan.walk = _ScopeWalk(plan, self.flow_providers, self.node_path, self.flow_paths)
+        plan.reports_progress = [
+            atom is not None and not retry and _overrides_progress(type(atom))
+            for atom, retry in zip(plan.atoms, plan.is_retry, strict=True)
+        ]
+        empty: tuple[Binding, ...] = ()
+        for node in plan.atom_nodes:
+            atom = plan.atoms[node]
+            assert atom is not None
+            if atom.rebind or atom.revert_rebind:
+                walk.bind(node, atom)
+            else:
+                plan.bindings[node] = plan.revert_bindings[node] = empty
         return plan
 
     def _check_item(self, item: Any) -> None:
@@ -247,14 +425,14 @@ class _Compiler:
         return node
 
     def _flow(self, flow: Flow, owner: int, path: Path) -> tuple[int, int]:
+        """Flatten ``flow`` into nodes; returns its (start, end) joins."""
         plan = self.plan
         index = len(plan.flows)
         self.flow_paths[index] = path
         start = plan._add(None, owner, index)
         info = _FlowInfo(flow, start, -1, -1)
         plan.flows.append(info)
-        providers: dict[str, list[tuple[int, list[int]]]] = {}
-        self.flow_providers.append(providers)
+        self.flow_providers.append({})
         entry = start
         inner_owner = owner
         if flow.retry is not None:
@@ -264,8 +442,25 @@ class _Compiler:
             entry = info.retry = self._atom_node(retry, owner, index, path)
             plan._link(start, entry)
             inner_owner = entry
-        children: list[Any] = [child for child, _meta in flow.iter_nodes()]
-        info.children = children
+        info.children = [child for child, _meta in flow.iter_nodes()]
+        self._add_children(info, index, inner_owner, path)
+        end = info.end = plan._add(None, inner_owner, index)
+        if inner_owner != owner:
+            plan.scope_end[inner_owner] = end
+        linked_in, linked_out = self._link_children(info, index, flow)
+        for pos, (first, last) in enumerate(info.spans):
+            if not linked_in[pos]:
+                plan._link(entry, first)
+            if not linked_out[pos]:
+                plan._link(last, end)
+        if not info.children:
+            plan._link(entry, end)
+        return start, end
+
+    def _add_children(self, info: _FlowInfo, index: int, owner: int, path: Path) -> None:
+        """Give each child of flow ``index`` its nodes and record what each provides."""
+        plan = self.plan
+        providers = self.flow_providers[index]
         spans = info.spans
         seen = self.seen
         by_name = plan.by_name
@@ -275,201 +470,91 @@ class _Compiler:
         # atoms spend most of their compile time in this loop.
         succ, pred, owners, node_flow = plan.succ, plan.pred, plan.owner, plan.node_flow
         is_retry, atom_nodes = plan.is_retry, plan.atom_nodes
-        for pos, child in enumerate(children):
+        for pos, child in enumerate(info.children):
             key = id(child)
             if key in seen:
                 raise ValueError(
                     f"Already compiled item '{child}' ({type(child)}), duplicate flow/atom"
                 )
             seen.add(key)
-            where = (index, pos)
             kind = _kind(type(child))
-            if kind is Atom:
-                name = child.name
-                if name in by_name:
-                    raise exc.Duplicate(f"Atoms with duplicate names found: ['{name}']")
-                node = len(atoms)
-                atoms.append(child)
-                succ.append([])
-                pred.append([])
-                owners.append(inner_owner)
-                node_flow.append(index)
-                is_retry.append(_is_retry(type(child)))
-                atom_nodes.append(node)
-                by_name[name] = node
-                node_pos[node] = where
-                spans.append((node, node))
-                for symbol in child.save_as:
-                    entries = providers.get(symbol)
-                    if entries is None:
-                        providers[symbol] = [(pos, [node])]
-                    else:
-                        entries.append((pos, [node]))
-            elif kind is Flow:
-                first, last = self._flow(child, inner_owner, (where, path))
+            if kind is Flow:
+                first, last = self._flow(child, owner, ((index, pos), path))
                 spans.append((first, last))
-                symbols: dict[str, list[int]] = {}
-                for node in range(last, first - 1, -1):
-                    atom = atoms[node]
-                    if atom is not None:
-                        for symbol in atom.save_as:
-                            symbols.setdefault(symbol, []).append(node)
-                for symbol, nodes in symbols.items():
-                    providers.setdefault(symbol, []).append((pos, nodes))
-            else:
+                self._subflow_provides(providers, pos, first, last)
+                continue
+            if kind is not Atom:
                 raise TypeError(f"Unknown object '{child}' ({type(child)}) requested to compile")
-        end = plan._add(None, inner_owner, index)
-        info.end = end
-        if inner_owner != owner:
-            plan.scope_end[inner_owner] = end
-        links = info.links
-        linked_in = [False] * len(children)
-        linked_out = [False] * len(children)
+            name = child.name
+            if name in by_name:
+                raise exc.Duplicate(f"Atoms with duplicate names found: ['{name}']")
+            node = len(atoms)
+            atoms.append(child)
+            succ.append([])
+            pred.append([])
+            owners.append(owner)
+            node_flow.append(index)
+            is_retry.append(_is_retry(type(child)))
+            atom_nodes.append(node)
+            by_name[name] = node
+            node_pos[node] = (index, pos)
+            spans.append((node, node))
+            for symbol in child.save_as:
+                entries = providers.get(symbol)
+                if entries is None:
+                    providers[symbol] = [(pos, [node])]
+                else:
+                    entries.append((pos, [node]))
+
+    def _subflow_provides(
+        self, providers: dict[str, list[tuple[int, list[int]]]], pos: int, first: int, last: int
+    ) -> None:
+        """Record what the subflow at ``pos`` (nodes first..last) provides, latest first."""
+        atoms = self.plan.atoms
+        symbols: dict[str, list[int]] = {}
+        for node in range(last, first - 1, -1):
+            atom = atoms[node]
+            if atom is not None:
+                for symbol in atom.save_as:
+                    symbols.setdefault(symbol, []).append(node)
+        for symbol, nodes in symbols.items():
+            providers.setdefault(symbol, []).append((pos, nodes))
+
+    def _link_children(
+        self, info: _FlowInfo, index: int, flow: Flow
+    ) -> tuple[list[bool], list[bool]]:
+        """Add the flow's links between its children; which children got one in and out."""
+        plan = self.plan
+        children = info.children
+        spans = info.spans
+        count = len(children)
+        linked_in = [False] * count
+        linked_out = [False] * count
         position: dict[int, int] | None = None
         last_pos = -1
         for u, v, meta in flow.iter_links():
             # Linear flows link consecutive children: guess the next pair before hashing.
-            if last_pos + 1 < len(children) and children[last_pos + 1] is u:
-                pu = last_pos + 1
-            else:
-                if position is None:
-                    position = {id(child): p for p, child in enumerate(children)}
+            pu = last_pos + 1
+            if pu >= count or children[pu] is not u:
+                position = position or {id(child): p for p, child in enumerate(children)}
                 pu = position[id(u)]
-            if pu + 1 < len(children) and children[pu + 1] is v:
-                pv = pu + 1
-            else:
-                if position is None:
-                    position = {id(child): p for p, child in enumerate(children)}
+            pv = pu + 1
+            if pv >= count or children[pv] is not v:
+                position = position or {id(child): p for p, child in enumerate(children)}
                 pv = position[id(v)]
             last_pos = pu
-            linked_out[pu] = True
-            linked_in[pv] = True
-            links.append((pu, pv))
+            linked_out[pu] = linked_in[pv] = True
+            info.links.append((pu, pv))
             target = spans[pv][0]
-            source = spans[pu][1]
-            succ[source].append(target)
-            pred[target].append(source)
+            plan._link(spans[pu][1], target)
             decider = meta.get("decider") if meta else None
             if decider is not None:
-                from taskflow.deciders import Depth
-
-                first, last = spans[pu]
-                sources = tuple(plan.atoms_between(first, last))
-                depth = meta.get("decider_depth") or Depth.ALL
+                sources = tuple(plan.atoms_between(*spans[pu]))
+                depth = Depth.translate(meta.get("decider_depth") or Depth.ALL)
                 plan.deciders.setdefault(target, []).append(
-                    Decider(target, sources, decider, Depth.translate(depth), index, v)
+                    Decider(target, sources, decider, depth)
                 )
-        for pos in range(len(children)):
-            first, last = spans[pos]
-            if not linked_in[pos]:
-                plan._link(entry, first)
-            if not linked_out[pos]:
-                plan._link(last, end)
-        if not children:
-            plan._link(entry, end)
-        return start, end
-
-    # -- argument binding (the scope walk, done once) -------------------------------------------
-
-    def _bind_all(self) -> None:
-        plan = self.plan
-        # Per (flow, child position): lazily grown backward BFS over sibling links.
-        ancestry: dict[tuple[int, int], tuple[dict[int, int], deque[int]]] = {}
-
-        def rank(flow_index: int, pos: int, target: int) -> int | None:
-            """BFS distance order of sibling ``target`` before ``pos`` (None if not before)."""
-            key = (flow_index, pos)
-            state = ancestry.get(key)
-            if state is None:
-                state = ({}, deque([pos]))
-                ancestry[key] = state
-            order, frontier = state
-            if target in order:
-                return order[target]
-            preds = self.plan.flows[flow_index].child_pred
-            while frontier:
-                current = frontier.popleft()
-                for before in preds.get(current, ()):
-                    if before not in order:
-                        order[before] = len(order)
-                        frontier.append(before)
-                if target in order:
-                    return order[target]
-            return None
-
-        def levels(node: int) -> Iterator[tuple[int, int]]:
-            # An atom child's path is its place plus its flow's path (kept once per flow);
-            # retries and a lone root atom have theirs recorded by _atom_node.
-            if node in self.node_path:
-                cell = self.node_path[node]
-            else:
-                where = plan.node_pos[node]
-                cell = (where, self.flow_paths[where[0]])
-            while cell is not None:
-                where, cell = cell
-                yield where
-
-        def providers_for(node: int, symbol: str) -> tuple[tuple[int, Any, bool], ...]:
-            for flow_index, pos in levels(node):
-                found: list[tuple[int, int]] = []
-                for child_pos, nodes in self.flow_providers[flow_index].get(symbol, ()):
-                    if child_pos == pos:
-                        continue
-                    r = rank(flow_index, pos, child_pos)
-                    if r is not None:
-                        found.extend((r, n) for n in nodes)
-                retry = plan.flows[flow_index].retry
-                level = [n for _r, n in sorted(found, key=lambda item: item[0])]
-                if retry != -1 and retry != node:
-                    retry_atom = plan.atoms[retry]
-                    assert retry_atom is not None
-                    if symbol in retry_atom.save_as:
-                        level.append(retry)
-                if level:
-                    result = []
-                    for n in level:
-                        atom = plan.atoms[n]
-                        assert atom is not None
-                        result.append((n, atom.save_as[symbol], plan.is_retry[n]))
-                    return tuple(result)
-            return ()
-
-        empty: tuple[Binding, ...] = ()
-        for node in plan.atom_nodes:
-            atom = plan.atoms[node]
-            assert atom is not None
-            if not atom.rebind and not atom.revert_rebind:
-                plan.bindings[node] = plan.revert_bindings[node] = empty
-                continue
-            found: dict[str, tuple[tuple[int, Any, bool], ...]] = {}
-
-            def lookup(
-                symbol: str, node: int = node, found: dict[str, Any] = found
-            ) -> tuple[tuple[int, Any, bool], ...]:
-                providers = found.get(symbol)
-                if providers is None:
-                    providers = found[symbol] = providers_for(node, symbol)
-                return providers
-
-            rebind = atom.rebind
-            plan.bindings[node] = (
-                tuple(
-                    Binding(arg, symbol, symbol in atom.optional, lookup(symbol))
-                    for arg, symbol in rebind.items()
-                )
-                if rebind
-                else empty
-            )
-            revert_rebind = atom.revert_rebind
-            if not revert_rebind:
-                plan.revert_bindings[node] = empty
-            elif revert_rebind == rebind and set(atom.revert_optional) == set(atom.optional):
-                plan.revert_bindings[node] = plan.bindings[node]
-            else:
-                plan.revert_bindings[node] = tuple(
-                    Binding(arg, symbol, symbol in atom.revert_optional, lookup(symbol))
-                    for arg, symbol in revert_rebind.items()
-                )
+        return linked_in, linked_out
 
 
 def compile_flow(root: Flow | Atom) -> Plan:

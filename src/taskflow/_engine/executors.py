@@ -1,146 +1,183 @@
 """Where atoms' code runs: inline, on threads, in child processes, or on a user's executor.
 
-Every executor receives ``(fn, args)`` pairs built by the runner and reports each outcome back
-through the runner's completion queue; only the runner's thread ever touches storage.
+The contract every executor implements (serial, threads, processes; remote workers and asyncio
+next) is four operations:
+
+* :meth:`AtomExecutor.start` receives ``report``, the one way outcomes go back to the engine;
+* :meth:`AtomExecutor.submit` takes a :class:`Call` and arranges for it to run. Its
+  :class:`Completion` is reported exactly once, from any thread (an inline executor reports it
+  before ``submit`` returns). Progress a task reports during the call is reported too, as
+  completions whose method is :data:`PROGRESS`, before the call's own completion;
+* :meth:`AtomExecutor.cancel` withdraws a call that has not started: it will not run and
+  nothing is reported for it;
+* :meth:`AtomExecutor.shutdown` releases what ``start`` acquired, once the engine is done.
+
+:func:`call_atom` is the one place an atom's code is called; executors differ only in where
+they call it. Only the engine's thread touches storage: executors never do.
 """
 
 from __future__ import annotations
 
+import abc
 import concurrent.futures as cf
 import os
 import pickle
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, NamedTuple
 
+from taskflow._config import as_int
+from taskflow.task import PROGRESS_SINK
 from taskflow.types.failure import Failure
 
 if TYPE_CHECKING:
-    import queue
-    from collections.abc import Callable
+    from collections.abc import Callable, Mapping
+
+    from taskflow.atom import Atom
 
 __all__ = [
+    "EXECUTE",
+    "PROGRESS",
+    "REVERT",
     "AtomExecutor",
+    "Call",
+    "Completion",
     "ProcessExecutor",
     "SerialExecutor",
     "ThreadExecutor",
     "UserExecutor",
     "UserProcessExecutor",
     "call_atom",
+    "from_options",
 ]
 
-Outcome = tuple[bool, Any, Any]  # (ok, result or Failure, replayed task events or None)
+#: The methods of a call; PROGRESS marks a completion that only carries a progress report.
+EXECUTE = "execute"
+REVERT = "revert"
+PROGRESS = "progress"
 
 
-def call_atom(
-    fn: Callable[..., Any],
-    before: Callable[[], Any],
-    after: Callable[[], Any],
-    kwargs: dict[str, Any],
-) -> Outcome:
-    """Run ``fn(**kwargs)`` between an atom's pre/post hooks; never raises."""
+class Call(NamedTuple):
+    """One call of an atom's ``execute`` or ``revert`` that the engine wants made."""
+
+    token: int  # the engine's name for the call (its plan node), echoed in the completion
+    atom: Atom
+    method: str  # EXECUTE or REVERT
+    kwargs: dict[str, Any]
+
+
+class Completion(NamedTuple):
+    """The outcome of a call (or a progress report made during one)."""
+
+    token: int
+    method: str  # EXECUTE, REVERT or PROGRESS
+    ok: bool  # False: ``value`` is the Failure the call raised
+    value: Any  # the call's result, its Failure, or the progress reported
+    events: list[tuple[str, dict[str, Any]]] | None  # task events made away from the engine
+
+
+def call_atom(call: Call, report: Callable[[Completion], None] | None) -> Completion:
+    """Run ``call`` between the atom's pre/post hooks; never raises.
+
+    While it runs, progress the task reports goes to ``report`` (if given) as PROGRESS
+    completions for the call's token.
+    """
+    atom: Any = call.atom
+    token = call.token
+    reset = None
+    if report is not None:
+        reset = PROGRESS_SINK.set(
+            (atom, lambda progress: report(Completion(token, PROGRESS, True, progress, None)))
+        )
     try:
-        before()
-        try:
-            result = fn(**kwargs)
-        finally:
-            after()
-    except Exception:
-        return False, Failure(), None
-    return True, result, None
-
-
-def _call_in_child(atom: Any, method: str, kwargs: dict[str, Any]) -> Outcome:
-    """Run an atom method in a child process, recording the events its notifier emits."""
-    events: list[tuple[str, dict[str, Any]]] = []
-    notifier = getattr(atom, "notifier", None)
-    if notifier is not None:
-        notifier.reset()
-        notifier.register(notifier.ANY, lambda event, details: events.append((event, details)))
-    if method == "execute":
-        ok, value, _ = call_atom(atom.execute, atom.pre_execute, atom.post_execute, kwargs)
-    else:
-        ok, value, _ = call_atom(atom.revert, atom.pre_revert, atom.post_revert, kwargs)
-    if not ok:
-        # A Failure travels without its exception object; send the exception along when it
-        # pickles, so the parent can re-raise the original type (our own child, trusted).
-        carried = value.exception
-        try:
-            pickle.dumps(carried)
-        except Exception:
-            carried = None
-        value = (value, carried)
-    return ok, value, events
-
-
-def _revive(outcome: Outcome) -> Outcome:
-    ok, value, events = outcome
-    if not ok and isinstance(value, tuple):
-        failure, carried = value
-        if carried is not None:
-            revived = Failure.from_exception(carried)
-            revived._traceback_str = failure.traceback_str
-            value = revived
+        if call.method == EXECUTE:
+            atom.pre_execute()
+            try:
+                result = atom.execute(**call.kwargs)
+            finally:
+                atom.post_execute()
         else:
-            value = failure
-    return ok, value, events
+            atom.pre_revert()
+            try:
+                result = atom.revert(**call.kwargs)
+            finally:
+                atom.post_revert()
+    except Exception:
+        return Completion(token, call.method, False, Failure(), None)
+    finally:
+        if reset is not None:
+            PROGRESS_SINK.reset(reset)
+    return Completion(token, call.method, True, result, None)
 
 
-class AtomExecutor:
-    """Runs atom calls; completions are put on ``completions`` as ``(token, Outcome)``."""
+class AtomExecutor(abc.ABC):
+    """Runs calls of atoms and reports their completions (see the module docstring)."""
 
-    #: True when calls complete inline, in the runner's thread.
-    inline = False
+    _report: Callable[[Completion], None]
 
-    def start(self, completions: queue.SimpleQueue[tuple[Any, Outcome]]) -> None:
-        self._completions = completions
+    def start(self, report: Callable[[Completion], None]) -> None:
+        """Begin a run: every completion from now on goes to ``report``."""
+        self._report = report
 
-    def stop(self) -> None:
-        pass
+    @abc.abstractmethod
+    def submit(self, call: Call) -> None:
+        """Arrange for ``call`` to run; its completion is reported exactly once."""
 
-    def submit(self, token: Any, atom: Any, method: str, kwargs: dict[str, Any]) -> Any:
-        raise NotImplementedError
+    def cancel(self, token: int) -> bool:
+        """Withdraw the call ``token`` if it has not started; True if it never will run."""
+        return False
+
+    def shutdown(self) -> None:  # noqa: B027 (nothing to release by default)
+        """End the run: wait for calls under way and release what :meth:`start` took."""
 
 
 class SerialExecutor(AtomExecutor):
-    """Runs every call inline, in the engine's thread."""
+    """Runs every call inline, in the engine's thread, reporting before ``submit`` returns."""
 
-    inline = True
-
-    def submit(self, token: Any, atom: Any, method: str, kwargs: dict[str, Any]) -> Outcome:
-        if method == "execute":
-            return call_atom(atom.execute, atom.pre_execute, atom.post_execute, kwargs)
-        return call_atom(atom.revert, atom.pre_revert, atom.post_revert, kwargs)
+    def submit(self, call: Call) -> None:
+        report = self._report
+        report(call_atom(call, report))
 
 
 class _FuturesExecutor(AtomExecutor):
+    """Calls go to a ``concurrent.futures`` pool; a done-callback reports each outcome."""
+
     _pool: cf.Executor
 
-    #: Outcomes come from child processes and need reviving.
-    _remote = False
+    def start(self, report: Callable[[Completion], None]) -> None:
+        super().start(report)
+        self._futures: dict[int, cf.Future[Completion]] = {}
 
-    def _report(self, token: Any) -> Callable[[cf.Future[Outcome]], None]:
-        put = self._completions.put
-        remote = self._remote
+    def _reported(self, token: int) -> Callable[[cf.Future[Completion]], None]:
+        report = self._report
+        futures = self._futures
 
-        def done(future: cf.Future[Outcome]) -> None:
+        def done(future: cf.Future[Completion]) -> None:
+            futures.pop(token, None)
+            if future.cancelled():
+                return  # withdrawn by cancel(): nothing to report
             try:
-                outcome = future.result()
-                put((token, _revive(outcome) if remote else outcome))
-            except BaseException as err:  # cancelled, or the pool broke
-                put((token, (False, Failure.from_exception(err), None)))
+                completion = self._received(future.result())
+            except BaseException as err:  # the pool broke (a child process died, say)
+                method = getattr(future, "taskflow_method", EXECUTE)
+                completion = Completion(token, method, False, Failure.from_exception(err), None)
+            report(completion)
 
         return done
 
-    def submit(self, token: Any, atom: Any, method: str, kwargs: dict[str, Any]) -> Any:
-        if method == "execute":
-            future = self._pool.submit(
-                call_atom, atom.execute, atom.pre_execute, atom.post_execute, kwargs
-            )
-        else:
-            future = self._pool.submit(
-                call_atom, atom.revert, atom.pre_revert, atom.post_revert, kwargs
-            )
-        future.add_done_callback(self._report(token))
-        return future
+    def _received(self, completion: Completion) -> Completion:
+        return completion
+
+    def _launch(self, call: Call) -> cf.Future[Completion]:
+        return self._pool.submit(call_atom, call, self._report)
+
+    def submit(self, call: Call) -> None:
+        future = self._launch(call)
+        future.taskflow_method = call.method  # type: ignore[attr-defined]
+        self._futures[call.token] = future
+        future.add_done_callback(self._reported(call.token))
+
+    def cancel(self, token: int) -> bool:
+        future = self._futures.get(token)
+        return future is not None and future.cancel()
 
 
 class ThreadExecutor(_FuturesExecutor):
@@ -149,11 +186,11 @@ class ThreadExecutor(_FuturesExecutor):
     def __init__(self, max_workers: int | None = None) -> None:
         self._max_workers = max_workers or (os.cpu_count() or 1) + 1
 
-    def start(self, completions: queue.SimpleQueue[tuple[Any, Outcome]]) -> None:
-        super().start(completions)
+    def start(self, report: Callable[[Completion], None]) -> None:
+        super().start(report)
         self._pool = cf.ThreadPoolExecutor(self._max_workers, thread_name_prefix="taskflow")
 
-    def stop(self) -> None:
+    def shutdown(self) -> None:
         # Idle workers exit as soon as they see the shutdown; nothing waits on a timeout.
         self._pool.shutdown(wait=True)
 
@@ -165,6 +202,27 @@ class UserExecutor(_FuturesExecutor):
         self._pool = executor
 
 
+def _call_in_child(call: Call) -> Completion:
+    """Run a call in a child process, recording the events the task's notifier emits there."""
+    events: list[tuple[str, dict[str, Any]]] = []
+    notifier = getattr(call.atom, "notifier", None)
+    if notifier is not None:
+        notifier.reset()
+        notifier.register(notifier.ANY, lambda event, details: events.append((event, details)))
+    completion = call_atom(call, None)
+    value = completion.value
+    if not completion.ok:
+        # A Failure travels without its exception object; send the exception along when it
+        # pickles, so the parent can re-raise the original type (our own child, trusted).
+        carried = value.exception
+        try:
+            pickle.dumps(carried)
+        except Exception:
+            carried = None
+        value = (value, carried)
+    return completion._replace(value=value, events=events)
+
+
 class ProcessExecutor(_FuturesExecutor):
     """Ships each call (atom and arguments, pickled) to local child processes.
 
@@ -172,22 +230,28 @@ class ProcessExecutor(_FuturesExecutor):
     custom notifications) are recorded there and replayed on the engine's copy of the task.
     """
 
-    _remote = True
-
     def __init__(self, max_workers: int | None = None) -> None:
         self._max_workers = max_workers or (os.cpu_count() or 1)
 
-    def start(self, completions: queue.SimpleQueue[tuple[Any, Outcome]]) -> None:
-        super().start(completions)
+    def start(self, report: Callable[[Completion], None]) -> None:
+        super().start(report)
         self._pool = cf.ProcessPoolExecutor(self._max_workers)
 
-    def stop(self) -> None:
+    def shutdown(self) -> None:
         self._pool.shutdown(wait=True)
 
-    def submit(self, token: Any, atom: Any, method: str, kwargs: dict[str, Any]) -> Any:
-        future = self._pool.submit(_call_in_child, atom, method, kwargs)
-        future.add_done_callback(self._report(token))
-        return future
+    def _launch(self, call: Call) -> cf.Future[Completion]:
+        return self._pool.submit(_call_in_child, call)
+
+    def _received(self, completion: Completion) -> Completion:
+        if completion.ok:
+            return completion
+        failure, carried = completion.value
+        if carried is not None:
+            revived = Failure.from_exception(carried)
+            revived._traceback_str = failure.traceback_str
+            failure = revived
+        return completion._replace(value=failure)
 
 
 class UserProcessExecutor(ProcessExecutor):
@@ -196,8 +260,47 @@ class UserProcessExecutor(ProcessExecutor):
     def __init__(self, executor: cf.ProcessPoolExecutor) -> None:
         self._pool = executor
 
-    def start(self, completions: queue.SimpleQueue[tuple[Any, Outcome]]) -> None:
-        self._completions = completions
+    def start(self, report: Callable[[Completion], None]) -> None:
+        _FuturesExecutor.start(self, report)
 
-    def stop(self) -> None:
+    def shutdown(self) -> None:
         pass
+
+
+_THREADS = frozenset(
+    ("thread", "threads", "threaded", "greenthread", "greenthreads", "greenthreaded")
+)
+_PROCESSES = frozenset(("process", "processes"))
+
+
+def check_options(options: Mapping[str, Any]) -> None:
+    """Refuse a parallel engine's ``executor`` option that names no executor we have.
+
+    Raises:
+        ValueError: an unknown executor name.
+        TypeError: neither a name nor a ``concurrent.futures.Executor``.
+    """
+    executor = options.get("executor")
+    if isinstance(executor, str):
+        if executor.strip().lower() not in _THREADS | _PROCESSES:
+            raise ValueError(
+                f"Unknown executor string '{executor}' expected one of"
+                f" {sorted(_THREADS | _PROCESSES)}"
+            )
+    elif executor is not None and not isinstance(executor, cf.Executor):
+        raise TypeError(f"Expected an executor instance or string, not {type(executor).__name__}")
+
+
+def from_options(options: Mapping[str, Any], parallel: bool) -> AtomExecutor:
+    """The executor an engine's options ask for (serial unless ``parallel``)."""
+    if not parallel:
+        return SerialExecutor()
+    option = options.get("executor")
+    if isinstance(option, cf.ProcessPoolExecutor):
+        return UserProcessExecutor(option)
+    if isinstance(option, cf.Executor):
+        return UserExecutor(option)
+    max_workers = as_int(options, "max_workers", None)
+    if isinstance(option, str) and option.strip().lower() in _PROCESSES:
+        return ProcessExecutor(max_workers)
+    return ThreadExecutor(max_workers)

@@ -3,7 +3,9 @@
 Theory of operation
 -------------------
 One thread (the one iterating :meth:`Runner.run_iter`) owns every counter and every atom
-detail; executors only call atom code and put outcomes on a queue.
+detail; executors only call atom code and report completions, which this thread takes from a
+queue (see :mod:`taskflow._engine.executors`). The loop's own states and their order are the
+table of :mod:`taskflow._engine.machine`.
 
 Forward: each node keeps ``remaining``, the number of its predecessors not yet finished. A node
 whose counter reaches zero is *ready*: deciders on its incoming links are evaluated first (a
@@ -27,27 +29,37 @@ from __future__ import annotations
 import queue
 import threading
 import time
-from typing import TYPE_CHECKING, Any, cast
+from typing import TYPE_CHECKING, Any, Protocol
 
 from taskflow import exceptions as exc
 from taskflow import states
+from taskflow._engine import machine
+from taskflow._engine.executors import (
+    EXECUTE,
+    PROGRESS,
+    REVERT,
+    AtomExecutor,
+    Call,
+    Completion,
+    SerialExecutor,
+)
 from taskflow._serialization import UnstorableValue
 from taskflow.deciders import Depth
 from taskflow.flow import Flow
 from taskflow.retry import Decision, History, Retry
-from taskflow.task import EVENT_UPDATE_PROGRESS, Task
+from taskflow.storage import META_PROGRESS
+from taskflow.task import EVENT_UPDATE_PROGRESS
 from taskflow.types.failure import Failure
 
 if TYPE_CHECKING:
-    from collections.abc import Generator
+    from collections.abc import Callable, Generator, Iterable
 
-    from taskflow._engine.compiler import Binding, Plan
-    from taskflow._engine.executors import AtomExecutor
+    from taskflow._engine.compiler import Plan
     from taskflow.persistence.models import AtomDetail
-    from taskflow.storage import Storage
+    from taskflow.storage import Binding
     from taskflow.types.notifier import Notifier
 
-__all__ = ["Runner"]
+__all__ = ["RunStore", "Runner"]
 
 _SUCCESS = states.SUCCESS
 _FAILURE = states.FAILURE
@@ -57,74 +69,94 @@ _EXECUTE = states.EXECUTE
 _REVERT = states.REVERT
 _RETRY = states.RETRY
 _FINISHED = frozenset((states.SUCCESS, states.IGNORE))
+_NOTHING_TO_REVERT = frozenset((states.PENDING, states.IGNORE, states.REVERTED))
 _RESULT_STATES = frozenset((states.SUCCESS, states.FAILURE, states.REVERTED, states.REVERT_FAILURE))
+_DEPTHS = (Depth.ATOM, Depth.NEIGHBORS, Depth.FLOW, Depth.ALL)  # narrowest first
 
 
-class _Missing(Exception):
-    pass
+class RunStore(Protocol):
+    """What the runner needs of storage (``taskflow.storage.Storage`` provides it)."""
+
+    def atom_detail(self, atom_name: str) -> AtomDetail: ...
+    def save_atom_detail(self, ad: AtomDetail) -> None: ...
+    def fetch_args(self, atom_name: str, bindings: Iterable[Binding]) -> dict[str, Any]: ...
+    def save_retry_failure(
+        self, retry_name: str, failed_atom_name: str, failure: Failure
+    ) -> None: ...
+    @property
+    def persists(self) -> bool: ...
 
 
 class Runner:
-    """Runs one compiled plan against one storage (see the module docstring)."""
+    """Runs one compiled plan against one storage (see the module docstring).
+
+    Args:
+        plan: the compiled flow.
+        store: the flow's records (one atom detail per atom, already created).
+        executor: where task calls run; retries always run inline, through the same contract.
+        atom_notifier: notified of every atom transition.
+        change_flow_state: moves the flow to a state (persisted, then notified); False when
+            the move is ignored.
+        defer_reverts, never_resolve: the engine options of the same names.
+    """
 
     def __init__(
         self,
         plan: Plan,
-        storage: Storage,
+        store: RunStore,
         executor: AtomExecutor,
-        notifier: Notifier,
         atom_notifier: Notifier,
-        engine: Any,
+        change_flow_state: Callable[[str], bool],
         defer_reverts: bool = False,
         never_resolve: bool = False,
     ) -> None:
         self.plan = plan
-        self.storage = storage
+        self.store = store
         self.executor = executor
-        self.notifier = notifier
+        self.retry_executor = SerialExecutor()
         self.atom_notifier = atom_notifier
-        self.engine = engine
+        self.change_flow_state = change_flow_state
         self.defer_reverts = defer_reverts
         self.never_resolve = never_resolve
         size = len(plan.atoms)
-        details = storage._details
         self.ads: list[AtomDetail | None] = [
-            details[atom.name] if atom is not None else None for atom in plan.atoms
+            store.atom_detail(atom.name) if atom is not None else None for atom in plan.atoms
         ]
         # Invariant: done[n] is True iff n finished forward (atoms SUCCESS/IGNORE with an
         # EXECUTE/IGNORE intention, joins once all their predecessors are done).
         self.done = [False] * size
         # Invariant: remaining[n] == number of predecessors p with done[p] False.
         self.remaining = [0] * size
+        # Invariant: rev_mode[n] is True iff n belongs to a scope being reverted (its atom's
+        # intention is REVERT, or RETRY for the retry that governs the scope).
         self.rev_mode = [False] * size
+        # Invariant: rev_done[n] is True iff rev_mode[n] and n is reverted or passed through
+        # (an atom REVERTED or that never ran, a join whose successors in the scope are done).
         self.rev_done = [False] * size
+        # Invariant: for rev_mode[n] and not rev_done[n], rev_remaining[n] == number of
+        # successors s with rev_mode[s] and not rev_done[s]; n may revert when it reaches 0.
         self.rev_remaining = [0] * size
+        # Invariant: node n is in in_flight iff a call of n was submitted and its completion
+        # has not been processed yet.
         self.in_flight: set[int] = set()
-        self.waiting_revert: set[int] = set()  # reverting nodes still running forward
-        self.ready: list[int] = []
-        self.rev_ready: list[int] = []
-        self.delayed: list[tuple[float, int]] = []
+        self.ready: list[int] = []  # forward: remaining == 0, not yet started
+        self.rev_ready: list[int] = []  # revert: rev_remaining == 0, not yet started
+        self.delayed: list[tuple[float, int]] = []  # (monotonic due time, retry node)
         self.suspending = False
+        # True once a revert failed: nothing more starts, the flow ends FAILURE.
         self.revert_failed = False
+        # True when a failure is left unresolved (never_resolve): the flow ends FAILURE.
         self.unresolved = False
-        self.injections: dict[int, dict[str, Any]] = {}
         # Execute failures by atom name (what reverts receive as ``flow_failures``).
         self.failures: dict[str, Failure] = {}
-        # Tasks overriding update_progress get the engine's 0.0/1.0 calls even when nobody
-        # listens (upstream calls the method); the others only when their notifier has listeners.
-        overrides: dict[type, bool] = {}
-        custom = self.custom_progress = [False] * size
-        for node in plan.atom_nodes:
-            if not plan.is_retry[node]:
-                cls: Any = type(plan.atoms[node])
-                flag = overrides.get(cls)
-                if flag is None:
-                    flag = overrides[cls] = cls.update_progress is not Task.update_progress
-                custom[node] = flag
-        # None when nothing is persisted (no backend): the hot path then skips the call.
-        self._save = storage._save_atom if storage._connection is not None else None
+        self.save = store.save_atom_detail
+        self.persists = store.persists
+        self.completions: queue.SimpleQueue[Completion] = queue.SimpleQueue()
+        self.arrived: list[Completion] = []  # taken off the queue while WAITING
         #: Time spent in each of the machine's working states (engine statistics).
         self.seconds = dict.fromkeys(("analyzing", "resuming", "scheduling", "waiting"), 0.0)
+        #: Failures that arrived once nothing could act on them any more (statistics).
+        self.discarded_failures = 0
 
     # -- notifications -----------------------------------------------------------------------
 
@@ -145,90 +177,33 @@ class Runner:
             details["result"] = result
         self.atom_notifier.notify(state, details)
 
-    def _set_state(self, node: int, state: str, persist: bool = True) -> None:
+    def _set_state(self, node: int, state: str) -> None:
         ad = self.ads[node]
         assert ad is not None
         old = ad.state
         if old == state:
             return
         ad.state = state
-        if persist:
-            self.storage._save_atom(ad)
+        self.save(ad)
         if self.atom_notifier:
             self._notify_atom(node, state, old)
 
-    def change_flow_state(self, state: str) -> bool:
-        """Move the flow to ``state`` (persisted, then notified) through the engine."""
-        return bool(self.engine._change_flow_state(state))
+    def _report_progress(self, node: int, progress: float) -> None:
+        """Tell a task's progress hooks (as upstream calls them) around engine-made moves."""
+        atom: Any = self.plan.atoms[node]
+        if self.plan.reports_progress[node] or atom.notifier:
+            atom.update_progress(progress)
 
     # -- preparation (also the resume path) --------------------------------------------------
 
     def prepare(self) -> None:
         """Rebuild every counter from the persisted atom states and intentions."""
-        plan = self.plan
-        ads = self.ads
-        done = self.done
-        remaining = self.remaining
-        preds_of = plan.pred
-        is_retry = plan.is_retry
-        injected_names = self.storage.injected_atom_names()
-        scopes: list[range] = []
-        covered: set[int] = set()
-        reverting: list[int] = []
-        unresolved = []
-        # One pass in node order (a topological order): done flags, then each node's count of
-        # unfinished predecessors, which are all numbered before it.
-        for node, atom in enumerate(plan.atoms):
-            preds = preds_of[node]
-            count = 0
-            for p in preds:
-                if not done[p]:
-                    count += 1
-            remaining[node] = count
-            ad = ads[node]
-            if ad is None:
-                done[node] = count == 0
-                continue
-            state = ad.state
-            intention = ad.intention
-            if state is None:
-                ad.state = state = states.PENDING
-            if atom is not None and atom.name in injected_names:
-                self.injections[node] = self.storage.atom_injections(atom.name)
-            if intention == _EXECUTE:
-                if state == _SUCCESS:
-                    done[node] = True
-                elif state == _FAILURE:
-                    unresolved.append(node)
-                elif state == _IGNORE:
-                    done[node] = True
-                continue
-            if intention == _IGNORE or state == _IGNORE:
-                done[node] = True
-            elif is_retry[node] and intention in (_RETRY, _REVERT):
-                # Scopes caught mid-revert (or retry) continue from where they were.
-                span = plan.scope(node)
-                scope = span if intention == _RETRY else range(node, span.stop)
-                scopes.append(scope)
-                covered.update(scope)
-                if intention == _RETRY:
-                    # It waits, in revert mode, for its scope to be reverted, then retries
-                    # (as _revert_scope arranges on the live path).
-                    self.rev_mode[node] = True
-                    self.rev_done[node] = False
-            elif intention == _REVERT:
-                reverting.append(node)
-            if ad.failure is not None:
-                self.failures[ad.name] = ad.failure
+        unresolved, scopes = self._restore_counters()
         for node in unresolved:
-            ad = ads[node]
+            ad = self.ads[node]
             assert ad is not None
             if ad.failure is not None:
                 self.failures[ad.name] = ad.failure
-        if any(node not in covered for node in reverting):
-            scopes = [range(len(plan.atoms))]
-        # An atom left RUNNING with intention EXECUTE was interrupted mid-call: it is not
-        # done, so it runs again once its predecessors are.
         for scope in scopes:
             # Persisted: a crash in the middle of writing the intentions must end with the
             # same records as a run that was never interrupted.
@@ -241,13 +216,81 @@ class Runner:
         else:
             for node in unresolved:
                 if not self.rev_mode[node]:
-                    failure = self.failures[self.ads[node].name]  # type: ignore[union-attr]
-                    self._resolve(node, failure)
+                    self._resolve(node, self.failures[self.ads[node].name])  # type: ignore[union-attr]
+        done, rev_mode, remaining = self.done, self.rev_mode, self.remaining
         self.ready = [
             n
-            for n in range(len(plan.atoms))
-            if self.remaining[n] == 0 and not done[n] and not self.rev_mode[n]
+            for n in range(len(self.plan.atoms))
+            if remaining[n] == 0 and not done[n] and not rev_mode[n]
         ]
+
+    def _restore_counters(self) -> tuple[list[int], list[range]]:
+        """One pass in node order (a topological order): done flags and counters.
+
+        Returns the atoms that failed with nobody deciding about it yet, and the scopes that
+        were caught mid-revert (or mid-retry) and continue reverting.
+        """
+        plan = self.plan
+        ads = self.ads
+        done = self.done
+        remaining = self.remaining
+        preds_of = plan.pred
+        scopes: list[range] = []
+        covered: set[int] = set()
+        reverting: list[int] = []
+        unresolved: list[int] = []
+        for node in range(len(plan.atoms)):
+            count = 0
+            for p in preds_of[node]:
+                if not done[p]:
+                    count += 1
+            remaining[node] = count
+            ad = ads[node]
+            if ad is None:
+                done[node] = count == 0
+                continue
+            if ad.state is None:
+                ad.state = states.PENDING
+            kind = self._restore_atom(node, ad)
+            if kind is _FAILURE:
+                unresolved.append(node)
+            elif kind is _REVERT:
+                reverting.append(node)
+            elif isinstance(kind, range):
+                scopes.append(kind)
+                covered.update(kind)
+        if any(node not in covered for node in reverting):
+            scopes = [range(len(plan.atoms))]
+        return unresolved, scopes
+
+    def _restore_atom(self, node: int, ad: AtomDetail) -> str | range | None:
+        """Restore one atom's flags: FAILURE (unresolved), REVERT, a scope to revert, or None.
+
+        An atom left RUNNING with intention EXECUTE was interrupted mid-call: it is not done,
+        so it runs again once its predecessors are.
+        """
+        state, intention = ad.state, ad.intention
+        if intention == _EXECUTE:
+            if state in _FINISHED:
+                self.done[node] = True
+            return _FAILURE if state == _FAILURE else None
+        kind: str | range | None = None
+        if intention == _IGNORE or state == _IGNORE:
+            self.done[node] = True
+        elif self.plan.is_retry[node] and intention in (_RETRY, _REVERT):
+            # A scope caught mid-revert (or retry) continues from where it was.
+            span = self.plan.scope(node)
+            kind = span if intention == _RETRY else range(node, span.stop)
+            if intention == _RETRY:
+                # It waits, in revert mode, for its scope to be reverted, then retries (as
+                # _revert_scope arranges on the live path).
+                self.rev_mode[node] = True
+                self.rev_done[node] = False
+        elif intention == _REVERT:
+            kind = _REVERT
+        if ad.failure is not None:
+            self.failures[ad.name] = ad.failure
+        return kind
 
     # -- forward -------------------------------------------------------------------------------
 
@@ -268,46 +311,6 @@ class Runner:
                             stack.append(succ)
                     else:
                         self.ready.append(succ)
-
-    def _fetch_args(self, node: int, bindings: tuple[Binding, ...]) -> dict[str, Any]:
-        kwargs: dict[str, Any] = {}
-        if not bindings:
-            return kwargs
-        injected = self.injections.get(node)
-        flow_injected = self.storage.flow_injected
-        ads = self.ads
-        for binding in bindings:
-            symbol = binding.symbol
-            if injected and symbol in injected:
-                kwargs[binding.arg] = injected[symbol]
-                continue
-            if symbol in flow_injected:
-                kwargs[binding.arg] = flow_injected[symbol]
-                continue
-            for provider, key, is_retry in binding.providers:
-                pad = ads[provider]
-                assert pad is not None
-                state = pad.state
-                if state in (_SUCCESS, _FAILURE) or state == states.REVERTING:
-                    if pad.failure is not None:
-                        value = pad.failure
-                    else:
-                        value = pad.results[-1][0] if is_retry else pad.results
-                        if key is not None:
-                            try:
-                                value = value[key]
-                            except (LookupError, TypeError):
-                                continue
-                    kwargs[binding.arg] = value
-                    break
-            else:
-                if not binding.optional:
-                    atom = self.plan.atoms[node]
-                    raise exc.NotFound(
-                        f"Atom '{atom.name if atom else node}' requires '{symbol}' (argument"
-                        f" '{binding.arg}') but no provider has a result for it yet"
-                    )
-        return kwargs
 
     def _history(self, node: int) -> History:
         ad = self.ads[node]
@@ -330,16 +333,15 @@ class Runner:
         vetoes = [d for d in deciders if not d.decider(dict(history))]
         if not vetoes:
             return True
-        order = [Depth.ATOM, Depth.NEIGHBORS, Depth.FLOW, Depth.ALL]
-        widest = max(vetoes, key=lambda d: order.index(d.depth))
+        widest = max(vetoes, key=lambda d: _DEPTHS.index(d.depth))
         for ignored in self._ignored_by(node, widest.depth):
             ad = self.ads[ignored]
             if ad is not None and ad.state == states.PENDING:
                 if not self.plan.is_retry[ignored]:
-                    ad.meta["progress"] = 0.0  # as upstream records for skipped tasks
+                    ad.meta[META_PROGRESS] = 0.0  # as upstream records for skipped tasks
                 self._set_state(ignored, _IGNORE)
                 ad.intention = _IGNORE
-                self.storage._save_atom(ad)
+                self.save(ad)
         return False
 
     def _ignored(self, node: int) -> bool:
@@ -388,125 +390,108 @@ class Runner:
         # FLOW and NEIGHBORS stay among the atoms of each entry atom's own flow.
         result = list(entries)
         for entry in entries:
-            flow_index, position = plan.node_pos[entry]
-            info = plan.flows[flow_index]
-            frontier = [position]
-            seen_pos = {position}
-            while frontier:
-                pos = frontier.pop()
-                for succ_pos in info.child_succ.get(pos, ()):
-                    child = info.children[succ_pos]
-                    if succ_pos in seen_pos or isinstance(child, Flow):
-                        continue
-                    seen_pos.add(succ_pos)
-                    result.append(info.spans[succ_pos][0])
-                    if depth == Depth.FLOW:
-                        frontier.append(succ_pos)
+            result.extend(self._siblings_after(entry, depth))
         return result
 
-    def _schedule(self) -> list[tuple[int, str, tuple[bool, Any, Any]]]:
-        """Submit every ready node; returns completions of inline calls."""
+    def _siblings_after(self, entry: int, depth: Depth) -> list[int]:
+        """Atom siblings linked after ``entry`` in its flow (all of them for FLOW depth)."""
         plan = self.plan
-        completed: list[tuple[int, str, tuple[bool, Any, Any]]] = []
+        flow_index, position = plan.node_pos[entry]
+        info = plan.flows[flow_index]
+        found: list[int] = []
+        frontier = [position]
+        seen_pos = {position}
+        while frontier:
+            pos = frontier.pop()
+            for succ_pos in info.child_succ.get(pos, ()):
+                if succ_pos in seen_pos or isinstance(info.children[succ_pos], Flow):
+                    continue
+                seen_pos.add(succ_pos)
+                found.append(info.spans[succ_pos][0])
+                if depth == Depth.FLOW:
+                    frontier.append(succ_pos)
+        return found
+
+    def _schedule(self) -> None:
+        """Start every ready node (forward first, then reverts)."""
         ready = self.ready
         self.ready = []
-        if self.suspending or self.revert_failed or self.unresolved:
-            self.ready = ready if self.suspending else []
-            ready = []
+        if self.suspending:
+            self.ready = ready  # kept for a later run; nothing new starts
+            return
+        if self.revert_failed or self.unresolved:
+            return
         if len(ready) > 1:
-            ready.sort(key=lambda n: -(getattr(plan.atoms[n], "priority", 0) or 0))
-        executor = self.executor
-        inline = executor.inline
-        save = self._save
-        atom_notifier = self.atom_notifier
-        in_flight = self.in_flight
-        custom_progress = self.custom_progress
+            atoms = self.plan.atoms
+            ready.sort(key=lambda n: -(getattr(atoms[n], "priority", 0) or 0))
+        start = self._start
         for node in ready:
-            if self.done[node] or self.rev_mode[node] or node in self.in_flight:
-                continue
-            if (
-                node in plan.deciders
-                and not self._ignored(node)
-                and not self._evaluate_deciders(node)
-            ):
-                self._finish_forward(node)
-                continue
-            atom = plan.atoms[node]
-            if atom is None:
-                self._finish_forward(node)
-                continue
-            ad = self.ads[node]
-            assert ad is not None
-            if ad.intention == _IGNORE or ad.state == _IGNORE:
-                self._finish_forward(node)
-                continue
-            is_retry = plan.is_retry[node]
-            try:
-                kwargs = self._fetch_args(node, plan.bindings[node]) if plan.bindings[node] else {}
-            except exc.NotFound:
-                self._set_state(node, states.RUNNING)
-                completed.append((node, "execute", (False, Failure(), None)))
-                continue
-            if is_retry:
-                self._set_state(node, states.RUNNING)
-                kwargs["history"] = self._history(node)
-                from taskflow._engine.executors import call_atom
-
-                outcome = call_atom(atom.execute, atom.pre_execute, atom.post_execute, kwargs)
-                completed.append((node, "execute", outcome))
-                continue
-            # The RUNNING record (with progress 0.0) is written before the call starts.
-            ad.meta["progress"] = 0.0
-            old = ad.state
-            ad.state = _RUNNING
-            if save is not None:
-                save(ad)
-            if atom_notifier:
-                self._notify_atom(node, _RUNNING, old)
-            if custom_progress[node] or atom.notifier:  # type: ignore[attr-defined]
-                atom.update_progress(0.0)  # type: ignore[attr-defined]
-            in_flight.add(node)
-            if inline:
-                # Called right here: the serial engine's whole executor is these lines.
-                try:
-                    atom.pre_execute()
-                    try:
-                        result = atom.execute(**kwargs)
-                    finally:
-                        atom.post_execute()
-                except Exception:
-                    completed.append((node, "execute", (False, Failure(), None)))
-                else:
-                    completed.append((node, "execute", (True, result, None)))
-            else:
-                executor.submit((node, "execute"), atom, "execute", kwargs)
+            start(node)
         rev_ready = self.rev_ready
         self.rev_ready = []
-        if self.revert_failed:
-            rev_ready = []
         for node in rev_ready:
-            reverted = self._start_revert_node(node)
-            if reverted is not None:
-                completed.append((node, "revert", reverted))
-        return completed
+            if self.revert_failed:
+                break
+            self._start_revert_node(node)
+
+    def _start(self, node: int) -> None:
+        """Run ``node`` forward: pass a join or an ignored atom through, or submit a call."""
+        if self.done[node] or self.rev_mode[node] or node in self.in_flight:
+            return
+        plan = self.plan
+        if node in plan.deciders and not self._ignored(node) and not self._evaluate_deciders(node):
+            self._finish_forward(node)
+            return
+        atom = plan.atoms[node]
+        ad = self.ads[node]
+        if atom is None or ad is None or ad.intention == _IGNORE or ad.state == _IGNORE:
+            self._finish_forward(node)
+            return
+        bindings = plan.bindings[node]
+        try:
+            kwargs = self.store.fetch_args(atom.name, bindings) if bindings else {}
+        except exc.NotFound:
+            self._set_state(node, _RUNNING)
+            self.completions.put(Completion(node, EXECUTE, False, Failure(), None))
+            self.in_flight.add(node)
+            return
+        if plan.is_retry[node]:
+            self._set_state(node, _RUNNING)
+            kwargs["history"] = self._history(node)
+            self.in_flight.add(node)
+            self.retry_executor.submit(Call(node, atom, EXECUTE, kwargs))
+            return
+        # The RUNNING record (with progress 0.0) is written before the call starts.
+        ad.meta[META_PROGRESS] = 0.0
+        old = ad.state
+        ad.state = _RUNNING
+        if self.persists:
+            self.save(ad)
+        if self.atom_notifier:
+            self._notify_atom(node, _RUNNING, old)
+        if plan.reports_progress[node] or atom.notifier:  # type: ignore[attr-defined]
+            atom.update_progress(0.0)  # type: ignore[attr-defined]
+        self.in_flight.add(node)
+        self.executor.submit(Call(node, atom, EXECUTE, kwargs))
 
     # -- completions ---------------------------------------------------------------------------
 
-    def _complete(self, node: int, action: str, outcome: tuple[bool, Any, Any]) -> None:
-        ok, value, events = outcome
-        if action == "progress":
+    def _complete(self, completion: Completion) -> None:
+        node, method, ok, value, events = completion
+        if method == PROGRESS:
             self._record_progress(node, value)
             return
         self.in_flight.discard(node)
-        atom = self.plan.atoms[node]
-        if events and atom is not None and not self.plan.is_retry[node]:
+        if events:
             # Replay what the task emitted in a child process, as if it happened here.
-            notifier = cast("Task", atom).notifier
+            notifier = self.plan.atoms[node].notifier  # type: ignore[union-attr]
             for event, details in events:
                 notifier.notify(event, details)
                 if event == EVENT_UPDATE_PROGRESS and "progress" in details:
                     self._record_progress(node, details["progress"])
-        if action == "execute":
+        if not ok and (self.revert_failed or self.unresolved):
+            self.discarded_failures += 1
+        if method == EXECUTE:
             self._complete_execute(node, ok, value)
         else:
             self._complete_revert(node, ok, value)
@@ -520,31 +505,28 @@ class Runner:
         if ok:
             is_task = not self.plan.is_retry[node]
             if is_task:
-                ad.meta["progress"] = 1.0
+                ad.meta[META_PROGRESS] = 1.0
             ad.put(_SUCCESS, value)
-            if self._save is not None:
+            if self.persists:
                 try:
-                    self._save(ad)
+                    self.save(ad)
                 except UnstorableValue as err:
                     # The result can't be persisted: the task fails (and is reverted) rather
                     # than the flow going on with a result a resumed run could not see.
-                    ok = False
-                    value = self._unstorable(atom.name, "result", err)
-            if not ok:
-                ad.state = old
-                self._complete_execute(node, False, value)
-                return
+                    ad.state = old
+                    self._complete_execute(node, False, self._unstorable(atom.name, "result", err))
+                    return
             if self.atom_notifier:
                 self._notify_atom(node, _SUCCESS, old, value)
-            if is_task and (self.custom_progress[node] or atom.notifier):  # type: ignore[attr-defined]
-                atom.update_progress(1.0)  # type: ignore[attr-defined]
+            if is_task:
+                self._report_progress(node, 1.0)
             if self.rev_mode[node]:
                 self._revert_when_ready(node)
             else:
                 self._finish_forward(node)
             return
         ad.put(_FAILURE, value)
-        self.storage._save_atom(ad)
+        self.save(ad)
         self.failures[atom.name] = value
         if self.atom_notifier:
             self._notify_atom(node, _FAILURE, old, value)
@@ -574,8 +556,8 @@ class Runner:
         failed_atom = self.plan.atoms[failed]
         assert failed_atom is not None
         if retry_node != failed:
-            self.storage.save_retry_failure(retry.name, failed_atom.name, failure)
-        kwargs = self._fetch_args(retry_node, self.plan.bindings[retry_node])
+            self.store.save_retry_failure(retry.name, failed_atom.name, failure)
+        kwargs = self.store.fetch_args(retry.name, self.plan.bindings[retry_node])
         kwargs["history"] = self._history(retry_node)
         decision = retry.on_failure(**kwargs)
         try:
@@ -584,42 +566,31 @@ class Runner:
             raise ValueError(f"Unknown retry decision {decision!r} from '{retry.name}'") from None
 
     def _resolve(self, node: int, failure: Failure) -> None:
-        """Pick the scope a failure reverts (and whether a retry follows)."""
+        """Pick the scope a failure reverts (and whether a retry follows).
+
+        The nearest retry around ``node`` decides (a retry's own failure goes to the retry
+        around it); REVERT hands the decision on to the next retry out, which sees the inner
+        retry as the atom that failed, unless the inner retry's own scope is reverted first.
+        """
         plan = self.plan
         owner = plan.owner[node]
-        if isinstance(plan.atoms[node], Retry):
-            # A retry's own execute failure is resolved by the retry around it.
-            owner = plan.owner[node]
         if owner == -1:
             self._revert_scope(range(len(plan.atoms)))
             return
         decision = self._decide(owner, node, failure)
         if decision == Decision.RETRY:
             self._revert_scope(plan.scope(owner), retry=owner)
-            return
-        if decision == Decision.REVERT_ALL:
+        elif decision == Decision.REVERT_ALL:
             self._revert_scope(range(len(plan.atoms)))
-            return
-        # REVERT: the enclosing retry (if any) is consulted too.
-        parent = plan.owner[owner]
-        if parent == -1:
-            if self.defer_reverts:
-                self._revert_scope(range(len(plan.atoms)))
-            else:
-                self._revert_scope(range(owner, plan.scope(owner).stop))
-            return
-        # The parent sees the inner retry as the atom that failed.
-        parent_decision = self._decide(parent, owner, failure)
-        if parent_decision == Decision.RETRY:
-            self._revert_scope(plan.scope(parent), retry=parent)
-        elif parent_decision == Decision.REVERT_ALL:
-            self._revert_scope(range(len(plan.atoms)))
+        elif plan.owner[owner] != -1:
+            self._resolve_from(owner, failure, defer=self.defer_reverts)
         elif self.defer_reverts:
-            self._resolve_from(parent, failure)
+            self._revert_scope(range(len(plan.atoms)))
         else:
             self._revert_scope(range(owner, plan.scope(owner).stop))
 
-    def _resolve_from(self, retry_node: int, failure: Failure) -> None:
+    def _resolve_from(self, retry_node: int, failure: Failure, defer: bool = True) -> None:
+        """Ask the retries around ``retry_node`` (which said REVERT), innermost first."""
         plan = self.plan
         grand = plan.owner[retry_node]
         if grand == -1:
@@ -630,18 +601,19 @@ class Runner:
             self._revert_scope(plan.scope(grand), retry=grand)
         elif decision == Decision.REVERT_ALL:
             self._revert_scope(range(len(plan.atoms)))
-        else:
+        elif defer:
             self._resolve_from(grand, failure)
+        else:
+            self._revert_scope(range(retry_node, plan.scope(retry_node).stop))
 
     def _revert_scope(self, scope: range, retry: int | None = None) -> None:
-        if retry is not None:
+        if retry is not None and not self.rev_mode[retry]:
             ad = self.ads[retry]
             assert ad is not None
-            if not self.rev_mode[retry]:
-                ad.intention = _RETRY
-                self.storage._save_atom(ad)
-                self.rev_mode[retry] = True
-                self.rev_done[retry] = False
+            ad.intention = _RETRY
+            self.save(ad)
+            self.rev_mode[retry] = True
+            self.rev_done[retry] = False
         self._mark_revert(scope, persist=True)
         self._recompute_revert()
 
@@ -653,7 +625,7 @@ class Runner:
             if ad is not None and ad.intention != _REVERT:
                 ad.intention = _REVERT
                 if persist:
-                    self.storage._save_atom(ad)
+                    self.save(ad)
             if rev_mode[node]:
                 continue
             rev_mode[node] = True
@@ -664,9 +636,7 @@ class Runner:
         ad = self.ads[node]
         if ad is None:
             return False
-        if ad.intention == _RETRY:
-            return True
-        return ad.state not in (states.PENDING, _IGNORE, states.REVERTED)
+        return ad.intention == _RETRY or ad.state not in _NOTHING_TO_REVERT
 
     def _recompute_revert(self) -> None:
         plan = self.plan
@@ -690,47 +660,40 @@ class Runner:
         for node in passthrough:
             self._finish_revert(node)
 
-    def _start_revert_node(self, node: int) -> tuple[bool, Any, Any] | None:
-        """Revert one node now, or pass it through; returns an inline outcome if any."""
+    def _start_revert_node(self, node: int) -> None:
+        """Revert one node now (a call is submitted), retry it, or pass it through."""
         if self.rev_done[node] or node in self.in_flight:
-            return None
-        plan = self.plan
-        atom = plan.atoms[node]
+            return
+        atom = self.plan.atoms[node]
         ad = self.ads[node]
         if atom is None or ad is None:
             self._finish_revert(node)
-            return None
+            return
         if ad.intention == _RETRY:
             self._retry_again(node)
-            return None
-        if ad.state in (states.PENDING, _IGNORE, states.REVERTED):
+            return
+        if ad.state in _NOTHING_TO_REVERT:
             self._finish_revert(node)
-            return None
+            return
         if self.revert_failed:
-            return None
-        result = ad.failure if ad.failure is not None else ad.results
+            return
         try:
-            kwargs = self._fetch_args(node, plan.revert_bindings[node])
+            kwargs = self.store.fetch_args(atom.name, self.plan.revert_bindings[node])
         except exc.NotFound:
             kwargs = {}
         kwargs["flow_failures"] = dict(self.failures)
         is_task = not self.plan.is_retry[node]
         if is_task:
-            ad.meta["progress"] = 0.0  # a revert reports progress like an execute does
+            ad.meta[META_PROGRESS] = 0.0  # a revert reports progress like an execute does
         self._set_state(node, states.REVERTING)
-        if is_task and (self.custom_progress[node] or atom.notifier):  # type: ignore[attr-defined]
-            atom.update_progress(0.0)  # type: ignore[attr-defined]
-        if isinstance(atom, Retry):
-            kwargs["history"] = self._history(node)
-            from taskflow._engine.executors import call_atom
-
-            return call_atom(atom.revert, atom.pre_revert, atom.post_revert, kwargs)
-        kwargs["result"] = result
         self.in_flight.add(node)
-        if self.executor.inline:
-            return self.executor.submit(node, atom, "revert", kwargs)  # type: ignore[no-any-return]
-        self.executor.submit((node, "revert"), atom, "revert", kwargs)
-        return None
+        if is_task:
+            self._report_progress(node, 0.0)
+            kwargs["result"] = ad.failure if ad.failure is not None else ad.results
+            self.executor.submit(Call(node, atom, REVERT, kwargs))
+        else:
+            kwargs["history"] = self._history(node)
+            self.retry_executor.submit(Call(node, atom, REVERT, kwargs))
 
     def _complete_revert(self, node: int, ok: bool, value: Any) -> None:
         atom = self.plan.atoms[node]
@@ -742,23 +705,23 @@ class Runner:
         if ok:
             ad.put(states.REVERTED, value)
             if is_task:
-                ad.meta["progress"] = 1.0
+                ad.meta[META_PROGRESS] = 1.0
             else:
                 ad.results = []
             try:
-                self.storage._save_atom(ad)
+                self.save(ad)
             except UnstorableValue as err:
                 ok = False
                 value = self._unstorable(atom.name, "revert result", err)
         if ok:
             if self.atom_notifier:
                 self._notify_atom(node, states.REVERTED, old, value)
-            if is_task and (self.custom_progress[node] or atom.notifier):  # type: ignore[attr-defined]
-                atom.update_progress(1.0)  # type: ignore[attr-defined]
+            if is_task:
+                self._report_progress(node, 1.0)
             self._finish_revert(node)
         else:
             ad.put(states.REVERT_FAILURE, value)
-            self.storage._save_atom(ad)
+            self.save(ad)
             if self.atom_notifier:
                 self._notify_atom(node, states.REVERT_FAILURE, old, value)
             self.revert_failed = True
@@ -785,29 +748,19 @@ class Runner:
     def _retry_again(self, retry_node: int) -> None:
         """Its scope is reverted: reset the scope and execute the retry again."""
         plan = self.plan
-        scope = plan.scope(retry_node)
         ad = self.ads[retry_node]
         assert ad is not None
         retry = plan.atoms[retry_node]
         assert isinstance(retry, Retry)
         self._set_state(retry_node, states.RETRYING)
         ad.intention = _EXECUTE
+        scope = plan.scope(retry_node)
         for node in scope:
+            self._reset_for_retry(node)
+        for node in (retry_node, *scope):
             self.rev_mode[node] = False
             self.rev_done[node] = False
             self.done[node] = False
-            atom_ad = self.ads[node]
-            if atom_ad is not None:
-                self.failures.pop(atom_ad.name, None)
-                old = atom_ad.state
-                atom_ad.reset(states.PENDING)
-                atom_ad.intention = _EXECUTE
-                self.storage._save_atom(atom_ad)
-                if old != states.PENDING and self.atom_notifier:
-                    self._notify_atom(node, states.PENDING, old)
-        self.rev_mode[retry_node] = False
-        self.rev_done[retry_node] = False
-        self.done[retry_node] = False
         for node in (retry_node, *scope):
             self.remaining[node] = sum(1 for p in plan.pred[node] if not self.done[p])
         attempts = len(ad.results or [])
@@ -817,82 +770,87 @@ class Runner:
         elif self.remaining[retry_node] == 0:
             self.ready.append(retry_node)
 
+    def _reset_for_retry(self, node: int) -> None:
+        """Put one node of a retried scope back to PENDING/EXECUTE (persisted, notified)."""
+        ad = self.ads[node]
+        if ad is None:
+            return
+        self.failures.pop(ad.name, None)
+        old = ad.state
+        ad.reset(states.PENDING)
+        ad.intention = _EXECUTE
+        self.save(ad)
+        if old != states.PENDING and self.atom_notifier:
+            self._notify_atom(node, states.PENDING, old)
+
     # -- the loop ------------------------------------------------------------------------------
 
     def run_iter(self, timeout: float | None = None) -> Generator[str, Any, None]:
-        """Yield the engine machine's states while running the plan (see the module docs)."""
+        """Yield the engine machine's states while running the plan (see the module docs).
+
+        Sending a true value into the generator asks the run to suspend.
+        """
         executor = self.executor
-        completions: queue.SimpleQueue[tuple[Any, tuple[bool, Any, Any]]] = queue.SimpleQueue()
-        plan = self.plan
-        tasks = cast(
-            "list[Task]",
-            [a for n, a in enumerate(plan.atoms) if a is not None and not plan.is_retry[n]],
-        )
-        sink = self._progress_sink(completions)
-        for task in tasks:
-            task._progress_sink = sink
-        executor.start(completions)
+        completions = self.completions
+        owner = threading.get_ident()
+        record_progress = self._record_progress
+
+        def report(completion: Completion) -> None:
+            # Progress reported from the engine's own thread (a serial call) is stored at
+            # once; everything else is queued for this thread to handle.
+            if completion.method == PROGRESS and threading.get_ident() == owner:
+                record_progress(completion.token, completion.value)
+            else:
+                completions.put(completion)
+
+        work = {
+            states.RESUMING: self._resuming,
+            states.SCHEDULING: self._scheduling,
+            states.WAITING: lambda: self._waiting(timeout),
+            states.ANALYZING: self._analyzing,
+        }
         seconds = self.seconds
         clock = time.monotonic
+        executor.start(report)
+        self.retry_executor.start(report)
         try:
-            started = clock()
-            suspend = yield states.RESUMING
-            if suspend:
-                self.request_suspend()
-            seconds["resuming"] += clock() - started
-            while True:
-                suspend = yield states.SCHEDULING
-                if suspend:
+            state = states.RESUMING
+            while state != states.GAME_OVER:
+                if (yield state):
                     self.request_suspend()
-                t0 = clock()
-                inline = self._schedule()
-                t1 = clock()
-                suspend = yield states.WAITING
-                if suspend:
-                    self.request_suspend()
-                t2 = clock()
-                if not inline:
-                    inline = self._wait(completions, timeout)
-                t3 = clock()
-                suspend = yield states.ANALYZING
-                if suspend:
-                    self.request_suspend()
-                t4 = clock()
-                for node, action, outcome in inline:
-                    self._complete(node, action, outcome)
-                while not completions.empty():
-                    (node, action), outcome = completions.get()
-                    self._complete(node, action, outcome)
-                t5 = clock()
-                seconds["scheduling"] += t1 - t0
-                seconds["waiting"] += t3 - t2
-                seconds["analyzing"] += t5 - t4
-                if self._has_work():
-                    continue
-                if self.in_flight or self.delayed:
-                    # Nothing to schedule yet: go back to waiting.
-                    while not self._has_work() and (self.in_flight or self.delayed):
-                        suspend = yield states.WAITING
-                        if suspend:
-                            self.request_suspend()
-                        t2 = clock()
-                        got = self._wait(completions, timeout)
-                        t3 = clock()
-                        suspend = yield states.ANALYZING
-                        if suspend:
-                            self.request_suspend()
-                        t4 = clock()
-                        for node, action, outcome in got:
-                            self._complete(node, action, outcome)
-                        seconds["waiting"] += t3 - t2
-                        seconds["analyzing"] += clock() - t4
-                    if self._has_work():
-                        continue
-                break
+                started = clock()
+                event = work[state]()
+                seconds[state.lower()] += clock() - started
+                state = machine.next_state(state, event)
         finally:
-            executor.stop()
-            for task in tasks:
-                task._progress_sink = None
+            for node in self.in_flight:
+                executor.cancel(node)
+            executor.shutdown()
+
+    def _resuming(self) -> str:
+        return machine.SCHEDULE
+
+    def _scheduling(self) -> str:
+        self._schedule()
+        return machine.WAIT
+
+    def _waiting(self, timeout: float | None) -> str:
+        if self.completions.empty() or self.delayed:
+            self._wait(timeout)
+        return machine.ANALYZE
+
+    def _analyzing(self) -> str:
+        arrived, self.arrived = self.arrived, []
+        for completion in arrived:
+            self._complete(completion)
+        completions = self.completions
+        while not completions.empty():
+            self._complete(completions.get())
+        if self._has_work():
+            return machine.SCHEDULE
+        if self.in_flight or self.delayed:
+            return machine.WAIT
+        return machine.FINISH
 
     def request_suspend(self) -> None:
         """Stop scheduling; what is in flight finishes, then the loop ends (SUSPENDED)."""
@@ -905,14 +863,10 @@ class Runner:
             return False
         return bool(self.ready or self.rev_ready)
 
-    def _wait(
-        self,
-        completions: queue.SimpleQueue[tuple[Any, tuple[bool, Any, Any]]],
-        timeout: float | None,
-    ) -> list[tuple[int, str, tuple[bool, Any, Any]]]:
-        got: list[tuple[int, str, tuple[bool, Any, Any]]] = []
+    def _wait(self, timeout: float | None) -> None:
+        """Block until a completion arrives, a delayed retry is due, or ``timeout`` passes."""
         if self.delayed and not self.in_flight:
-            due, node = min(self.delayed)
+            due, _node = min(self.delayed)
             pause = due - time.monotonic()
             if pause > 0:
                 time.sleep(pause)
@@ -923,43 +877,22 @@ class Runner:
                 if self.remaining[item[1]] == 0:
                     self.ready.append(item[1])
         if not self.in_flight:
-            return got
+            return
         wait_slice = timeout if timeout is not None else 60.0
         if self.delayed:
             wait_slice = min(wait_slice, max(0.0, min(self.delayed)[0] - time.monotonic()))
         try:
-            (node, action), outcome = completions.get(timeout=wait_slice)
+            completion = self.completions.get(timeout=wait_slice)
         except queue.Empty:
-            return got
-        got.append((node, action, outcome))
-        while not completions.empty():
-            (node, action), outcome = completions.get()
-            got.append((node, action, outcome))
-        return got
-
-    def _progress_sink(
-        self, completions: queue.SimpleQueue[tuple[Any, tuple[bool, Any, Any]]]
-    ) -> Any:
-        """Where tasks report progress: stored at once from this thread, else queued to it."""
-        owner = threading.get_ident()
-        by_name = self.plan.by_name
-
-        def sink(task: Task, progress: float) -> None:
-            node = by_name.get(task.name)
-            if node is None:
-                return
-            if threading.get_ident() == owner:
-                self._record_progress(node, progress)
-            else:
-                completions.put(((node, "progress"), (True, progress, None)))
-
-        return sink
+            return
+        # Held for ANALYZING, which handles every completion in arrival order.
+        self.arrived.append(completion)
 
     def _record_progress(self, node: int, progress: float) -> None:
         ad = self.ads[node]
         assert ad is not None
-        ad.meta["progress"] = progress
-        self.storage._save_atom(ad)
+        ad.meta[META_PROGRESS] = progress
+        self.save(ad)
 
     # -- outcome -------------------------------------------------------------------------------
 

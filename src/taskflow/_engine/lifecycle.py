@@ -1,0 +1,299 @@
+"""An engine's lifecycle: compile, prepare, validate, run (and resume), suspend, reset.
+
+The public engine classes (``taskflow.engines.action_engine.engine``) are faces over
+:class:`Lifecycle`. It owns the flow's :class:`~taskflow.storage.Storage`, compiles the flow
+once into a :class:`~taskflow._engine.compiler.Plan`, and hands each run to a
+:class:`~taskflow._engine.runtime.Runner` with narrow interfaces: the storage, an executor, the
+atom notifier and a callable that moves the flow's state.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import threading
+import time
+from typing import TYPE_CHECKING, Any
+
+from taskflow import exceptions as exc
+from taskflow import states
+from taskflow._config import as_bool
+from taskflow._engine.compiler import Compilation, Plan, compile_flow
+from taskflow._engine.gcpause import gc_frozen
+from taskflow._engine.runtime import Runner
+from taskflow.retry import Retry
+from taskflow.storage import Storage
+from taskflow.types.failure import Failure
+
+if TYPE_CHECKING:
+    from collections.abc import Callable, Generator, Mapping
+
+    from taskflow._engine.executors import AtomExecutor
+    from taskflow.flow import Flow
+    from taskflow.persistence.base import Backend
+    from taskflow.persistence.models import FlowDetail
+    from taskflow.types.notifier import Notifier
+
+__all__ = ["Lifecycle"]
+
+
+class Lifecycle:
+    """Everything an action engine does, for the face that users hold (``engine``).
+
+    Args:
+        engine: the public engine object (passed to flow notifications as ``engine``).
+        flow, flow_detail, backend, options: as given to the engine.
+        notifier, atom_notifier: the engine's notifiers.
+        make_executor: builds the executor of one run.
+    """
+
+    def __init__(
+        self,
+        engine: Any,
+        flow: Flow,
+        flow_detail: FlowDetail,
+        backend: Backend | None,
+        options: Mapping[str, Any],
+        notifier: Notifier,
+        atom_notifier: Notifier,
+        make_executor: Callable[[], AtomExecutor],
+    ) -> None:
+        self._engine = engine
+        self._flow = flow
+        self._flow_detail = flow_detail
+        self._backend = backend
+        self._notifier = notifier
+        self._atom_notifier = atom_notifier
+        self._make_executor = make_executor
+        self.storage = Storage(flow_detail, backend=backend)
+        self.plan: Plan | None = None
+        self.compilation: Compilation | None = None
+        self._prepared = False
+        self._runner: Runner | None = None
+        self.run_lock = threading.Lock()
+        # True after a storage failure left memory ahead of the backend and reloading failed.
+        self._stale = False
+        self.statistics: dict[str, Any] = {}
+        self._defer_reverts = as_bool(options, "defer_reverts", False)
+        self._never_resolve = as_bool(options, "never_resolve", False)
+        self._inject_transient = as_bool(options, "inject_transient", True)
+        self._gather_statistics = as_bool(options, "gather_statistics", True)
+
+    # -- compile, prepare, validate, reset --------------------------------------------------
+
+    def compile(self) -> None:
+        if self.plan is not None:
+            return
+        with gc_frozen():
+            plan = compile_flow(self._flow)
+        self.plan = plan
+        self.compilation = Compilation(plan)
+        self.storage.set_scope_fetcher(plan.scope_fetcher)
+
+    def _compiled(self, doing: str) -> Plan:
+        if self.plan is None:
+            raise exc.InvalidState(f"Can not {doing} an engine which has not been compiled")
+        return self.plan
+
+    def prepare(self) -> None:
+        plan = self._compiled("prepare")
+        storage = self.storage
+        if storage.get_flow_state() == states.REVERTED:
+            self.reset()
+        if self._prepared:
+            return
+        self.change_flow_state(states.RESUMING)
+        # Details are created children first, a retry after the atoms it governs.
+        if plan.scope_end:
+            order = sorted(plan.atom_nodes, key=lambda n: (plan.scope_end.get(n, n), n))
+        else:
+            order = plan.atom_nodes
+        atoms = [plan.atoms[node] for node in order]
+        with gc_frozen():
+            storage.ensure_atoms(atoms)  # type: ignore[arg-type]
+        for atom in atoms:
+            assert atom is not None
+            if atom.inject:
+                storage.inject_atom_args(atom.name, atom.inject, transient=self._inject_transient)
+        self.change_flow_state(states.SUSPENDED)
+        self._prepared = True
+
+    def validate(self) -> None:
+        if not self._prepared or self.plan is None:
+            raise exc.InvalidState("Can not validate an engine which has not been prepared")
+        plan = self.plan
+        storage = self.storage
+        failures: list[exc.MissingDependencies] = []
+        missing: set[str] = set()
+        for node in plan.atom_nodes:
+            atom = plan.atoms[node]
+            assert atom is not None
+            for method, bindings in (
+                ("execute", plan.bindings[node]),
+                ("revert", plan.revert_bindings[node]),
+            ):
+                if not bindings:
+                    continue
+                unsatisfied = sorted(
+                    storage.fetch_unsatisfied_args(
+                        atom.name,
+                        {b.arg: b.symbol for b in bindings},
+                        optional_args=[b.symbol for b in bindings if b.optional],
+                    )
+                )
+                if unsatisfied:
+                    missing.update(unsatisfied)
+                    failures.append(exc.MissingDependencies(atom, unsatisfied, method=method))
+        if not failures:
+            return
+        if len(failures) == 1 and plan.root is plan.atoms[plan.atom_nodes[0]]:
+            raise failures[0]
+        cause: BaseException | None = None
+        if len(failures) == 1:
+            cause = failures[0]
+        else:
+            cause = exc.WrappedFailure([Failure.from_exception(f) for f in failures])
+        raise exc.MissingDependencies(self._flow, sorted(missing), cause=cause)
+
+    def reset(self) -> None:
+        plan = self._compiled("reset")
+        storage = self.storage
+        notify = bool(self._atom_notifier)
+        for node in plan.atom_nodes:
+            atom = plan.atoms[node]
+            assert atom is not None
+            try:
+                ad = storage.atom_detail(atom.name)
+            except exc.NotFound:
+                continue
+            old = ad.state
+            ad.intention = states.EXECUTE
+            storage.reset(atom.name)
+            if notify and old != states.PENDING:
+                details: dict[str, Any] = {"old_state": old}
+                if isinstance(atom, Retry):
+                    details.update(retry_name=atom.name, retry_uuid=ad.uuid)
+                else:
+                    details.update(task_name=atom.name, task_uuid=ad.uuid)
+                self._atom_notifier.notify(states.PENDING, details)
+        self.change_flow_state(states.PENDING)
+
+    def change_flow_state(self, state: str) -> bool:
+        """Move the flow to ``state`` (persisted, then notified); False if ignored."""
+        storage = self.storage
+        moved, old = storage.change_flow_state(state)
+        if moved and self._notifier:
+            self._notifier.notify(
+                state,
+                {
+                    "engine": self._engine,
+                    "flow_name": storage.flow_name,
+                    "flow_uuid": storage.flow_uuid,
+                    "old_state": old,
+                },
+            )
+        return moved
+
+    def _reload_from_backend(self) -> None:
+        """Forget what is in memory; the next run starts again from the backend's records."""
+        backend = self._backend
+        if backend is None:
+            return
+        try:
+            with backend.get_connection() as conn:
+                flow_detail = conn.get_flow_details(self._flow_detail.uuid)
+        except exc.TaskFlowException:
+            flow_detail = None
+        self._prepared = False
+        if flow_detail is None:
+            # Still unreachable: the next run tries again before doing anything.
+            self._stale = True
+            return
+        self._flow_detail = flow_detail
+        self.storage = Storage(flow_detail, backend=backend)
+        if self.plan is not None:
+            self.storage.set_scope_fetcher(self.plan.scope_fetcher)
+        self._stale = False
+
+    # -- running ---------------------------------------------------------------------------
+
+    def suspend(self) -> None:
+        runner = self._runner
+        if runner is not None:
+            runner.request_suspend()
+
+    def run_iter(self, timeout: float | None) -> Generator[str, Any, None]:
+        """Run to a final state, yielding the loop's states; raises the flow's failures."""
+        if self._stale:
+            self._reload_from_backend()
+            if self._stale:
+                raise exc.StorageFailure(
+                    f"Can not reload flow detail '{self._flow_detail.uuid}' from the backend"
+                )
+        self.compile()
+        self.prepare()
+        self.validate()
+        assert self.plan is not None
+        runner = Runner(
+            self.plan,
+            self.storage,
+            self._make_executor(),
+            self._atom_notifier,
+            self.change_flow_state,
+            defer_reverts=self._defer_reverts,
+            never_resolve=self._never_resolve,
+        )
+        self._runner = runner
+        started = time.monotonic()
+        try:
+            self.change_flow_state(states.RUNNING)
+            runner.prepare()
+            yield from runner.run_iter(timeout)
+            final = runner.final_state()
+            self.change_flow_state(final)
+            yield final
+        except GeneratorExit:
+            raise
+        except exc.StorageFailure:
+            # What is in memory may now be ahead of what was written: forget it, so a later
+            # run starts again from the backend's records (which resumption relies on).
+            self._reload_from_backend()
+            raise
+        except Exception:
+            # Something outside any atom broke (a retry's bad decision, for instance, or an
+            # exception thrown into run_iter): the flow can not go on, so it ends FAILURE and
+            # the error reaches the caller.
+            with contextlib.suppress(exc.TaskFlowException):
+                self.change_flow_state(states.FAILURE)
+            raise
+        finally:
+            self._runner = None
+            if self._gather_statistics:
+                self.statistics = _statistics(runner, time.monotonic() - started)
+        _raise_failures(runner, final)
+
+
+def _statistics(runner: Runner, active_for: float) -> dict[str, Any]:
+    """What the last run measured."""
+    finished = sum(
+        1 for ad in runner.ads if ad is not None and ad.state in (states.SUCCESS, states.IGNORE)
+    )
+    atoms = sum(1 for ad in runner.ads if ad is not None)
+    return {
+        "seconds_per_state": dict(runner.seconds),
+        "discarded_failures": runner.discarded_failures,
+        "awaiting": len(runner.in_flight),
+        "completed": finished,
+        "incomplete": atoms - finished,
+        "active_for": active_for,
+    }
+
+
+def _raise_failures(runner: Runner, final: str) -> None:
+    """Raise what made the run end REVERTED or FAILURE (revert failures first)."""
+    if final == states.REVERTED:
+        Failure.reraise_if_any(list(runner.failures.values()))
+    elif final == states.FAILURE:
+        revert_failures = [
+            ad.revert_failure for ad in runner.ads if ad is not None and ad.revert_failure
+        ]
+        Failure.reraise_if_any(revert_failures or list(runner.failures.values()))

@@ -1,0 +1,62 @@
+"""The engine loop's own state machine, as data.
+
+The loop of :meth:`taskflow._engine.runtime.Runner.run_iter` is in one of these states at a
+time and yields each state it enters (``engine.run_iter()`` shows them to users). The work done
+in a state ends with an *event*; :data:`TRANSITIONS` says which state that event leads to, and
+nothing else decides the order of states.
+
+============  ===========  ============  ==============================================
+state         event        next state    when
+============  ===========  ============  ==============================================
+RESUMING      schedule     SCHEDULING    the run starts (counters rebuilt from storage)
+SCHEDULING    wait         WAITING       ready atoms were submitted to the executor
+WAITING       analyze      ANALYZING     a completion arrived (or a wait timed out)
+ANALYZING     schedule     SCHEDULING    completions made more atoms ready
+ANALYZING     wait         WAITING       nothing ready, but calls are still under way
+ANALYZING     finish       GAME_OVER     nothing ready and nothing under way
+============  ===========  ============  ==============================================
+
+GAME_OVER is never yielded: the engine then records and yields the flow's final state.
+"""
+
+from __future__ import annotations
+
+from taskflow import exceptions as exc
+from taskflow import states
+
+__all__ = ["ANALYZE", "FINISH", "SCHEDULE", "TRANSITIONS", "WAIT", "next_state"]
+
+SCHEDULE = "schedule"
+WAIT = "wait"
+ANALYZE = "analyze"
+FINISH = "finish"
+
+#: ``(state, event) -> next state`` (see the module docstring for when each happens).
+TRANSITIONS: dict[tuple[str, str], str] = {
+    (states.RESUMING, SCHEDULE): states.SCHEDULING,
+    (states.SCHEDULING, WAIT): states.WAITING,
+    (states.WAITING, ANALYZE): states.ANALYZING,
+    (states.ANALYZING, SCHEDULE): states.SCHEDULING,
+    (states.ANALYZING, WAIT): states.WAITING,
+    (states.ANALYZING, FINISH): states.GAME_OVER,
+}
+
+
+def next_state(state: str, event: str) -> str:
+    """The state ``event`` leads to from ``state``.
+
+    Raises:
+        InvalidState: the table has no such transition (a bug in the loop).
+    """
+    try:
+        return TRANSITIONS[(state, event)]
+    except KeyError:
+        raise exc.InvalidState(
+            f"Engine loop has no transition from {state} on event '{event}'"
+        ) from None
+
+
+def docs_table() -> str:
+    """The table of the module docstring's first three columns, generated from TRANSITIONS."""
+    rows = [(state, event, target) for (state, event), target in TRANSITIONS.items()]
+    return "\n".join(f"{state:<12}  {event:<11}  {target}" for state, event, target in rows)
