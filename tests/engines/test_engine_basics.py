@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import concurrent.futures as cf
 import threading
+from typing import Any
 
 import networkx as nx
 import pytest
@@ -415,3 +416,33 @@ def test_priority_orders_ready_atoms_in_serial_engine():
     rec = Recorder(engine)
     engine.run()
     assert rec.names_in(states.RUNNING) == ["t1", "t3", "t0", "t2"]
+
+
+def test_statistics_count_failures_nothing_could_act_on():
+    revert_failed = threading.Event()
+
+    class RevertBreaks(task.Task):
+        def execute(self) -> None:
+            raise RuntimeError("first")
+
+        def revert(self, **kwargs: Any) -> None:
+            raise RuntimeError("revert broke")
+
+    class FailsLater(task.Task):
+        def execute(self) -> None:
+            revert_failed.wait(10)
+            raise RuntimeError("too late")
+
+    flow = uf.Flow("f").add(RevertBreaks("a"), FailsLater("b"))
+    engine = engines.load(flow, engine="parallel", max_workers=2)
+    # Notified from the engine's loop once it has handled a's revert failure.
+    engine.atom_notifier.register(states.REVERT_FAILURE, lambda state, details: revert_failed.set())
+    with pytest.raises(RuntimeError, match="revert broke"):
+        engine.run()
+    stats = engine.statistics
+    # b's failure arrived after a's revert had failed: recorded, but nothing acted on it.
+    assert stats["discarded_failures"] == 1
+    assert engine.storage.get_atom_state("b") == states.FAILURE
+    assert stats["awaiting"] == 0
+    assert stats["completed"] == 0
+    assert stats["incomplete"] == 2

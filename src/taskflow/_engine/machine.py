@@ -5,16 +5,16 @@ time and yields each state it enters (``engine.run_iter()`` shows them to users)
 in a state ends with an *event*; :data:`TRANSITIONS` says which state that event leads to, and
 nothing else decides the order of states.
 
-============  ===========  ============  ==============================================
-state         event        next state    when
-============  ===========  ============  ==============================================
-RESUMING      schedule     SCHEDULING    the run starts (counters rebuilt from storage)
-SCHEDULING    wait         WAITING       ready atoms were submitted to the executor
-WAITING       analyze      ANALYZING     a completion arrived (or a wait timed out)
-ANALYZING     schedule     SCHEDULING    completions made more atoms ready
-ANALYZING     wait         WAITING       nothing ready, but calls are still under way
-ANALYZING     finish       GAME_OVER     nothing ready and nothing under way
-============  ===========  ============  ==============================================
+==========  ========  ==========  ==============================================
+state       event     next state  when
+==========  ========  ==========  ==============================================
+RESUMING    schedule  SCHEDULING  the run starts (counters rebuilt from storage)
+SCHEDULING  wait      WAITING     ready atoms were submitted to the executor
+WAITING     analyze   ANALYZING   a completion arrived (or a wait timed out)
+ANALYZING   schedule  SCHEDULING  completions made more atoms ready
+ANALYZING   wait      WAITING     nothing ready, but calls are still under way
+ANALYZING   finish    GAME_OVER   nothing ready and nothing under way
+==========  ========  ==========  ==============================================
 
 GAME_OVER is never yielded: the engine then records and yields the flow's final state.
 """
@@ -31,15 +31,23 @@ WAIT = "wait"
 ANALYZE = "analyze"
 FINISH = "finish"
 
-#: ``(state, event) -> next state`` (see the module docstring for when each happens).
-TRANSITIONS: dict[tuple[str, str], str] = {
-    (states.RESUMING, SCHEDULE): states.SCHEDULING,
-    (states.SCHEDULING, WAIT): states.WAITING,
-    (states.WAITING, ANALYZE): states.ANALYZING,
-    (states.ANALYZING, SCHEDULE): states.SCHEDULING,
-    (states.ANALYZING, WAIT): states.WAITING,
-    (states.ANALYZING, FINISH): states.GAME_OVER,
-}
+#: Every transition: ``(state, event, next state, when it happens)``.
+_ROWS: tuple[tuple[str, str, str, str], ...] = (
+    (
+        states.RESUMING,
+        SCHEDULE,
+        states.SCHEDULING,
+        "the run starts (counters rebuilt from storage)",
+    ),
+    (states.SCHEDULING, WAIT, states.WAITING, "ready atoms were submitted to the executor"),
+    (states.WAITING, ANALYZE, states.ANALYZING, "a completion arrived (or a wait timed out)"),
+    (states.ANALYZING, SCHEDULE, states.SCHEDULING, "completions made more atoms ready"),
+    (states.ANALYZING, WAIT, states.WAITING, "nothing ready, but calls are still under way"),
+    (states.ANALYZING, FINISH, states.GAME_OVER, "nothing ready and nothing under way"),
+)
+
+#: ``(state, event) -> next state``: the table the loop consults.
+TRANSITIONS: dict[tuple[str, str], str] = {(state, event): to for state, event, to, _ in _ROWS}
 
 
 def next_state(state: str, event: str) -> str:
@@ -57,6 +65,14 @@ def next_state(state: str, event: str) -> str:
 
 
 def docs_table() -> str:
-    """The table of the module docstring's first three columns, generated from TRANSITIONS."""
-    rows = [(state, event, target) for (state, event), target in TRANSITIONS.items()]
-    return "\n".join(f"{state:<12}  {event:<11}  {target}" for state, event, target in rows)
+    """The transition table as reStructuredText (the module docstring shows this output)."""
+    widths = [max(len(row[i]) for row in (*_ROWS, _HEADER)) for i in range(4)]
+    rule = "  ".join("=" * w for w in widths)
+
+    def line(row: tuple[str, ...]) -> str:
+        return "  ".join(cell.ljust(w) for cell, w in zip(row, widths, strict=True)).rstrip()
+
+    return "\n".join([rule, line(_HEADER), rule, *(line(row) for row in _ROWS), rule])
+
+
+_HEADER = ("state", "event", "next state", "when")
