@@ -1,4 +1,8 @@
-"""Fixtures shared by the whole suite: addresses of real services (see helpers/services.py)."""
+"""Fixtures shared by the whole suite: addresses of real services (see helpers/services.py).
+
+A service's fixture also needs the driver the tests reach it with: without it they skip
+(or fail under TASKFLOW_TEST_REQUIRE_SERVICES=1) naming the extra to install.
+"""
 
 from __future__ import annotations
 
@@ -9,11 +13,13 @@ from tests.helpers import services
 
 @pytest.fixture(scope="session")
 def postgres_url() -> str:
+    services.need_module("psycopg", "postgresql")
     return services.need("POSTGRES_URL", 5432)
 
 
 @pytest.fixture(scope="session")
 def mysql_url() -> str:
+    services.need_module("pymysql", "mysql")
     return services.need("MYSQL_URL", 3306)
 
 
@@ -29,4 +35,5 @@ def amqp_url() -> str:
 
 @pytest.fixture(scope="session")
 def zk_hosts() -> str:
+    services.need_module("kazoo", "zookeeper")
     return services.need("ZK_HOSTS", 2181)

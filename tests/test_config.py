@@ -5,6 +5,7 @@ from __future__ import annotations
 import pytest
 
 from taskflow import _config
+from tests.helpers import services
 
 
 @pytest.mark.parametrize("word", ["1", "t", "true", "on", "y", "yes"])
@@ -99,11 +100,10 @@ def test_as_float_default_when_absent_or_none():
 
 
 def test_the_sql_backend_reads_its_options_by_the_rule():
-    sa = pytest.importorskip(
-        "sqlalchemy", reason="needs SQLAlchemy: pip install 'taskflow[database]'"
+    sa = services.need_module("sqlalchemy", "database")
+    dialects = services.need_module(
+        "taskflow.persistence.backends._sqlalchemy.dialects", "database"
     )
-    from taskflow.persistence.backends._sqlalchemy import dialects
-
     options = dialects.SQLite({"echo": " Yes", "checkout_ping": "0"}).engine_options(
         sa.make_url("sqlite:///x.db")
     )

@@ -6,10 +6,13 @@ import subprocess
 import sys
 from pathlib import Path
 
+from tests.helpers import services
+
 ROOT = Path(__file__).resolve().parent.parent
 
 
 def test_showcase_reverts_then_resumes_after_a_crash(tmp_path):
+    services.need_module("sqlalchemy", "database")  # the showcase persists to SQLite
     db = tmp_path / "showcase.db"
     proc = subprocess.run(
         [sys.executable, str(ROOT / "examples" / "showcase.py"), str(db)],

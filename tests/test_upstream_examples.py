@@ -36,6 +36,7 @@ from typing import TYPE_CHECKING, Any
 
 import pytest
 
+from tests.helpers import services
 from tests.helpers.upstream_examples import (
     SRC_DIR,
     UPSTREAM_VERSION,
@@ -677,6 +678,12 @@ def _run(upstream: Upstream, name: str, tmp_path: Path, *args: str, **options: A
     return run
 
 
+def _need_driver(store: str) -> None:
+    """A store kept by SQLAlchemy needs it installed here (examples import this environment's)."""
+    if store in ("sqlite", "sqlalchemy"):
+        services.need_module("sqlalchemy", "database")
+
+
 def _left_in_tmp(tmp_path: Path) -> list[str]:
     return sorted(p.name for p in (tmp_path / "tmp").iterdir())
 
@@ -727,6 +734,7 @@ def _backends(run: ExampleRun) -> tuple[str, ...]:
 
 @pytest.mark.parametrize("kind", ["default", *_STORE_KINDS])
 def test_resume_from_backend(kind: str, upstream: Upstream, tmp_path: Path) -> None:
+    _need_driver(kind)
     # It stops itself half way (a task suspends the engine), then resumes from the backend.
     uri, store = _store(kind, tmp_path)
     run = _run(upstream, "resume_from_backend", tmp_path, *([] if kind == "default" else [uri]))
@@ -764,6 +772,7 @@ def _resumed_in_any_order(text: str) -> tuple[str, list[str]]:
 
 @pytest.mark.parametrize("backend", ["sqlalchemy", "dir"])
 def test_resume_many_flows(backend: str, upstream: Upstream, tmp_path: Path) -> None:
+    _need_driver(backend)
     # It runs resume_many_flows/run_flow.py three times (twice told to exit half way) and then
     # resume_many_flows/resume_all.py, each in its own interpreter, over one store: SQLite when
     # SQLAlchemy imports, else a directory.
@@ -809,6 +818,7 @@ def persistence_runs(
     # The example keeps its store in the temporary directory: the first run fails and reverts,
     # keeping the store; a run that finds it succeeds and removes it.
     backend: str = request.param
+    _need_driver(backend)
     tmp_path = tmp_path_factory.mktemp(f"persistence-{backend}")
     hide = backend == "dir"
     first = _run(upstream, "persistence_example", tmp_path, without_sqlalchemy=hide)
@@ -953,6 +963,7 @@ _VOLUME_INTERRUPTED = {
 
 @pytest.mark.parametrize("kind", _STORE_KINDS)
 def test_resume_volume_create_after_ctrl_c(kind: str, upstream: Upstream, tmp_path: Path) -> None:
+    _need_driver(kind)
     uri, store = _store(kind, tmp_path)
     first = _run(
         upstream,

@@ -31,7 +31,7 @@ from taskflow import engines, states
 from taskflow.persistence import backends, models
 from tests.crash import checks, child, flows
 from tests.crash import journal as journal_mod
-from tests.helpers import databases
+from tests.helpers import databases, services
 
 if TYPE_CHECKING:
     from collections.abc import Callable, Iterator
@@ -117,6 +117,7 @@ def _dir(request: Any, tmp_path: Path, rng: random.Random) -> Iterator[dict[str,
 @contextlib.contextmanager
 def _sqlite(request: Any, tmp_path: Path, rng: random.Random) -> Iterator[dict[str, Any]]:
     """A database file of the trial's own, in either durability mode (both survive SIGKILL)."""
+    services.need_module("sqlalchemy", "sqlite")
     yield {
         "connection": f"sqlite:///{tmp_path / 'flows.db'}",
         "sqlite_synchronous": rng.choice(["normal", "full"]),
@@ -140,9 +141,9 @@ def _mysql(request: Any, tmp_path: Path, rng: random.Random) -> Iterator[dict[st
 @contextlib.contextmanager
 def _zookeeper(request: Any, tmp_path: Path, rng: random.Random) -> Iterator[dict[str, Any]]:
     """A root path of the trial's own on the shared server, deleted recursively after."""
+    hosts = request.getfixturevalue("zk_hosts")  # skips without kazoo
     from kazoo.client import KazooClient
 
-    hosts = request.getfixturevalue("zk_hosts")
     root = f"/taskflow-crash-{uuid.uuid4().hex}"
     try:
         yield {"connection": "zookeeper", "hosts": hosts, "path": root, "timeout": 10}

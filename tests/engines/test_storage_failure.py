@@ -18,7 +18,9 @@ import pytest
 from taskflow import engines, states, task
 from taskflow import exceptions as exc
 from taskflow.patterns import linear_flow as lf
+from taskflow.persistence import backends
 from taskflow.utils import persistence_utils
+from tests.helpers import services
 from tests.helpers.databases import isolated_postgres
 from tests.helpers.faulty_backend import FaultyMemoryBackend, records
 
@@ -69,7 +71,7 @@ class Store:
 
 
 def _terminate_sessions(url: str) -> None:
-    import sqlalchemy as sa
+    sa = services.need_module("sqlalchemy", "postgresql")
 
     engine = sa.create_engine(url)
     with engine.connect() as conn:
@@ -91,10 +93,7 @@ def store(request: pytest.FixtureRequest) -> Iterator[Store]:
         memory = FaultyMemoryBackend()
         yield Store(memory, lambda: memory.faults.fail_nth(1))
         return
-    import sqlalchemy as sa
-
-    from taskflow.persistence import backends
-
+    sa = services.need_module("sqlalchemy", "postgresql")
     with isolated_postgres(request.getfixturevalue("postgres_url")) as url:
         url = str(sa.make_url(url).update_query_dict({"application_name": APP}))
         backend = backends.fetch({"connection": url})

@@ -3,7 +3,8 @@
 Each context manager creates a fresh schema (PostgreSQL) or database (MySQL) with a unique
 name, yields a URL that reaches only it, and drops it with everything in it afterwards,
 whatever state the test left it in: tests never see each other's rows, tables, enum types
-or ``alembic_version``. SQLAlchemy is imported only when one is used.
+or ``alembic_version``. SQLAlchemy is imported only when one is used (a test skips without
+it, see :func:`tests.helpers.services.need_module`).
 """
 
 from __future__ import annotations
@@ -11,6 +12,8 @@ from __future__ import annotations
 import contextlib
 import uuid
 from typing import TYPE_CHECKING
+
+from tests.helpers import services
 
 if TYPE_CHECKING:
     from collections.abc import Iterator
@@ -31,8 +34,7 @@ def isolated_postgres(server: str, prefix: str = "tf") -> Iterator[str]:
     costs a fraction of ``CREATE DATABASE``; dropping it with CASCADE removes everything the
     test left, whatever state it ended in.
     """
-    import sqlalchemy as sa
-
+    sa = services.need_module("sqlalchemy", "postgresql")
     schema = unique_name(prefix)
     admin = sa.create_engine(server, isolation_level="AUTOCOMMIT")
     try:
@@ -55,8 +57,7 @@ def isolated_mysql(server: str, prefix: str = "tf") -> Iterator[str]:
     In MySQL a schema *is* a database, so this is the same isolation as PostgreSQL's schema:
     tests never see each other's rows or tables, and a failed test leaves nothing behind.
     """
-    import sqlalchemy as sa
-
+    sa = services.need_module("sqlalchemy", "mysql")
     database = unique_name(prefix)
     admin = sa.create_engine(server, isolation_level="AUTOCOMMIT")
     try:

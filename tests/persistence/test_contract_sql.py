@@ -8,10 +8,12 @@ from __future__ import annotations
 
 import pytest
 
-from taskflow.persistence.backends import impl_sqlalchemy
+from tests.helpers import services
 from tests.helpers.databases import isolated_mysql, isolated_postgres
 
 from .contract import *  # noqa: F403  (the contract tests themselves)
+
+impl_sqlalchemy = services.need_module("taskflow.persistence.backends.impl_sqlalchemy", "database")
 
 
 def _sqlite(request, tmp_path, synchronous):

@@ -14,16 +14,18 @@ import uuid
 from pathlib import Path
 
 import pytest
-import sqlalchemy as sa
 
 from taskflow import engines, retry, states, task
 from taskflow import exceptions as exc
 from taskflow.patterns import linear_flow
 from taskflow.persistence import backends, models
-from taskflow.persistence.backends import impl_sqlalchemy
-from taskflow.persistence.backends._sqlalchemy import migration
 from taskflow.types.failure import Failure
+from tests.helpers import services
 from tests.helpers.databases import isolated_mysql, isolated_postgres
+
+sa = services.need_module("sqlalchemy", "database")
+impl_sqlalchemy = services.need_module("taskflow.persistence.backends.impl_sqlalchemy", "database")
+migration = services.need_module("taskflow.persistence.backends._sqlalchemy.migration", "database")
 
 FIXTURES = Path(__file__).parent / "fixtures"
 UPSTREAM_DB = FIXTURES / "upstream_sqlite.db"

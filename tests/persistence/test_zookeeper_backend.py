@@ -16,13 +16,15 @@ import uuid
 from datetime import UTC, datetime
 
 import pytest
-from kazoo import client as kazoo_client
 
 from taskflow import exceptions as exc
 from taskflow import states
 from taskflow.persistence import backends, models
-from taskflow.persistence.backends import impl_zookeeper
 from taskflow.types.failure import Failure
+from tests.helpers import services
+
+kazoo_client = services.need_module("kazoo.client", "zookeeper")
+impl_zookeeper = services.need_module("taskflow.persistence.backends.impl_zookeeper", "zookeeper")
 
 # Configuration tests need no server, the others use the `zk_hosts` fixture.
 pytestmark = pytest.mark.zookeeper

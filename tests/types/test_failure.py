@@ -12,6 +12,7 @@ import pytest
 
 from taskflow import exceptions as exc
 from taskflow.types.failure import Failure
+from tests.helpers import services
 
 
 class MyError(KeyError):
@@ -488,7 +489,7 @@ def test_schema_rejects_bad_format(data):
 
 
 def test_schema_works_with_jsonschema():
-    jsonschema = pytest.importorskip("jsonschema")
+    jsonschema = services.need_module("jsonschema", "test")
     jsonschema.validate(chained().to_dict(), Failure.SCHEMA)
     with pytest.raises(jsonschema.ValidationError):
         jsonschema.validate({**VALID, "causes": [{"exception_str": "y"}]}, Failure.SCHEMA)

@@ -5,12 +5,14 @@ from __future__ import annotations
 import uuid
 
 import pytest
-from kazoo import exceptions as k_exc
-from kazoo.handlers.threading import SequentialThreadingHandler
-from kazoo.protocol.serialization import CheckVersion, Create, Delete, SetData
 
 from taskflow import exceptions as exc
-from taskflow.utils import kazoo_utils
+from tests.helpers import services
+
+k_exc = services.need_module("kazoo.exceptions", "zookeeper")
+k_threading = services.need_module("kazoo.handlers.threading", "zookeeper")
+k_ops = services.need_module("kazoo.protocol.serialization", "zookeeper")
+kazoo_utils = services.need_module("taskflow.utils.kazoo_utils", "zookeeper")
 
 # -- make_client (no server needed) -----------------------------------------------------------
 
@@ -24,7 +26,7 @@ def test_make_client_defaults():
     assert client.use_ssl is False
     assert client.verify_certs is True
     assert (client.keyfile, client.keyfile_password, client.certfile) == (None, None, None)
-    assert isinstance(client.handler, SequentialThreadingHandler)
+    assert isinstance(client.handler, k_threading.SequentialThreadingHandler)
     assert not client.connected  # made, not started
 
 
@@ -93,10 +95,10 @@ def test_make_client_retry_policies():
 
 
 def test_make_client_handlers():
-    handler = SequentialThreadingHandler()
+    handler = k_threading.SequentialThreadingHandler()
     assert kazoo_utils.make_client({"handler": handler}).handler is handler
     named = kazoo_utils.make_client({"handler": "threading"}).handler
-    assert isinstance(named, SequentialThreadingHandler)
+    assert isinstance(named, k_threading.SequentialThreadingHandler)
     with pytest.raises(ValueError, match="Unknown kazoo handler 'nope'"):
         kazoo_utils.make_client({"handler": "nope"})
 
@@ -105,10 +107,10 @@ def test_make_client_handlers():
 
 
 _FAILURES = [
-    (Create("/a", b"x", [], 0), k_exc.NodeExistsError()),
-    (Delete("/b", 3), k_exc.NoNodeError()),
-    (SetData("/c", b"", 2), k_exc.BadVersionError()),
-    (CheckVersion("/d", 1), k_exc.BadVersionError()),
+    (k_ops.Create("/a", b"x", [], 0), k_exc.NodeExistsError()),
+    (k_ops.Delete("/b", 3), k_exc.NoNodeError()),
+    (k_ops.SetData("/c", b"", 2), k_exc.BadVersionError()),
+    (k_ops.CheckVersion("/d", 1), k_exc.BadVersionError()),
 ]
 
 

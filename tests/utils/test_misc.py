@@ -17,6 +17,7 @@ import pytest
 from taskflow import exceptions as exc
 from taskflow.types.failure import Failure
 from taskflow.utils import misc
+from tests.helpers import services
 
 # -- as_int / clamp ---------------------------------------------------------------------------
 
@@ -455,7 +456,7 @@ def test_decode_msgpack_without_msgpack_names_it(monkeypatch):
 
 
 def test_decode_msgpack_with_the_real_package():
-    msgpack = pytest.importorskip("msgpack")
+    msgpack = services.need_module("msgpack", "test")
     assert misc.decode_msgpack(msgpack.packb({"a": [1, "x"]})) == {"a": [1, "x"]}
     with pytest.raises(ValueError, match="Expected msgpack decodable data"):
         misc.decode_msgpack(b"\xc1")
