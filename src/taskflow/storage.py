@@ -27,6 +27,7 @@ from taskflow import exceptions as exc
 from taskflow import states
 from taskflow._serialization import UnstorableValue
 from taskflow.persistence import models
+from taskflow.persistence.models import META_INJECTED, META_PROGRESS, META_PROGRESS_DETAILS
 
 if TYPE_CHECKING:
     from taskflow.atom import Atom
@@ -44,12 +45,6 @@ __all__ = [
     "Storage",
 ]
 
-#: Atom detail ``meta`` key under which atom-level injected arguments are kept.
-META_INJECTED = "injected"
-#: Atom detail ``meta`` key holding a task's last reported progress (0.0 to 1.0).
-META_PROGRESS = "progress"
-#: Atom detail ``meta`` key holding the details sent with that progress report.
-META_PROGRESS_DETAILS = "progress_details"
 #: How many times a failed backend write may be attempted (kept for compatibility).
 RETRY_ATTEMPTS = 3
 #: Seconds to wait between those attempts (kept for compatibility).

@@ -40,6 +40,13 @@ __all__ = [
     "atom_detail_type",
 ]
 
+#: Atom detail ``meta`` key under which atom-level injected arguments are kept.
+META_INJECTED = "injected"
+#: Atom detail ``meta`` key holding a task's last reported progress (0.0 to 1.0).
+META_PROGRESS = "progress"
+#: Atom detail ``meta`` key holding the details sent with that progress report.
+META_PROGRESS_DETAILS = "progress_details"
+
 _TIME_FIELDS = ("year", "month", "day", "hour", "minute", "second", "microsecond")
 
 
@@ -85,7 +92,7 @@ def _format_time(when: datetime) -> str:
 
 def _format_meta_value(key: Any, value: Any) -> Any:
     # Progress reads as a percentage, as upstream prints it.
-    if key == "progress" and isinstance(value, int | float):
+    if key == META_PROGRESS and isinstance(value, int | float):
         return f"{value * 100:0.2f}%"
     return value
 
