@@ -85,12 +85,12 @@ def load(
     Raises:
         NotFound: no engine kind of that name.
     """
-    from taskflow.utils import persistence_utils
+    from taskflow.persistence import _books
 
     name, options = _parse_engine(engine, dict(kwargs))
     backend = _fetch_backend(backend)
     if flow_detail is None:
-        flow_detail = persistence_utils.create_flow_detail(flow, book=book, backend=backend)
+        flow_detail = _books.create_flow_detail(flow, book=book, backend=backend)
     try:
         engine_cls = _plugins.load(namespace, name)
     except exc.NotFound:
@@ -183,7 +183,7 @@ def load_from_factory(
     **kwargs: Any,
 ) -> Engine:
     """Build a flow with ``flow_factory`` and load it, recording the factory for resumption."""
-    from taskflow.utils import persistence_utils
+    from taskflow.persistence import _books
 
     if isinstance(flow_factory, str):
         factory = _import_callable(flow_factory)
@@ -193,7 +193,7 @@ def load_from_factory(
         name = _callable_name(flow_factory)
     flow = factory(*(factory_args or ()), **(factory_kwargs or {}))
     backend = _fetch_backend(backend)
-    flow_detail = persistence_utils.create_flow_detail(flow, book=book, backend=backend)
+    flow_detail = _books.create_flow_detail(flow, book=book, backend=backend)
     save_factory_details(flow_detail, name, factory_args, factory_kwargs, backend=backend)
     return load(
         flow,
