@@ -62,11 +62,12 @@ def _check_requires_iterable(requires: object) -> None:
         )
 
 
-#: Where the engine running this task's current call records its progress: ``(task, sink)``,
-#: set by the engine's executor around each call. A context variable, not an attribute of the
-#: task, because one task object may run in several engines (and threads) at once.
-PROGRESS_SINK: contextvars.ContextVar[tuple[Task, Callable[[float], None]] | None] = (
-    contextvars.ContextVar("taskflow_progress_sink", default=None)
+#: Where the engine running the current call records its progress: ``[task, sink, token]``,
+#: the engine wanting ``sink(token, progress)`` for that task; set by the engine's executor
+#: around each call. A context variable, not an attribute of the task, because one task object
+#: may run in several engines (and threads) at once.
+PROGRESS_SINK: contextvars.ContextVar[list[Any] | None] = contextvars.ContextVar(
+    "taskflow_progress_sink", default=None
 )
 
 
@@ -151,7 +152,7 @@ class Task(Atom):
         self._notifier.notify(EVENT_UPDATE_PROGRESS, {"progress": progress})
         call = PROGRESS_SINK.get()
         if call is not None and call[0] is self:
-            call[1](progress)
+            call[1](call[2], progress)
 
 
 class FunctorTask(Task):

@@ -5,15 +5,17 @@ from __future__ import annotations
 import concurrent.futures as cf
 import queue
 import threading
-from collections.abc import Iterator
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import pytest
 
 from taskflow import task
 from taskflow._engine import executors
-from taskflow._engine.executors import EXECUTE, PROGRESS, REVERT, Call, Completion
+from taskflow._engine.executors import EXECUTE, PROGRESS, REVERT, Completion
 from taskflow.types.failure import Failure
+
+if TYPE_CHECKING:
+    from collections.abc import Iterator
 
 
 class Steps(task.Task):
@@ -67,9 +69,9 @@ def executor(request: pytest.FixtureRequest) -> Iterator[executors.AtomExecutor]
         pool.shutdown(wait=True)
 
 
-def run_calls(executor: executors.AtomExecutor, calls: list[Call]) -> list[Completion]:
+def run_calls(executor: executors.AtomExecutor, calls: list[Any]) -> list[Completion]:
     got: queue.SimpleQueue[Completion] = queue.SimpleQueue()
-    executor.start(got.put)
+    executor.start(got.put, lambda token, value: got.put((token, PROGRESS, True, value, None)))
     try:
         for call in calls:
             executor.submit(call)
@@ -78,7 +80,7 @@ def run_calls(executor: executors.AtomExecutor, calls: list[Call]) -> list[Compl
         while len(finished) < len(calls):
             completion = got.get(timeout=30)
             seen.append(completion)
-            if completion.method != PROGRESS:
+            if completion[1] != PROGRESS:
                 finished.append(completion)
     finally:
         executor.shutdown()
@@ -90,29 +92,29 @@ def test_each_call_is_reported_once_with_its_outcome(executor):
     seen = run_calls(
         executor,
         [
-            Call(1, Steps("s"), EXECUTE, {"x": 42}),
-            Call(2, Fails("f"), EXECUTE, {}),
-            Call(3, Steps("r"), REVERT, {"result": 42, "flow_failures": {}}),
+            (1, Steps("s"), EXECUTE, {"x": 42}),
+            (2, Fails("f"), EXECUTE, {}),
+            (3, Steps("r"), REVERT, {"result": 42, "flow_failures": {}}),
         ],
     )
-    finals = {c.token: c for c in seen if c.method != PROGRESS}
+    finals = {c[0]: c for c in seen if c[1] != PROGRESS}
     assert finals[1][:4] == (1, EXECUTE, True, 42)
-    assert finals[2].ok is False
-    assert finals[2].method == EXECUTE
-    assert isinstance(finals[2].value, Failure)
-    assert finals[2].value.check(ValueError)
-    assert "bad value" in str(finals[2].value)
+    assert finals[2][2] is False
+    assert finals[2][1] == EXECUTE
+    assert isinstance(finals[2][3], Failure)
+    assert finals[2][3].check(ValueError)
+    assert "bad value" in str(finals[2][3])
     assert finals[3][:4] == (3, REVERT, True, "undone")
 
 
 def test_progress_is_reported_before_the_completion(executor):
-    seen = run_calls(executor, [Call(7, Steps("s"), EXECUTE, {"x": 1})])
-    progress = [c.value for c in seen if c.method == PROGRESS]
-    events = seen[-1].events or []
+    seen = run_calls(executor, [(7, Steps("s"), EXECUTE, {"x": 1})])
+    progress = [c[3] for c in seen if c[1] == PROGRESS]
+    events = seen[-1][4] or []
     # In a child process the task's events travel with the completion instead.
     replayed = [d["progress"] for e, d in events if e == task.EVENT_UPDATE_PROGRESS]
     assert progress + replayed == [0.25, 0.5]
-    assert seen[-1].method == EXECUTE
+    assert seen[-1][1] == EXECUTE
 
 
 def test_cancel_withdraws_a_call_that_has_not_started():
@@ -120,9 +122,9 @@ def test_cancel_withdraws_a_call_that_has_not_started():
     pool = cf.ThreadPoolExecutor(1)
     executor = executors.UserExecutor(pool)
     got: queue.SimpleQueue[Completion] = queue.SimpleQueue()
-    executor.start(got.put)
-    executor.submit(Call(1, Waits("busy", gate), EXECUTE, {}))
-    executor.submit(Call(2, Steps("queued"), EXECUTE, {"x": 2}))
+    executor.start(got.put, lambda token, value: got.put((token, PROGRESS, True, value, None)))
+    executor.submit((1, Waits("busy", gate), EXECUTE, {}))
+    executor.submit((2, Steps("queued"), EXECUTE, {"x": 2}))
     assert executor.cancel(2) is True
     assert executor.cancel(1) is False  # already running
     gate.set()
@@ -135,7 +137,9 @@ def test_cancel_withdraws_a_call_that_has_not_started():
 def test_serial_reports_before_submit_returns():
     executor = executors.SerialExecutor()
     got: list[Completion] = []
-    executor.start(got.append)
-    executor.submit(Call(5, Steps("s"), EXECUTE, {"x": "now"}))
-    assert [c.value for c in got] == [0.25, 0.5, "now"]
+    executor.start(
+        got.append, lambda token, value: got.append((token, PROGRESS, True, value, None))
+    )
+    executor.submit((5, Steps("s"), EXECUTE, {"x": "now"}))
+    assert [c[3] for c in got] == [0.25, 0.5, "now"]
     assert executor.cancel(5) is False

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import itertools
+
 import pytest
 
 from taskflow import engines, exceptions, states, task
@@ -30,7 +32,7 @@ def test_every_state_a_run_yields_follows_the_table():
     loop = seen[:-1]
     assert loop[0] == states.RESUMING
     events = {(a, b) for (a, _event), b in machine.TRANSITIONS.items()}
-    for before, after in zip(loop, loop[1:], strict=False):
+    for before, after in itertools.pairwise(loop):
         assert (before, after) in events
     assert seen[-1] == states.SUCCESS
     assert (loop[-1], machine.FINISH) in machine.TRANSITIONS

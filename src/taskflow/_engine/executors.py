@@ -3,11 +3,13 @@
 The contract every executor implements (serial, threads, processes; remote workers and asyncio
 next) is four operations:
 
-* :meth:`AtomExecutor.start` receives ``report``, the one way outcomes go back to the engine;
-* :meth:`AtomExecutor.submit` takes a :class:`Call` and arranges for it to run. Its
-  :class:`Completion` is reported exactly once, from any thread (an inline executor reports it
-  before ``submit`` returns). Progress a task reports during the call is reported too, as
-  completions whose method is :data:`PROGRESS`, before the call's own completion;
+* :meth:`AtomExecutor.start` receives ``report``, the one way outcomes go back to the engine,
+  and ``progress``, where a task's progress reports go while its call runs;
+* :meth:`AtomExecutor.submit` takes a :data:`Call` and arranges for it to run. Its
+  :data:`Completion` is reported exactly once, from any thread (an inline executor reports it
+  before ``submit`` returns). Progress the task reports during the call goes to
+  ``progress(token, value)``, from the thread running the call, before the completion (a
+  child process's task events travel in its completion instead);
 * :meth:`AtomExecutor.cancel` withdraws a call that has not started: it will not run and
   nothing is reported for it;
 * :meth:`AtomExecutor.shutdown` releases what ``start`` acquired, once the engine is done.
@@ -20,9 +22,10 @@ from __future__ import annotations
 
 import abc
 import concurrent.futures as cf
+import contextlib
 import os
 import pickle
-from typing import TYPE_CHECKING, Any, NamedTuple
+from typing import TYPE_CHECKING, Any, TypeAlias
 
 from taskflow._config import as_int
 from taskflow.task import PROGRESS_SINK
@@ -55,67 +58,76 @@ REVERT = "revert"
 PROGRESS = "progress"
 
 
-class Call(NamedTuple):
-    """One call of an atom's ``execute`` or ``revert`` that the engine wants made."""
+#: One call of an atom's ``execute`` or ``revert`` that the engine wants made:
+#: ``(token, atom, method, kwargs)``. ``token`` is the engine's name for the call (its plan
+#: node), echoed in the completion; ``method`` is EXECUTE or REVERT. (Plain tuples: one of
+#: each is made per call, on the engine's hottest path.)
+Call: TypeAlias = "tuple[int, Atom, str, dict[str, Any]]"
 
-    token: int  # the engine's name for the call (its plan node), echoed in the completion
-    atom: Atom
-    method: str  # EXECUTE or REVERT
-    kwargs: dict[str, Any]
+#: The outcome of a call, or a progress report made during one:
+#: ``(token, method, ok, value, events)``. ``method`` is EXECUTE, REVERT or PROGRESS; ``ok``
+#: False means ``value`` is the Failure the call raised, else it is the call's result (or the
+#: progress reported); ``events`` are task events made away from the engine (child
+#: processes), to be replayed there, or None.
+Completion: TypeAlias = "tuple[int, str, bool, Any, list[tuple[str, dict[str, Any]]] | None]"
 
-
-class Completion(NamedTuple):
-    """The outcome of a call (or a progress report made during one)."""
-
-    token: int
-    method: str  # EXECUTE, REVERT or PROGRESS
-    ok: bool  # False: ``value`` is the Failure the call raised
-    value: Any  # the call's result, its Failure, or the progress reported
-    events: list[tuple[str, dict[str, Any]]] | None  # task events made away from the engine
+#: Where a task's progress goes during a call: ``progress(token, value)``.
+ProgressSink: TypeAlias = "Callable[[int, float], None]"
 
 
-def call_atom(call: Call, report: Callable[[Completion], None] | None) -> Completion:
+def call_atom(
+    call: Call, progress: ProgressSink | None, cell: list[Any] | None = None
+) -> Completion:
     """Run ``call`` between the atom's pre/post hooks; never raises.
 
-    While it runs, progress the task reports goes to ``report`` (if given) as PROGRESS
-    completions for the call's token.
+    While it runs, progress the task reports goes to ``progress`` (if given), through the
+    context variable :data:`taskflow.task.PROGRESS_SINK`: set for this call, or, when
+    ``cell`` is given, through that ``[task, progress, token]`` cell, which the caller has
+    already installed in this thread's context (one ``set`` per run instead of per call).
     """
-    atom: Any = call.atom
-    token = call.token
+    token, atom, method, kwargs = call
+    task: Any = atom
     reset = None
-    if report is not None:
-        reset = PROGRESS_SINK.set(
-            (atom, lambda progress: report(Completion(token, PROGRESS, True, progress, None)))
-        )
+    if cell is not None:
+        cell[0] = task
+        cell[2] = token
+    elif progress is not None:
+        reset = PROGRESS_SINK.set([task, progress, token])
     try:
-        if call.method == EXECUTE:
-            atom.pre_execute()
+        if method == EXECUTE:
+            task.pre_execute()
             try:
-                result = atom.execute(**call.kwargs)
+                result = task.execute(**kwargs)
             finally:
-                atom.post_execute()
+                task.post_execute()
         else:
-            atom.pre_revert()
+            task.pre_revert()
             try:
-                result = atom.revert(**call.kwargs)
+                result = task.revert(**kwargs)
             finally:
-                atom.post_revert()
+                task.post_revert()
     except Exception:
-        return Completion(token, call.method, False, Failure(), None)
+        return (token, method, False, Failure(), None)
     finally:
-        if reset is not None:
+        if cell is not None:
+            cell[0] = None
+        elif reset is not None:
             PROGRESS_SINK.reset(reset)
-    return Completion(token, call.method, True, result, None)
+    return (token, method, True, result, None)
 
 
 class AtomExecutor(abc.ABC):
     """Runs calls of atoms and reports their completions (see the module docstring)."""
 
+    #: True when every call runs in the engine's thread, reported before ``submit`` returns.
+    inline = False
     _report: Callable[[Completion], None]
+    _progress: ProgressSink
 
-    def start(self, report: Callable[[Completion], None]) -> None:
-        """Begin a run: every completion from now on goes to ``report``."""
+    def start(self, report: Callable[[Completion], None], progress: ProgressSink) -> None:
+        """Begin a run: completions go to ``report``, progress during calls to ``progress``."""
         self._report = report
+        self._progress = progress
 
     @abc.abstractmethod
     def submit(self, call: Call) -> None:
@@ -132,9 +144,23 @@ class AtomExecutor(abc.ABC):
 class SerialExecutor(AtomExecutor):
     """Runs every call inline, in the engine's thread, reporting before ``submit`` returns."""
 
+    inline = True
+
+    def start(self, report: Callable[[Completion], None], progress: ProgressSink) -> None:
+        super().start(report, progress)
+        # One progress cell for the whole run, installed in the engine thread's context.
+        self._cell: list[Any] = [None, self._progress, 0]
+        self._reset = PROGRESS_SINK.set(self._cell)
+
     def submit(self, call: Call) -> None:
-        report = self._report
-        report(call_atom(call, report))
+        cell = self._cell
+        # Another engine driven from this thread may have installed its own cell meanwhile
+        # (interleaved run_iter generators): then this call installs one of its own.
+        self._report(call_atom(call, self._progress, cell if PROGRESS_SINK.get() is cell else None))
+
+    def shutdown(self) -> None:
+        with contextlib.suppress(ValueError):  # reset out of order by interleaved engines
+            PROGRESS_SINK.reset(self._reset)
 
 
 class _FuturesExecutor(AtomExecutor):
@@ -142,8 +168,8 @@ class _FuturesExecutor(AtomExecutor):
 
     _pool: cf.Executor
 
-    def start(self, report: Callable[[Completion], None]) -> None:
-        super().start(report)
+    def start(self, report: Callable[[Completion], None], progress: ProgressSink) -> None:
+        super().start(report, progress)
         self._futures: dict[int, cf.Future[Completion]] = {}
 
     def _reported(self, token: int) -> Callable[[cf.Future[Completion]], None]:
@@ -158,7 +184,7 @@ class _FuturesExecutor(AtomExecutor):
                 completion = self._received(future.result())
             except BaseException as err:  # the pool broke (a child process died, say)
                 method = getattr(future, "taskflow_method", EXECUTE)
-                completion = Completion(token, method, False, Failure.from_exception(err), None)
+                completion = (token, method, False, Failure.from_exception(err), None)
             report(completion)
 
         return done
@@ -167,13 +193,14 @@ class _FuturesExecutor(AtomExecutor):
         return completion
 
     def _launch(self, call: Call) -> cf.Future[Completion]:
-        return self._pool.submit(call_atom, call, self._report)
+        return self._pool.submit(call_atom, call, self._progress)
 
     def submit(self, call: Call) -> None:
+        token, _atom, method, _kwargs = call
         future = self._launch(call)
-        future.taskflow_method = call.method  # type: ignore[attr-defined]
-        self._futures[call.token] = future
-        future.add_done_callback(self._reported(call.token))
+        future.taskflow_method = method  # type: ignore[attr-defined]
+        self._futures[token] = future
+        future.add_done_callback(self._reported(token))
 
     def cancel(self, token: int) -> bool:
         future = self._futures.get(token)
@@ -186,8 +213,8 @@ class ThreadExecutor(_FuturesExecutor):
     def __init__(self, max_workers: int | None = None) -> None:
         self._max_workers = max_workers or (os.cpu_count() or 1) + 1
 
-    def start(self, report: Callable[[Completion], None]) -> None:
-        super().start(report)
+    def start(self, report: Callable[[Completion], None], progress: ProgressSink) -> None:
+        super().start(report, progress)
         self._pool = cf.ThreadPoolExecutor(self._max_workers, thread_name_prefix="taskflow")
 
     def shutdown(self) -> None:
@@ -205,13 +232,12 @@ class UserExecutor(_FuturesExecutor):
 def _call_in_child(call: Call) -> Completion:
     """Run a call in a child process, recording the events the task's notifier emits there."""
     events: list[tuple[str, dict[str, Any]]] = []
-    notifier = getattr(call.atom, "notifier", None)
+    notifier = getattr(call[1], "notifier", None)
     if notifier is not None:
         notifier.reset()
         notifier.register(notifier.ANY, lambda event, details: events.append((event, details)))
-    completion = call_atom(call, None)
-    value = completion.value
-    if not completion.ok:
+    token, method, ok, value, _events = call_atom(call, None)
+    if not ok:
         # A Failure travels without its exception object; send the exception along when it
         # pickles, so the parent can re-raise the original type (our own child, trusted).
         carried = value.exception
@@ -220,7 +246,7 @@ def _call_in_child(call: Call) -> Completion:
         except Exception:
             carried = None
         value = (value, carried)
-    return completion._replace(value=value, events=events)
+    return (token, method, ok, value, events)
 
 
 class ProcessExecutor(_FuturesExecutor):
@@ -233,8 +259,8 @@ class ProcessExecutor(_FuturesExecutor):
     def __init__(self, max_workers: int | None = None) -> None:
         self._max_workers = max_workers or (os.cpu_count() or 1)
 
-    def start(self, report: Callable[[Completion], None]) -> None:
-        super().start(report)
+    def start(self, report: Callable[[Completion], None], progress: ProgressSink) -> None:
+        super().start(report, progress)
         self._pool = cf.ProcessPoolExecutor(self._max_workers)
 
     def shutdown(self) -> None:
@@ -244,14 +270,15 @@ class ProcessExecutor(_FuturesExecutor):
         return self._pool.submit(_call_in_child, call)
 
     def _received(self, completion: Completion) -> Completion:
-        if completion.ok:
+        token, method, ok, value, events = completion
+        if ok:
             return completion
-        failure, carried = completion.value
+        failure, carried = value
         if carried is not None:
             revived = Failure.from_exception(carried)
             revived._traceback_str = failure.traceback_str
             failure = revived
-        return completion._replace(value=failure)
+        return (token, method, ok, failure, events)
 
 
 class UserProcessExecutor(ProcessExecutor):
@@ -260,8 +287,8 @@ class UserProcessExecutor(ProcessExecutor):
     def __init__(self, executor: cf.ProcessPoolExecutor) -> None:
         self._pool = executor
 
-    def start(self, report: Callable[[Completion], None]) -> None:
-        _FuturesExecutor.start(self, report)
+    def start(self, report: Callable[[Completion], None], progress: ProgressSink) -> None:
+        _FuturesExecutor.start(self, report, progress)
 
     def shutdown(self) -> None:
         pass

@@ -34,15 +34,7 @@ from typing import TYPE_CHECKING, Any, Protocol
 from taskflow import exceptions as exc
 from taskflow import states
 from taskflow._engine import machine
-from taskflow._engine.executors import (
-    EXECUTE,
-    PROGRESS,
-    REVERT,
-    AtomExecutor,
-    Call,
-    Completion,
-    SerialExecutor,
-)
+from taskflow._engine.executors import EXECUTE, PROGRESS, REVERT, SerialExecutor
 from taskflow._serialization import UnstorableValue
 from taskflow.deciders import Depth
 from taskflow.flow import Flow
@@ -55,6 +47,7 @@ if TYPE_CHECKING:
     from collections.abc import Callable, Generator, Iterable
 
     from taskflow._engine.compiler import Plan
+    from taskflow._engine.executors import AtomExecutor, Completion
     from taskflow.persistence.models import AtomDetail
     from taskflow.storage import Binding
     from taskflow.types.notifier import Notifier
@@ -152,7 +145,9 @@ class Runner:
         self.save = store.save_atom_detail
         self.persists = store.persists
         self.completions: queue.SimpleQueue[Completion] = queue.SimpleQueue()
-        self.arrived: list[Completion] = []  # taken off the queue while WAITING
+        self.timeout: float | None = None  # of each wait for a completion (run_iter's)
+        # Completions to handle before the queue's: made inline, or taken while WAITING.
+        self.arrived: list[Completion] = []
         #: Time spent in each of the machine's working states (engine statistics).
         self.seconds = dict.fromkeys(("analyzing", "resuming", "scheduling", "waiting"), 0.0)
         #: Failures that arrived once nothing could act on them any more (statistics).
@@ -412,15 +407,15 @@ class Runner:
                     frontier.append(succ_pos)
         return found
 
-    def _schedule(self) -> None:
-        """Start every ready node (forward first, then reverts)."""
+    def _schedule(self) -> str:
+        """SCHEDULING: start every ready node (forward first, then reverts)."""
         ready = self.ready
         self.ready = []
         if self.suspending:
             self.ready = ready  # kept for a later run; nothing new starts
-            return
+            return machine.WAIT
         if self.revert_failed or self.unresolved:
-            return
+            return machine.WAIT
         if len(ready) > 1:
             atoms = self.plan.atoms
             ready.sort(key=lambda n: -(getattr(atoms[n], "priority", 0) or 0))
@@ -430,9 +425,8 @@ class Runner:
         rev_ready = self.rev_ready
         self.rev_ready = []
         for node in rev_ready:
-            if self.revert_failed:
-                break
             self._start_revert_node(node)
+        return machine.WAIT
 
     def _start(self, node: int) -> None:
         """Run ``node`` forward: pass a join or an ignored atom through, or submit a call."""
@@ -452,14 +446,14 @@ class Runner:
             kwargs = self.store.fetch_args(atom.name, bindings) if bindings else {}
         except exc.NotFound:
             self._set_state(node, _RUNNING)
-            self.completions.put(Completion(node, EXECUTE, False, Failure(), None))
+            self.arrived.append((node, EXECUTE, False, Failure(), None))
             self.in_flight.add(node)
             return
         if plan.is_retry[node]:
             self._set_state(node, _RUNNING)
             kwargs["history"] = self._history(node)
             self.in_flight.add(node)
-            self.retry_executor.submit(Call(node, atom, EXECUTE, kwargs))
+            self.retry_executor.submit((node, atom, EXECUTE, kwargs))
             return
         # The RUNNING record (with progress 0.0) is written before the call starts.
         ad.meta[META_PROGRESS] = 0.0
@@ -472,13 +466,13 @@ class Runner:
         if plan.reports_progress[node] or atom.notifier:  # type: ignore[attr-defined]
             atom.update_progress(0.0)  # type: ignore[attr-defined]
         self.in_flight.add(node)
-        self.executor.submit(Call(node, atom, EXECUTE, kwargs))
+        self.executor.submit((node, atom, EXECUTE, kwargs))
 
     # -- completions ---------------------------------------------------------------------------
 
     def _complete(self, completion: Completion) -> None:
         node, method, ok, value, events = completion
-        if method == PROGRESS:
+        if method == PROGRESS:  # equality: completions from child processes are copies
             self._record_progress(node, value)
             return
         self.in_flight.discard(node)
@@ -518,8 +512,8 @@ class Runner:
                     return
             if self.atom_notifier:
                 self._notify_atom(node, _SUCCESS, old, value)
-            if is_task:
-                self._report_progress(node, 1.0)
+            if is_task and (self.plan.reports_progress[node] or atom.notifier):  # type: ignore[attr-defined]
+                atom.update_progress(1.0)  # type: ignore[attr-defined]
             if self.rev_mode[node]:
                 self._revert_when_ready(node)
             else:
@@ -677,8 +671,9 @@ class Runner:
             return
         if self.revert_failed:
             return
+        bindings = self.plan.revert_bindings[node]
         try:
-            kwargs = self.store.fetch_args(atom.name, self.plan.revert_bindings[node])
+            kwargs = self.store.fetch_args(atom.name, bindings) if bindings else {}
         except exc.NotFound:
             kwargs = {}
         kwargs["flow_failures"] = dict(self.failures)
@@ -690,10 +685,10 @@ class Runner:
         if is_task:
             self._report_progress(node, 0.0)
             kwargs["result"] = ad.failure if ad.failure is not None else ad.results
-            self.executor.submit(Call(node, atom, REVERT, kwargs))
+            self.executor.submit((node, atom, REVERT, kwargs))
         else:
             kwargs["history"] = self._history(node)
-            self.retry_executor.submit(Call(node, atom, REVERT, kwargs))
+            self.retry_executor.submit((node, atom, REVERT, kwargs))
 
     def _complete_revert(self, node: int, ok: bool, value: Any) -> None:
         atom = self.plan.atoms[node]
@@ -791,62 +786,80 @@ class Runner:
         Sending a true value into the generator asks the run to suspend.
         """
         executor = self.executor
-        completions = self.completions
-        owner = threading.get_ident()
-        record_progress = self._record_progress
-
-        def report(completion: Completion) -> None:
-            # Progress reported from the engine's own thread (a serial call) is stored at
-            # once; everything else is queued for this thread to handle.
-            if completion.method == PROGRESS and threading.get_ident() == owner:
-                record_progress(completion.token, completion.value)
-            else:
-                completions.put(completion)
-
-        work = {
-            states.RESUMING: self._resuming,
-            states.SCHEDULING: self._scheduling,
-            states.WAITING: lambda: self._waiting(timeout),
-            states.ANALYZING: self._analyzing,
+        self.timeout = timeout
+        # Per state: the work it does (returning an event) and its statistics key.
+        steps: dict[str, tuple[Callable[[], str], str]] = {
+            states.RESUMING: (self._resuming, "resuming"),
+            states.SCHEDULING: (self._schedule, "scheduling"),
+            states.WAITING: (self._waiting, "waiting"),
+            states.ANALYZING: (self._analyzing, "analyzing"),
         }
         seconds = self.seconds
         clock = time.monotonic
-        executor.start(report)
-        self.retry_executor.start(report)
+        transitions = machine.TRANSITIONS
+        # Completions of inline calls need no queue: they are made in this thread.
+        progress = self._progress_sink()
+        executor.start(self.arrived.append if executor.inline else self.completions.put, progress)
+        self.retry_executor.start(self.arrived.append, progress)
         try:
             state = states.RESUMING
             while state != states.GAME_OVER:
                 if (yield state):
                     self.request_suspend()
+                work, key = steps[state]
                 started = clock()
-                event = work[state]()
-                seconds[state.lower()] += clock() - started
-                state = machine.next_state(state, event)
+                event = work()
+                seconds[key] += clock() - started
+                state = transitions.get((state, event)) or machine.next_state(state, event)
         finally:
             for node in self.in_flight:
                 executor.cancel(node)
             executor.shutdown()
 
+    def _progress_sink(self) -> Callable[[int, float], None]:
+        """Where executors send progress reported during calls (see the executor contract)."""
+        owner = threading.get_ident()
+        get_ident = threading.get_ident
+        put = self.completions.put
+        record_progress = self._record_progress
+
+        def progress(token: int, value: float) -> None:
+            # Stored at once when reported from this thread (an inline call), so that it is
+            # visible while the call still runs; otherwise queued for this thread.
+            if get_ident() == owner:
+                record_progress(token, value)
+            else:
+                put((token, PROGRESS, True, value, None))
+
+        return progress
+
     def _resuming(self) -> str:
         return machine.SCHEDULE
 
-    def _scheduling(self) -> str:
-        self._schedule()
-        return machine.WAIT
-
-    def _waiting(self, timeout: float | None) -> str:
-        if self.completions.empty() or self.delayed:
-            self._wait(timeout)
+    def _waiting(self) -> str:
+        if self.delayed:
+            self._release_due()
+        if not self.arrived and self.completions.empty():
+            self._wait(self.timeout)
         return machine.ANALYZE
 
     def _analyzing(self) -> str:
-        arrived, self.arrived = self.arrived, []
-        for completion in arrived:
-            self._complete(completion)
+        arrived = self.arrived
+        complete = self._complete
+        if len(arrived) == 1:
+            complete(arrived.pop())
+        elif arrived:
+            # In arrival order. The list is the one report() appends to: emptied in place.
+            batch = arrived[:]
+            arrived.clear()
+            for completion in batch:
+                complete(completion)
         completions = self.completions
         while not completions.empty():
-            self._complete(completions.get())
-        if self._has_work():
+            complete(completions.get())
+        if (self.ready or self.rev_ready) and not (
+            self.revert_failed or self.unresolved or self.suspending
+        ):
             return machine.SCHEDULE
         if self.in_flight or self.delayed:
             return machine.WAIT
@@ -863,19 +876,21 @@ class Runner:
             return False
         return bool(self.ready or self.rev_ready)
 
+    def _release_due(self) -> None:
+        """Delayed retries whose time has come become ready."""
+        now = time.monotonic()
+        for item in [d for d in self.delayed if d[0] <= now]:
+            self.delayed.remove(item)
+            if self.remaining[item[1]] == 0:
+                self.ready.append(item[1])
+
     def _wait(self, timeout: float | None) -> None:
         """Block until a completion arrives, a delayed retry is due, or ``timeout`` passes."""
         if self.delayed and not self.in_flight:
-            due, _node = min(self.delayed)
-            pause = due - time.monotonic()
+            pause = min(self.delayed)[0] - time.monotonic()
             if pause > 0:
                 time.sleep(pause)
-        if self.delayed:
-            now = time.monotonic()
-            for item in [d for d in self.delayed if d[0] <= now]:
-                self.delayed.remove(item)
-                if self.remaining[item[1]] == 0:
-                    self.ready.append(item[1])
+            self._release_due()
         if not self.in_flight:
             return
         wait_slice = timeout if timeout is not None else 60.0
