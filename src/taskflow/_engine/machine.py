@@ -24,7 +24,7 @@ from __future__ import annotations
 from taskflow import exceptions as exc
 from taskflow import states
 
-__all__ = ["ANALYZE", "FINISH", "SCHEDULE", "TRANSITIONS", "WAIT", "next_state"]
+__all__ = ["ANALYZE", "BY_STATE", "FINISH", "SCHEDULE", "TRANSITIONS", "WAIT", "next_state"]
 
 SCHEDULE = "schedule"
 WAIT = "wait"
@@ -48,6 +48,11 @@ _ROWS: tuple[tuple[str, str, str, str], ...] = (
 
 #: ``(state, event) -> next state``: the table the loop consults.
 TRANSITIONS: dict[tuple[str, str], str] = {(state, event): to for state, event, to, _ in _ROWS}
+
+#: The same table by state, then event (one string lookup per step on the hot path).
+BY_STATE: dict[str, dict[str, str]] = {}
+for _state, _event, _to, _when in _ROWS:
+    BY_STATE.setdefault(_state, {})[_event] = _to
 
 
 def next_state(state: str, event: str) -> str:

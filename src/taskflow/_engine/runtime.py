@@ -183,12 +183,6 @@ class Runner:
         if self.atom_notifier:
             self._notify_atom(node, state, old)
 
-    def _report_progress(self, node: int, progress: float) -> None:
-        """Tell a task's progress hooks (as upstream calls them) around engine-made moves."""
-        atom: Any = self.plan.atoms[node]
-        if self.plan.reports_progress[node] or atom.notifier:
-            atom.update_progress(progress)
-
     # -- preparation (also the resume path) --------------------------------------------------
 
     def prepare(self) -> None:
@@ -683,7 +677,8 @@ class Runner:
         self._set_state(node, states.REVERTING)
         self.in_flight.add(node)
         if is_task:
-            self._report_progress(node, 0.0)
+            if self.plan.reports_progress[node] or atom.notifier:  # type: ignore[attr-defined]
+                atom.update_progress(0.0)  # type: ignore[attr-defined]
             kwargs["result"] = ad.failure if ad.failure is not None else ad.results
             self.executor.submit((node, atom, REVERT, kwargs))
         else:
@@ -711,8 +706,8 @@ class Runner:
         if ok:
             if self.atom_notifier:
                 self._notify_atom(node, states.REVERTED, old, value)
-            if is_task:
-                self._report_progress(node, 1.0)
+            if is_task and (self.plan.reports_progress[node] or atom.notifier):  # type: ignore[attr-defined]
+                atom.update_progress(1.0)  # type: ignore[attr-defined]
             self._finish_revert(node)
         else:
             ad.put(states.REVERT_FAILURE, value)
@@ -787,16 +782,19 @@ class Runner:
         """
         executor = self.executor
         self.timeout = timeout
-        # Per state: the work it does (returning an event) and its statistics key.
-        steps: dict[str, tuple[Callable[[], str], str]] = {
-            states.RESUMING: (self._resuming, "resuming"),
-            states.SCHEDULING: (self._schedule, "scheduling"),
-            states.WAITING: (self._waiting, "waiting"),
-            states.ANALYZING: (self._analyzing, "analyzing"),
+        # Per state: the work it does (returning an event), its statistics key and its row
+        # of the transition table.
+        steps: dict[str, tuple[Callable[[], str], str, dict[str, str]]] = {
+            state: (work, state.lower(), machine.BY_STATE[state])
+            for state, work in (
+                (states.RESUMING, self._resuming),
+                (states.SCHEDULING, self._schedule),
+                (states.WAITING, self._waiting),
+                (states.ANALYZING, self._analyzing),
+            )
         }
         seconds = self.seconds
         clock = time.monotonic
-        transitions = machine.TRANSITIONS
         # Completions of inline calls need no queue: they are made in this thread.
         progress = self._progress_sink()
         executor.start(self.arrived.append if executor.inline else self.completions.put, progress)
@@ -806,11 +804,11 @@ class Runner:
             while state != states.GAME_OVER:
                 if (yield state):
                     self.request_suspend()
-                work, key = steps[state]
+                work, key, row = steps[state]
                 started = clock()
                 event = work()
                 seconds[key] += clock() - started
-                state = transitions.get((state, event)) or machine.next_state(state, event)
+                state = row[event] if event in row else machine.next_state(state, event)
         finally:
             for node in self.in_flight:
                 executor.cancel(node)
