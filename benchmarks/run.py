@@ -4,7 +4,7 @@ Usage::
 
     python benchmarks/run.py [--quick] [--only NAME ...] [--repeat N] [--json PATH]
                              [--upstream-venv PATH] [--impl both|ours|upstream]
-                             [--postgres-url URL]
+                             [--against GITREF] [--postgres-url URL]
 
 Each measurement runs ``benchmarks/workloads.py`` in a fresh process: under this interpreter
 with ``src/`` first on ``PYTHONPATH`` for "ours", and under a cached virtual environment
@@ -15,6 +15,13 @@ the repository (``~/.cache/taskflow-bench/upstream-6.5.0`` unless ``--upstream-v
 project's target for each workload. A workload that fails on one implementation is reported
 in the table and the run goes on.
 
+``--against GITREF`` also measures this project as it was at that git ref ("before"): its
+``src/`` tree is exported (``git archive``) to a temporary directory outside the repository
+and run exactly like ours, each of its runs interleaved with one of ours so that drift in the
+machine's speed affects both alike. Two more columns show before's numbers and ours/before,
+flagged when ours is more than 10% slower (or bigger). ``--impl ours --against REF`` compares
+the two without running upstream.
+
 The persistence benchmarks write to SQLite files in the temporary directory and to new
 schemas of the PostgreSQL database at ``--postgres-url`` (or ``TASKFLOW_BENCH_POSTGRES_URL``;
 default ``postgresql+psycopg://postgres@127.0.0.1:5432/test``), dropped afterwards.
@@ -24,12 +31,15 @@ from __future__ import annotations
 
 import argparse
 import datetime
+import io
 import json
 import os
 import platform
+import shutil
 import statistics
 import subprocess
 import sys
+import tarfile
 import tempfile
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -44,7 +54,9 @@ DEFAULT_VENV = Path.home() / ".cache" / "taskflow-bench" / f"upstream-{UPSTREAM_
 UPSTREAM_EXTRAS = ("SQLAlchemy", "alembic", "psycopg[binary]")
 UPSTREAM_EXTRA_MODULES = ("sqlalchemy", "alembic", "psycopg")
 DEFAULT_POSTGRES_URL = "postgresql+psycopg://postgres@127.0.0.1:5432/test"
-IMPLS = ("ours", "upstream")
+IMPLS = ("ours", "upstream", "before")
+#: ours/before above this is flagged: ours got more than 10% slower (or bigger).
+REGRESSION = 1.10
 
 
 @dataclass(frozen=True)
@@ -131,6 +143,10 @@ class Row:
     met: str
     runs: str
     data: dict[str, Any] = field(default_factory=dict)
+    #: (benchmark, sample key) this row's ours/before compares; lower is better.
+    compare: tuple[str, str] | None = None
+    before: str = ""
+    change: str = ""
 
 
 # --------------------------------------------------------------------------- upstream venv
@@ -208,28 +224,84 @@ def _log(message: str) -> None:
     print(message, file=sys.stderr, flush=True)
 
 
-def _env(impl: str) -> dict[str, str]:
-    env = dict(os.environ)
-    env.pop("PYTHONHOME", None)
-    if impl == "ours":
-        extra = env.get("PYTHONPATH")
-        env["PYTHONPATH"] = str(ROOT / "src") + (os.pathsep + extra if extra else "")
-    else:
-        # Nothing from this repository may shadow the upstream package.
-        env.pop("PYTHONPATH", None)
-    return env
+@dataclass(frozen=True)
+class Impl:
+    """One implementation under measurement and how to start its workload processes.
+
+    Attributes:
+        name: "ours", "upstream" or "before".
+        python: the interpreter.
+        src: put first on ``PYTHONPATH`` (a source tree); None: ``PYTHONPATH`` is cleared.
+        home: where the imported ``taskflow`` package must come from.
+    """
+
+    name: str
+    python: Path
+    src: Path | None
+    home: Path
+
+    def env(self) -> dict[str, str]:
+        env = dict(os.environ)
+        env.pop("PYTHONHOME", None)
+        if self.src is not None:
+            extra = env.get("PYTHONPATH")
+            env["PYTHONPATH"] = str(self.src) + (os.pathsep + extra if extra else "")
+        else:
+            # Nothing from this repository may shadow the upstream package.
+            env.pop("PYTHONPATH", None)
+        return env
 
 
-def measure_once(python: Path, impl: str, spec: Spec, tasks: int, timeout: float) -> dict[str, Any]:
+def _source_impl(name: str, src: Path) -> Impl:
+    """A source tree run by this interpreter (``src`` first on ``PYTHONPATH``)."""
+    return Impl(name, Path(sys.executable), src, src)
+
+
+def _git(*args: str) -> subprocess.CompletedProcess[bytes]:
+    return subprocess.run(["git", "-C", str(ROOT), *args], capture_output=True, check=False)
+
+
+def export_source(ref: str) -> tuple[str, Path]:
+    """Export ``src/`` at git ``ref`` into a new temporary directory outside the repository.
+
+    Returns:
+        (the commit's abbreviated hash, the exported ``src`` directory); the caller removes
+        its parent directory.
+
+    Raises:
+        RuntimeError: the ref names no commit, or it has no ``src/`` tree.
+    """
+    resolved = _git("rev-parse", "--verify", "--quiet", f"{ref}^{{commit}}")
+    if resolved.returncode != 0:
+        raise RuntimeError(f"--against {ref!r}: not a commit of {ROOT}")
+    commit = resolved.stdout.decode().strip()
+    archive = _git("archive", "--format=tar", commit, "src")
+    if archive.returncode != 0:
+        reason = archive.stderr.decode().strip().splitlines()[-1:] or ["git archive failed"]
+        raise RuntimeError(f"--against {ref!r}: {reason[0]}")
+    parent = Path(tempfile.mkdtemp(prefix="taskflow-bench-before-"))
+    with tarfile.open(fileobj=io.BytesIO(archive.stdout)) as tar:
+        tar.extractall(parent, filter="data")
+    return commit[:12], parent / "src"
+
+
+def measure_once(impl: Impl, spec: Spec, tasks: int, timeout: float) -> dict[str, Any]:
     """Run one workload process and return its JSON report.
 
     Raises:
         RuntimeError: with a one-line reason when the workload failed in any way.
     """
-    command = [str(python), str(WORKLOADS_PY), spec.workload, "--tasks", str(tasks), *spec.args]
+    command = [
+        str(impl.python),
+        str(WORKLOADS_PY),
+        spec.workload,
+        "--tasks",
+        str(tasks),
+        *spec.args,
+    ]
     try:
         done = subprocess.run(
-            command, capture_output=True, text=True, timeout=timeout, env=_env(impl), check=False
+            command, capture_output=True, text=True, timeout=timeout, env=impl.env(), check=False
         )
     except subprocess.TimeoutExpired:
         raise RuntimeError(f"timed out after {timeout:g} s") from None
@@ -240,8 +312,7 @@ def measure_once(python: Path, impl: str, spec: Spec, tasks: int, timeout: float
     report: dict[str, Any] = json.loads(lines[-1])
     if "error" in report:
         raise RuntimeError(report["error"])
-    expected = ROOT / "src" if impl == "ours" else python.parent.parent
-    if not Path(report["taskflow_file"]).resolve().is_relative_to(expected.resolve()):
+    if not Path(report["taskflow_file"]).resolve().is_relative_to(impl.home.resolve()):
         raise RuntimeError(f"imported the wrong taskflow: {report['taskflow_file']}")
     if not report.get("ok"):
         keys = ("executed", "reverted", "raised", "stored")
@@ -259,29 +330,53 @@ def _brief(report: dict[str, Any]) -> str:
     return text
 
 
+def _schedule(plan: list[tuple[str, str, int, int]]) -> list[tuple[str, str, int]]:
+    """(benchmark, impl, run index) in run order.
+
+    A benchmark's "before" runs alternate with its "ours" runs (ours first in even rounds,
+    before first in odd ones), so that a machine getting faster or slower during the run
+    weighs on both alike; other runs keep the plan's order.
+    """
+    order: list[tuple[str, str, int]] = []
+    paired = {(name, impl): repeats for name, impl, _, repeats in plan}
+    for name, impl, _, repeats in plan:
+        if impl == "before":
+            continue  # scheduled with ours
+        if impl == "ours" and (name, "before") in paired:
+            rounds = max(repeats, paired[(name, "before")])
+            for i in range(rounds):
+                pair = ["ours", "before"] if i % 2 == 0 else ["before", "ours"]
+                order.extend((name, who, i) for who in pair if i < paired[(name, who)])
+        else:
+            order.extend((name, impl, i) for i in range(repeats))
+    return order
+
+
 def run_measurements(
-    plan: list[tuple[str, str, int, int]], pythons: dict[str, Path | str], timeout: float
+    plan: list[tuple[str, str, int, int]], impls: dict[str, Impl | str], timeout: float
 ) -> dict[tuple[str, str], Measurement]:
     """Run every (benchmark, impl, tasks, repeats) of the plan, stopping a pair at its first
     failure so a broken or hanging implementation does not stall the whole run."""
     results: dict[tuple[str, str], Measurement] = {}
-    for name, impl, tasks, repeats in plan:
-        spec = SPECS[name]
-        result = results[(name, impl)] = Measurement(tasks=tasks, planned=repeats)
-        python = pythons[impl]
-        if isinstance(python, str):  # the environment could not be set up
-            result.error = python
+    for name, who, tasks, repeats in plan:
+        result = results[(name, who)] = Measurement(tasks=tasks, planned=repeats)
+        impl = impls[who]
+        if isinstance(impl, str):  # the environment could not be set up
+            result.error = impl
+    for name, who, i in _schedule(plan):
+        result = results[(name, who)]
+        impl = impls[who]
+        if isinstance(impl, str) or result.error is not None:
             continue
-        for i in range(repeats):
-            label = f"{name:<18}{impl:<9}{i + 1}/{repeats}"
-            try:
-                report = measure_once(python, impl, spec, tasks, timeout)
-            except RuntimeError as exc:
-                result.error = str(exc)
-                _log(f"{label}  error: {exc}")
-                break
-            result.samples.append(report)
-            _log(f"{label}  {_brief(report)}")
+        label = f"{name:<18}{who:<9}{i + 1}/{result.planned}"
+        try:
+            report = measure_once(impl, SPECS[name], result.tasks, timeout)
+        except RuntimeError as exc:
+            result.error = str(exc)
+            _log(f"{label}  error: {exc}")
+            continue
+        result.samples.append(report)
+        _log(f"{label}  {_brief(report)}")
     return results
 
 
@@ -328,6 +423,8 @@ class TableBuilder:
     def __init__(self, results: dict[tuple[str, str], Measurement]) -> None:
         self.results = results
         self.notes: list[str] = []
+        #: Whether "before" (``--against``) was measured: its columns are shown.
+        self.against = any(impl == "before" for _, impl in results)
 
     def get(self, name: str, impl: str) -> Measurement | None:
         return self.results.get((name, impl))
@@ -355,9 +452,35 @@ class TableBuilder:
             text += f" n={m.tasks}*"
         return self.cell(name, impl, text)
 
-    def runs(self, name: str) -> str:
-        counts = [self.get(name, impl) for impl in IMPLS]
+    def runs(self, name: str, upstream_of: str | None = None) -> str:
+        """Processes run: ours/upstream (/before with ``--against``).
+
+        ``upstream_of`` names the benchmark whose upstream runs the row shows, if another.
+        """
+        impls = IMPLS if self.against else IMPLS[:2]
+        counts = [self.get((upstream_of or name) if i == "upstream" else name, i) for i in impls]
         return "/".join(str(len(m.samples)) if m else "-" for m in counts)
+
+    def fill_before(self, row: Row) -> None:
+        """Set the row's before and ours/before cells from the metric it compares."""
+        if row.compare is None:
+            row.before = row.change = "-"
+            return
+        name, key = row.compare
+        ours, before = _med(self.get(name, "ours"), key), _med(self.get(name, "before"), key)
+        worse = "SLOWER"
+        if key == "peak_rss":
+            worse = "BIGGER"
+            row.before = self.cell(name, "before", None if before is None else _fmt_bytes(before))
+        elif key == "per_task":
+            row.before = self.timing(name, "before")
+        else:
+            row.before = self.timing(name, "before", key, per_task=False)
+        ratio = _div(ours, before)
+        row.change = "-" if ratio is None else f"{ratio:.2f}x"
+        if ratio is not None and ratio > REGRESSION:
+            row.change += f" {worse}"
+        row.data["before"] = {"metric": key, "ours": ours, "before": before, "ratio": ratio}
 
     def reduced(self, name: str) -> bool:
         """Whether upstream ran a smaller size than ours (``--quick``)."""
@@ -394,6 +517,9 @@ class TableBuilder:
                 out.append(self.speedup_row(name, "postgres (1000 tasks)", 30))
             else:
                 out.append(self.parallel_row(name))
+        if self.against:
+            for row in out:
+                self.fill_before(row)
         return out
 
     def speedup_row(self, name: str, title: str, target: float) -> Row:
@@ -409,6 +535,7 @@ class TableBuilder:
             self.verdict(ratio is not None and ratio >= target, ratio is None, name),
             self.runs(name),
             {"ours": _med(ours, "seconds"), "upstream": _med(up, "seconds"), "ratio": ratio},
+            compare=(name, "per_task"),
         )
 
     def scaling_row(self) -> Row:
@@ -423,6 +550,7 @@ class TableBuilder:
             self.verdict(ratio is not None and ratio <= 1.3, ratio is None),
             self.runs("linear10k"),
             {"ours": _med(big, "seconds"), "per_task": _med(big, "per_task"), "scaling": ratio},
+            compare=("linear10k", "per_task"),
         )
 
     def floor_row(self) -> Row:
@@ -437,6 +565,7 @@ class TableBuilder:
             self.verdict(ratio is not None and ratio <= 150, ratio is None),
             self.runs("floor"),
             {"floor": floor, "ours_over_floor": ratio},
+            compare=("floor", "seconds"),
         )
 
     def graph_rows(self) -> list[Row]:
@@ -454,6 +583,7 @@ class TableBuilder:
             "-",
             self.runs("graph"),
             {"ours": b_o, "upstream": b_u},
+            compare=("graph", "build_seconds"),
         )
         return [timed, memory, build]
 
@@ -479,6 +609,7 @@ class TableBuilder:
             "n/a*" if reduced else self.verdict(ratio is not None and ratio > 10, ratio is None),
             self.runs(name),
             {"ours": mem_o, "upstream": mem_u, "ratio": ratio},
+            compare=(name, "peak_rss"),
         )
 
     def sqlite_full_row(self) -> Row:
@@ -500,8 +631,9 @@ class TableBuilder:
             _fmt_ratio(ratio),
             "-",
             "-",
-            f"{len(ours.samples) if ours else '-'}/{len(up.samples) if up else '-'}",
+            self.runs("sqlite_full", upstream_of="sqlite"),
             {"ours": _med(ours, "seconds"), "upstream": _med(up, "seconds"), "ratio": ratio},
+            compare=("sqlite_full", "per_task"),
         )
 
     def sqlite_floor_row(self, name: str) -> Row:
@@ -519,6 +651,7 @@ class TableBuilder:
             self.verdict(ratio is not None and ratio <= 3, ratio is None),
             self.runs(name),
             {"floor": floor, "ours_over_floor": ratio},
+            compare=(name, "seconds"),
         )
 
     def parallel_row(self, name: str) -> Row:
@@ -548,12 +681,17 @@ class TableBuilder:
                 "ratio": ratio,
                 "fraction_of_ideal": fractions,
             },
+            compare=(name, "seconds"),
         )
 
 
-def render(rows: list[Row]) -> str:
+def render(rows: list[Row], before: str | None = None) -> str:
+    """The table; with ``before`` (its column title), before's two columns after ours'."""
     header = Row("workload", "ours", "upstream 6.5.0", "ratio", "target", "met?", "runs")
-    cols = ("name", "ours", "upstream", "ratio", "target", "met", "runs")
+    cols: tuple[str, ...] = ("name", "ours", "upstream", "ratio", "target", "met", "runs")
+    if before is not None:
+        header.before, header.change = before, "ours/before"
+        cols = ("name", "ours", "before", "change", *cols[2:])
     table = [[getattr(r, c) for c in cols] for r in [header, *rows]]
     widths = [max(len(line[i]) for line in table) for i in range(len(cols))]
     lines = [
@@ -581,6 +719,8 @@ def build_plan(args: argparse.Namespace) -> list[tuple[str, str, int, int]]:
         spec = SPECS[name]
         if args.impl in ("both", "ours"):
             plan.append((name, "ours", spec.tasks, ours_repeat))
+            if args.against:
+                plan.append((name, "before", spec.tasks, ours_repeat))
         # A dependency pulled in only for its "ours" numbers doesn't run upstream.
         if args.impl in ("both", "upstream") and spec.upstream_repeat and name in selected:
             if args.upstream_repeat:
@@ -626,6 +766,14 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
         help=f"virtual environment for taskflow=={UPSTREAM_VERSION} (default: {DEFAULT_VENV})",
     )
     parser.add_argument("--impl", choices=["both", "ours", "upstream"], default="both")
+    parser.add_argument(
+        "--against",
+        metavar="GITREF",
+        help=(
+            "also measure src/ as of this git ref ('before'), runs interleaved with ours, and "
+            "show ours/before; with --impl ours, upstream is not run"
+        ),
+    )
     parser.add_argument("--json", type=Path, metavar="PATH", help="also write results here")
     parser.add_argument(
         "--postgres-url",
@@ -640,33 +788,61 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     for option in ("repeat", "upstream_repeat"):
         if getattr(args, option) is not None and getattr(args, option) < 1:
             parser.error(f"--{option.replace('_', '-')} must be at least 1")
+    if args.against and args.impl == "upstream":
+        parser.error("--against compares with ours: use --impl both or --impl ours")
     return args
 
 
 def main(argv: list[str] | None = None) -> int:
     args = parse_args(argv)
-    # The workload processes inherit it (see _env).
+    before: tuple[str, Path] | None = None
+    if args.against:
+        try:
+            before = export_source(args.against)
+        except RuntimeError as exc:
+            _log(str(exc))
+            return 2
+    try:
+        return _run(args, argv, before)
+    finally:
+        if before is not None:
+            shutil.rmtree(before[1].parent, ignore_errors=True)
+
+
+def _run(args: argparse.Namespace, argv: list[str] | None, before: tuple[str, Path] | None) -> int:
+    # The workload processes inherit it (see Impl.env).
     os.environ["TASKFLOW_BENCH_POSTGRES_URL"] = args.postgres_url
     plan = build_plan(args)
-    pythons: dict[str, Path | str] = {"ours": Path(sys.executable)}
+    impls: dict[str, Impl | str] = {"ours": _source_impl("ours", ROOT / "src")}
+    if before is not None:
+        impls["before"] = _source_impl("before", before[1])
     if any(impl == "upstream" for _, impl, _, _ in plan):
         try:
-            pythons["upstream"] = ensure_upstream_venv(args.upstream_venv.expanduser())
+            python = ensure_upstream_venv(args.upstream_venv.expanduser())
+            impls["upstream"] = Impl("upstream", python, None, python.parent.parent)
         except (OSError, RuntimeError) as exc:
-            pythons["upstream"] = f"upstream environment unavailable: {exc}"
-            _log(str(pythons["upstream"]))
-    results = run_measurements(plan, pythons, args.timeout)
+            impls["upstream"] = f"upstream environment unavailable: {exc}"
+            _log(str(impls["upstream"]))
+    results = run_measurements(plan, impls, args.timeout)
 
     builder = TableBuilder(results)
     rows = builder.rows([name for name in SPECS if name in (args.only or SPECS)])
+    against = "" if before is None else f" and before ({args.against} = {before[0]})"
     print(
-        f"taskflow benchmarks: ours ({ROOT / 'src'}) vs upstream {UPSTREAM_VERSION}; "
+        f"taskflow benchmarks: ours ({ROOT / 'src'}) vs upstream {UPSTREAM_VERSION}{against}; "
         f"Python {platform.python_version()}, {platform.machine()}, {os.cpu_count()} CPUs"
     )
     print("medians; ratio = upstream/ours unless the column says otherwise\n")
-    print(render(rows))
-    shown = {name for name in SPECS if (name, "ours") in results or (name, "upstream") in results}
-    footnotes = ["runs = ours/upstream processes; each runs a tiny warm-up flow before measuring"]
+    print(render(rows, None if before is None else f"before ({before[0][:8]})"))
+    shown = {name for name, _ in results}
+    runs = "ours/upstream/before" if before is not None else "ours/upstream"
+    footnotes = [f"runs = {runs} processes; each runs a tiny warm-up flow before measuring"]
+    if before is not None:
+        footnotes.append(
+            f"before: src/ of {args.against} ({before[0]}) exported to a temporary directory,"
+            "\n  each run interleaved with one of ours; ours/before compares the row's main"
+            f"\n  number (lower is better), flagged SLOWER/BIGGER above {REGRESSION:.2f}x"
+        )
     if "graph" in shown:
         footnotes.append(
             "peak RSS: ru_maxrss of the process (+ the part added after imports and warm-up)"
@@ -712,6 +888,7 @@ def main(argv: list[str] | None = None) -> int:
             "upstream_version": UPSTREAM_VERSION,
             "argv": sys.argv[1:] if argv is None else argv,
             "quick": args.quick,
+            "against": None if before is None else {"ref": args.against, "commit": before[0]},
             "rows": [vars(r) for r in rows],
             "measurements": [
                 {
