@@ -230,7 +230,13 @@ class Lifecycle:
                     f"Can not reload flow detail '{self._flow_detail.uuid}' from the backend"
                 )
         self.compile()
-        self.prepare()
+        try:
+            self.prepare()
+        except exc.StorageFailure:
+            # Details created in memory may not have reached the backend: start again from
+            # the backend's records next time, as for a failure during the run.
+            self._reload_from_backend()
+            raise
         self.validate()
         assert self.plan is not None
         runner = Runner(
