@@ -8,6 +8,7 @@ from typing import Any
 
 from taskflow import task
 from taskflow.patterns import linear_flow as lf
+from taskflow.task import PROGRESS_SINK
 
 
 class Reports(task.Task):
@@ -60,3 +61,13 @@ def test_two_engines_on_one_flow_object_keep_their_own_progress(load_local):
         assert engine.storage.get_flow_state() == "SUCCESS"
         assert engine.storage.get("t") == p
         assert engine.storage.get_task_progress("t") == 1.0
+
+
+def test_a_run_leaves_no_progress_context_behind(load_local):
+    barrier = threading.Barrier(1)
+    engine = load_local(lf.Flow("f").add(Reports("t", threading.Barrier(1), barrier)))
+    engine.storage.inject({"p": 0.5})
+    before = PROGRESS_SINK.get()
+    engine.run()
+    assert PROGRESS_SINK.get() is before
+    assert engine.storage.get_task_progress("t") == 1.0

@@ -797,8 +797,10 @@ class Runner:
         clock = time.monotonic
         # Completions of inline calls need no queue: they are made in this thread.
         progress = self._progress_sink()
-        executor.start(self.arrived.append if executor.inline else self.completions.put, progress)
+        # Started before the task executor and shut down after it: an inline executor's
+        # progress context is current from its start to its shutdown (nested, in order).
         self.retry_executor.start(self.arrived.append, progress)
+        executor.start(self.arrived.append if executor.inline else self.completions.put, progress)
         try:
             state = states.RESUMING
             while state != states.GAME_OVER:
@@ -813,6 +815,7 @@ class Runner:
             for node in self.in_flight:
                 executor.cancel(node)
             executor.shutdown()
+            self.retry_executor.shutdown()
 
     def _progress_sink(self) -> Callable[[int, float], None]:
         """Where executors send progress reported during calls (see the executor contract)."""
