@@ -15,7 +15,6 @@ any symbol (``fetch_mapped_args(..., atom_name=X)``) see exactly what the engine
 
 from __future__ import annotations
 
-import functools
 from collections import deque
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, TypeAlias
@@ -49,11 +48,17 @@ def _is_retry(cls: type) -> bool:
     return known
 
 
-@functools.cache
+_OVERRIDES_PROGRESS: dict[type, bool] = {}
+
+
 def _overrides_progress(cls: type) -> bool:
+    """Whether tasks of ``cls`` have an update_progress of their own (cached per class)."""
     from taskflow.task import Task
 
-    return getattr(cls, "update_progress", None) is not Task.update_progress
+    known = _OVERRIDES_PROGRESS[cls] = (
+        getattr(cls, "update_progress", None) is not Task.update_progress
+    )
+    return known
 
 
 def _kind(cls: type) -> type | None:
@@ -396,8 +401,15 @@ class _Compiler:
         else:
             raise TypeError(f"Unknown object '{root}' ({type(root)}) requested to compile")
         walk = plan.walk = _ScopeWalk(plan, self.flow_providers, self.node_path, self.flow_paths)
+        overrides = _OVERRIDES_PROGRESS
         plan.reports_progress = [
-            atom is not None and not retry and _overrides_progress(type(atom))
+            atom is not None
+            and not retry
+            and (
+                overrides[type(atom)]
+                if type(atom) in overrides
+                else _overrides_progress(type(atom))
+            )
             for atom, retry in zip(plan.atoms, plan.is_retry, strict=True)
         ]
         empty: tuple[Binding, ...] = ()
@@ -532,6 +544,7 @@ class _Compiler:
         linked_out = [False] * count
         position: dict[int, int] | None = None
         last_pos = -1
+        links, succ, pred = info.links, plan.succ, plan.pred
         for u, v, meta in flow.iter_links():
             # Linear flows link consecutive children: guess the next pair before hashing.
             pu = last_pos + 1
@@ -544,9 +557,11 @@ class _Compiler:
                 pv = position[id(v)]
             last_pos = pu
             linked_out[pu] = linked_in[pv] = True
-            info.links.append((pu, pv))
+            links.append((pu, pv))
+            source = spans[pu][1]
             target = spans[pv][0]
-            plan._link(spans[pu][1], target)
+            succ[source].append(target)  # plan._link(), inlined: one per link
+            pred[target].append(source)
             decider = meta.get("decider") if meta else None
             if decider is not None:
                 sources = tuple(plan.atoms_between(*spans[pu]))

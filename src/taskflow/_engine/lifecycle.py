@@ -125,14 +125,14 @@ class Lifecycle:
         failures: list[exc.MissingDependencies] = []
         missing: set[str] = set()
         for node in plan.atom_nodes:
+            if not plan.bindings[node] and not plan.revert_bindings[node]:
+                continue  # most atoms: nothing to check
             atom = plan.atoms[node]
             assert atom is not None
             for method, bindings in (
                 ("execute", plan.bindings[node]),
                 ("revert", plan.revert_bindings[node]),
             ):
-                if not bindings:
-                    continue
                 unsatisfied = sorted(
                     storage.fetch_unsatisfied_args(
                         atom.name,
