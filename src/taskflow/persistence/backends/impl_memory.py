@@ -1,9 +1,10 @@
 """A persistence backend that keeps everything in process memory.
 
-Theory of operation: the backend holds model objects, never serialised records. Books,
-flow details and atom details are found by uuid through dicts; a stored book contains its
-stored flow details and those contain their stored atom details, exactly as the models
-nest.
+Theory of operation: this is the path-based connection
+(:mod:`taskflow.persistence.backends._path_store`) over a store of live model objects. Each
+record is a model object held in a dict by path, a parent's links are an ordered dict of
+names beside it, and a transaction is a dict update under the backend's lock (checked
+first, so it applies whole or not at all).
 
 ``deep_copy`` (default True) picks how the store relates to the caller's objects:
 
@@ -11,14 +12,12 @@ nest.
   copies. Nothing the caller does afterwards changes what is stored.
 * False -- sharing, for speed (the engine's default when no backend is given). The first
   save of a record keeps the very object given, and reads return the stored objects
-  themselves. Saving the object that is already stored returns at once: the engine's
-  ``update_atom_details`` on every transition costs a few dict lookups. Saving a different
-  object with the same uuid merges it (sharing its values).
+  themselves (lazy reads: shallow copies without children). Saving the object that is
+  already stored does nothing, so the engine's ``update_atom_details`` on every transition
+  costs a few dict lookups; saving a different object with the same uuid merges it into
+  the stored one (sharing its values).
 
-With sharing, a caller may add atom details to a stored flow detail behind the backend's
-back and then save the flow; the atom index is only refreshed lazily (flows marked
-*dirty*, rescanned on the next miss), so saving a flow stays O(1) however many atoms it
-has.
+Either way, a detail saved again is merged into the stored one, which keeps its name.
 
 ``backend.memory`` is a read-only, path-shaped view of the contents (the same layout as
 the directory and ZooKeeper backends): ``/books/<book>`` with links named by flow uuid to
@@ -32,232 +31,165 @@ from __future__ import annotations
 import copy as copylib
 import posixpath
 import threading
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, TypeVar
 
+from taskflow import _config
 from taskflow import exceptions as exc
 from taskflow.persistence import base, models
+from taskflow.persistence.backends import _path_store as ps
 from taskflow.types import tree
 
 if TYPE_CHECKING:
-    from collections.abc import Callable, Iterator, Mapping
+    from collections.abc import Callable, Mapping, Sequence
 
 __all__ = ["Connection", "FakeFilesystem", "FakeInode", "MemoryBackend"]
 
-#: The directories of the memory tree, in the order they are listed.
-_TREE_DIRS = ("books", "flow_details", "atom_details")
-
-_FALSE_STRINGS = frozenset(("0", "false", "no", "off", "f", "n", ""))
-
-
-def _as_bool(value: Any) -> bool:
-    # URI query values arrive as strings ("?deep_copy=false").
-    if isinstance(value, str):
-        return value.strip().lower() not in _FALSE_STRINGS
-    return bool(value)
+_Detail = models.LogBook | models.FlowDetail | models.AtomDetail
+_D = TypeVar("_D", bound=_Detail)
+_P = TypeVar("_P", models.LogBook, models.FlowDetail)
 
 
-def _fresh_atom(ad: models.AtomDetail) -> models.AtomDetail:
-    return type(ad)(ad.name, ad.uuid).merge(ad, deep_copy=True)
+def _fresh(detail: _D) -> _D:
+    """A private copy of a detail's own fields (not its children), values deep-copied."""
+    blank = type(detail)(detail.name, detail.uuid)
+    _merge(blank, detail, deep_copy=True)
+    return blank
 
 
-def _fresh_flow(fd: models.FlowDetail) -> models.FlowDetail:
-    return models.FlowDetail(fd.name, fd.uuid).merge(fd, deep_copy=True)
+def _merge(stored: _Detail, given: _Detail, deep_copy: bool) -> None:
+    # A path only ever holds one kind of detail, so the two are of one type (mypy can not
+    # see it through the union).
+    stored.merge(given, deep_copy=deep_copy)  # type: ignore[arg-type]
 
 
-def _fresh_book(book: models.LogBook) -> models.LogBook:
-    return models.LogBook(book.name, book.uuid).merge(book, deep_copy=True)
-
-
-def _matches(stored: models.FlowDetail, given: models.FlowDetail) -> bool:
-    """Whether ``given``, just merged into ``stored``, now shows the same record."""
-    return stored.name == given.name and len(stored) == len(given)
-
-
-class _Store:
-    """The backend's contents; every method but :meth:`shared_atom` needs the lock held."""
+class _Codec:
+    """Details are the memory store's records: in as they are, out as copies when isolating."""
 
     def __init__(self, deep_copy: bool) -> None:
+        self._deep = deep_copy
+
+    def book(self, book: models.LogBook, /) -> _Detail:
+        return book
+
+    def flow(self, fd: models.FlowDetail, /) -> _Detail:
+        return fd
+
+    def atom(self, ad: models.AtomDetail, /) -> _Detail:
+        return ad
+
+    def _out(self, record: _P, lazy: bool) -> _P:
+        if self._deep:
+            return _fresh(record)
+        return record.copy(retain_contents=False) if lazy else record
+
+    def to_book(self, record: _Detail, lazy: bool, /) -> models.LogBook:
+        if not isinstance(record, models.LogBook):
+            raise TypeError(f"not a log book: {record!r}")
+        return self._out(record, lazy)
+
+    def to_flow(self, record: _Detail, lazy: bool, /) -> models.FlowDetail:
+        if not isinstance(record, models.FlowDetail):
+            raise TypeError(f"not a flow detail: {record!r}")
+        return self._out(record, lazy)
+
+    def to_atom(self, record: _Detail, /) -> models.AtomDetail:
+        if not isinstance(record, models.AtomDetail):
+            raise TypeError(f"not an atom detail: {record!r}")
+        return _fresh(record) if self._deep else record
+
+
+class _Store(ps.RecordStore[_Detail]):
+    """Live detail objects by path, under the backend's lock.
+
+    Commits check every write and delete first and then apply them all, so a transaction is
+    atomic; nothing is durable beyond the backend object. A write over a stored record
+    merges into it (the stored object stays the one readers share).
+    """
+
+    def __init__(self, lock: threading.RLock, deep_copy: bool) -> None:
+        self.lock = lock
         self.deep_copy = deep_copy
-        self.books: dict[str, models.LogBook] = {}
-        self.flows: dict[str, models.FlowDetail] = {}
-        # flow uuid -> uuid of the book holding it (None: saved on its own).
-        self.flow_book: dict[str, str | None] = {}
-        # atom uuid -> uuid of the flow holding it (None: saved on its own, see loose_atoms).
-        # A cache: a hit is confirmed with the flow's own find() before being trusted.
-        self.atom_flow: dict[str, str | None] = {}
-        self.loose_atoms: dict[str, models.AtomDetail] = {}
-        # Flows whose atoms may not be in atom_flow yet (shared flows saved again).
-        self.dirty: set[str] = set()
+        # Directory path -> record name -> record, in creation order.
+        self.records: dict[str, dict[str, _Detail]] = {}
+        # Record path -> link name -> the path it links to, in link order.
+        self.links: dict[str, dict[str, str]] = {}
+
+    def get(self, path: str) -> _Detail | None:
+        """The record at ``path`` (hold the lock, unless a momentary answer will do)."""
+        directory, _, name = path.rpartition("/")
+        return self.records.get(directory, {}).get(name)
+
+    def read(self, paths: Sequence[str], links: bool = False) -> list[ps.Entry[_Detail] | None]:
+        with self.lock:
+            found: list[ps.Entry[_Detail] | None] = []
+            for path in paths:
+                record = self.get(path)
+                names = list(self.links.get(path, ())) if links else []
+                found.append(None if record is None else ps.Entry(record, names))
+            return found
+
+    def children(self, paths: Sequence[str]) -> list[list[str] | None]:
+        with self.lock:
+            return [self.names(path) for path in paths]
+
+    def names(self, path: str) -> list[str] | None:
+        """The records of a directory or the links of a record (call with the lock held)."""
+        if path in self.records:
+            return list(self.records[path])
+        if self.get(path) is None:
+            return None
+        return list(self.links.get(path, ()))
+
+    def commit(self, txn: ps.Transaction[_Detail]) -> dict[str, ps.Stored]:
+        with self.lock:
+            for op in txn.ops:
+                if isinstance(op, ps.Write):
+                    if not op.create and self.get(op.path) is None:
+                        raise exc.NotFound(f"Path '{op.path}' not found")
+                elif op.links is not None:
+                    extra = set(self.links.get(op.path, ())) - set(op.links)
+                    if extra:
+                        raise ps.Conflict(f"'{op.path}' gained links {sorted(extra)}")
+            stored: dict[str, ps.Stored] = {}
+            for op in txn.ops:
+                directory, _, name = op.path.rpartition("/")
+                if isinstance(op, ps.Write):
+                    stored[op.path] = self._write(self.records.setdefault(directory, {}), name, op)
+                elif self.records.get(directory, {}).pop(name, None) is not None:
+                    self.links.pop(op.path, None)
+            return stored
+
+    def _write(self, records: dict[str, _Detail], name: str, op: ps.Write[_Detail]) -> ps.Stored:
+        old = records.get(name)
+        if old is None:
+            records[name] = _fresh(op.record) if self.deep_copy else op.record
+            kept = not self.deep_copy
+        elif old is op.record:
+            kept = True
+        else:
+            _merge(old, op.record, self.deep_copy)
+            kept = self.deep_copy and old.name == op.record.name  # see Stored.kept
+        if op.links is None:
+            return ps.Stored(kept, [])
+        linked = self.links.setdefault(op.path, {})
+        for link in op.links:
+            linked.setdefault(link, ps.join(op.into, link))
+        return ps.Stored(kept, list(linked))
+
+    def upgrade(self, directories: Sequence[str]) -> None:
+        with self.lock:
+            for directory in directories:
+                self.records.setdefault(directory, {})
+
+    def validate(self, directories: Sequence[str]) -> None:
+        """Memory is always usable."""
 
     def clear(self) -> None:
-        self.books.clear()
-        self.flows.clear()
-        self.flow_book.clear()
-        self.atom_flow.clear()
-        self.loose_atoms.clear()
-        self.dirty.clear()
-
-    # -- lookups --------------------------------------------------------------------------
-
-    def shared_atom(self, ad: models.AtomDetail) -> bool:
-        """Whether ``ad`` itself is the stored record (safe without the lock)."""
-        flow_uuid = self.atom_flow.get(ad.uuid)
-        if flow_uuid is None:
-            return self.loose_atoms.get(ad.uuid) is ad
-        fd = self.flows.get(flow_uuid)
-        return fd is not None and fd.find(ad.uuid) is ad
-
-    def _indexed_atom(self, atom_uuid: str) -> models.AtomDetail | None:
-        if atom_uuid not in self.atom_flow:
-            return None
-        flow_uuid = self.atom_flow[atom_uuid]
-        if flow_uuid is None:
-            return self.loose_atoms.get(atom_uuid)
-        fd = self.flows.get(flow_uuid)
-        return None if fd is None else fd.find(atom_uuid)
-
-    def _reindex(self) -> None:
-        for flow_uuid in self.dirty:
-            fd = self.flows.get(flow_uuid)
-            if fd is None:
-                continue
-            for ad in fd:
-                self.atom_flow[ad.uuid] = flow_uuid
-                self.loose_atoms.pop(ad.uuid, None)
-        self.dirty.clear()
-
-    def find_atom(self, atom_uuid: str) -> models.AtomDetail | None:
-        ad = self._indexed_atom(atom_uuid)
-        if ad is None and self.dirty:
-            self._reindex()
-            ad = self._indexed_atom(atom_uuid)
-        return ad
-
-    def book(self, book_uuid: str) -> models.LogBook:
-        try:
-            return self.books[book_uuid]
-        except KeyError:
-            raise exc.NotFound(f"No logbook found with uuid '{book_uuid}'") from None
-
-    def flow(self, flow_uuid: str) -> models.FlowDetail:
-        try:
-            return self.flows[flow_uuid]
-        except KeyError:
-            raise exc.NotFound(f"No flow details found with uuid '{flow_uuid}'") from None
-
-    def atom(self, atom_uuid: str) -> models.AtomDetail:
-        ad = self.find_atom(atom_uuid)
-        if ad is None:
-            raise exc.NotFound(f"No atom details found with uuid '{atom_uuid}'")
-        return ad
-
-    # -- copies handed out ----------------------------------------------------------------
-
-    def out_atom(self, ad: models.AtomDetail) -> models.AtomDetail:
-        return _fresh_atom(ad) if self.deep_copy else ad
-
-    def out_flow(self, fd: models.FlowDetail, lazy: bool = False) -> models.FlowDetail:
-        if not self.deep_copy:
-            return fd.copy(retain_contents=False) if lazy else fd
-        clone = _fresh_flow(fd)
-        if not lazy:
-            for ad in fd:
-                clone.add(_fresh_atom(ad))
-        return clone
-
-    def out_book(self, book: models.LogBook, lazy: bool = False) -> models.LogBook:
-        if not self.deep_copy:
-            return book.copy(retain_contents=False) if lazy else book
-        clone = _fresh_book(book)
-        if not lazy:
-            for fd in book:
-                clone.add(self.out_flow(fd))
-            clone.updated_at = book.updated_at
-        return clone
-
-    # -- writes ---------------------------------------------------------------------------
-
-    def save_atom(self, fd: models.FlowDetail, ad: models.AtomDetail) -> None:
-        """Create or merge ``ad`` as a child of the stored flow ``fd``."""
-        stored = fd.find(ad.uuid)
-        if stored is None:
-            stored = self.loose_atoms.pop(ad.uuid, None)
-            if stored is None:
-                stored = _fresh_atom(ad) if self.deep_copy else ad
-            elif stored is not ad:
-                stored.merge(ad, deep_copy=self.deep_copy)
-            fd.add(stored)
-            self.atom_flow[ad.uuid] = fd.uuid
-        elif stored is not ad:
-            stored.merge(ad, deep_copy=self.deep_copy)
-
-    def save_flow(
-        self, fd: models.FlowDetail, book_uuid: str | None, create: bool
-    ) -> models.FlowDetail:
-        """Create (if ``create``) or merge ``fd`` and its atoms; the stored flow."""
-        stored = self.flows.get(fd.uuid)
-        if stored is None:
-            if not create:
-                raise exc.NotFound(f"No flow details found with uuid '{fd.uuid}'")
-            stored = _fresh_flow(fd) if self.deep_copy else fd
-            self.flows[fd.uuid] = stored
-        if book_uuid is not None or fd.uuid not in self.flow_book:
-            self.flow_book[fd.uuid] = book_uuid
-        if stored is fd:
-            # Shared: its atoms already are the stored ones; index them on demand.
-            self.dirty.add(fd.uuid)
-            return stored
-        stored.merge(fd, deep_copy=self.deep_copy)
-        for ad in fd:
-            self.save_atom(stored, ad)
-        return stored
-
-    def save_book(self, book: models.LogBook) -> models.LogBook:
-        stored = self.books.get(book.uuid)
-        if stored is None:
-            stored = _fresh_book(book) if self.deep_copy else book
-            self.books[book.uuid] = stored
-        else:
-            stored.merge(book, deep_copy=self.deep_copy)
-        for fd in book:
-            stored_fd = self.save_flow(fd, book.uuid, create=True)
-            if stored.find(fd.uuid) is not stored_fd:
-                stored.add(stored_fd)
-        # Adding children stamps updated_at; the stored book keeps the caller's stamp.
-        stored.updated_at = book.updated_at
-        return stored
-
-    def destroy_book(self, book_uuid: str) -> None:
-        book = self.book(book_uuid)
-        del self.books[book_uuid]
-        for fd in book:
-            if self.flow_book.get(fd.uuid) != book_uuid:
-                continue
-            stored = self.flows.pop(fd.uuid, None)
-            del self.flow_book[fd.uuid]
-            self.dirty.discard(fd.uuid)
-            for ad in stored or ():
-                if self.atom_flow.get(ad.uuid) == fd.uuid:
-                    del self.atom_flow[ad.uuid]
-
-    def all_atoms(self) -> dict[str, models.AtomDetail]:
-        """Every stored atom by uuid, in the order they were saved (roughly)."""
-        found: dict[str, models.AtomDetail] = {}
-        for fd in self.flows.values():
-            for ad in fd:
-                found.setdefault(ad.uuid, ad)
-        for atom_uuid, ad in self.loose_atoms.items():
-            found.setdefault(atom_uuid, ad)
-        return found
-
-
-def _tree_paths(base_path: str) -> tuple[str, str, str]:
-    """Where books, flow details and atom details sit below ``base_path``."""
-    books, flows, atoms = (posixpath.join(base_path, name) for name in _TREE_DIRS)
-    return books, flows, atoms
-
-
-_DEFAULT_TREE_PATHS = _tree_paths("/")
+        """Drop every record and link."""
+        with self.lock:
+            for records in self.records.values():
+                records.clear()
+            self.links.clear()
 
 
 class MemoryBackend(base.Backend):
@@ -275,7 +207,7 @@ class MemoryBackend(base.Backend):
         path: the configured ``path``, as given.
 
     Raises:
-        ValueError: ``path`` is not absolute.
+        ValueError: ``path`` is not absolute, or ``deep_copy`` is not a boolean.
     """
 
     #: The ``path`` used when the configuration gives none.
@@ -284,14 +216,11 @@ class MemoryBackend(base.Backend):
     def __init__(self, conf: Mapping[str, Any] | None = None) -> None:
         super().__init__(conf)
         self.lock = threading.RLock()
-        self._store = _Store(_as_bool(self._conf.get("deep_copy", True)))
+        deep_copy = _config.as_bool(self._conf, "deep_copy", True)
+        self._store = _Store(self.lock, deep_copy)
+        self._codec = _Codec(deep_copy)
         self.path: str = self._conf.get("path") or self.DEFAULT_PATH
-        if self.path == self.DEFAULT_PATH:
-            self._base_path = self.DEFAULT_PATH
-            self._tree_paths = _DEFAULT_TREE_PATHS
-        else:
-            self._base_path = FakeFilesystem.normpath(self.path)
-            self._tree_paths = _tree_paths(self._base_path)
+        self._base_path = FakeFilesystem.normpath(self.path)
         self.memory: FakeFilesystem = _BackendView(self)
 
     def get_connection(self) -> Connection:
@@ -302,8 +231,8 @@ class MemoryBackend(base.Backend):
         """Nothing to release; the contents stay readable (use ``clear_all`` to drop them)."""
 
 
-class Connection(base.Connection):
-    """A connection to a :class:`MemoryBackend`; every operation is atomic under its lock.
+class Connection(ps.PathConnection[_Detail, MemoryBackend]):
+    """A connection to a :class:`MemoryBackend`; every transaction is atomic under its lock.
 
     ``update_flow_details`` and ``update_atom_details`` also accept ``ignore_missing=True``,
     which creates a detail that was never saved instead of raising ``NotFound`` (it is then
@@ -316,94 +245,17 @@ class Connection(base.Connection):
     """
 
     def __init__(self, backend: MemoryBackend) -> None:
-        self._backend = backend
-        self._lock = backend.lock
-        self._store = backend._store
-        self.book_path, self.flow_path, self.atom_path = backend._tree_paths
-
-    @property
-    def backend(self) -> MemoryBackend:
-        return self._backend
-
-    def close(self) -> None:
-        """Nothing to release."""
-
-    def upgrade(self) -> None:
-        """Nothing to create."""
-
-    def validate(self) -> None:
-        """Memory is always usable."""
-
-    def clear_all(self) -> None:
-        with self._lock:
-            self._store.clear()
-
-    def save_logbook(self, book: models.LogBook) -> models.LogBook:
-        with self._lock:
-            return self._store.out_book(self._store.save_book(book))
-
-    def destroy_logbook(self, book_uuid: str) -> None:
-        with self._lock:
-            self._store.destroy_book(book_uuid)
-
-    def get_logbook(self, book_uuid: str, lazy: bool = False) -> models.LogBook:
-        with self._lock:
-            return self._store.out_book(self._store.book(book_uuid), lazy)
-
-    def get_logbooks(self, lazy: bool = False) -> Iterator[models.LogBook]:
-        with self._lock:
-            books = [self._store.out_book(b, lazy) for b in self._store.books.values()]
-        return iter(books)
-
-    def get_flows_for_book(self, book_uuid: str, lazy: bool = False) -> Iterator[models.FlowDetail]:
-        with self._lock:
-            flows = [self._store.out_flow(fd, lazy) for fd in self._store.book(book_uuid)]
-        return iter(flows)
-
-    def get_flow_details(self, flow_uuid: str, lazy: bool = False) -> models.FlowDetail:
-        with self._lock:
-            return self._store.out_flow(self._store.flow(flow_uuid), lazy)
-
-    def get_atom_details(self, atom_uuid: str) -> models.AtomDetail:
-        with self._lock:
-            return self._store.out_atom(self._store.atom(atom_uuid))
-
-    def get_atoms_for_flow(self, flow_uuid: str) -> Iterator[models.AtomDetail]:
-        with self._lock:
-            atoms = [self._store.out_atom(ad) for ad in self._store.flow(flow_uuid)]
-        return iter(atoms)
-
-    def update_flow_details(
-        self, flow_detail: models.FlowDetail, ignore_missing: bool = False
-    ) -> models.FlowDetail:
-        with self._lock:
-            stored = self._store.save_flow(flow_detail, None, create=ignore_missing)
-            if self._store.deep_copy and _matches(stored, flow_detail):
-                # Now equal to the stored record: no need to copy every atom back out.
-                return flow_detail
-            return self._store.out_flow(stored)
+        super().__init__(backend, backend._store, backend._codec, backend._base_path)
+        self._records = backend._store
 
     def update_atom_details(
         self, atom_detail: models.AtomDetail, ignore_missing: bool = False
     ) -> models.AtomDetail:
-        store = self._store
-        # Hot path (engine, deep_copy=False): the caller's object is the stored record.
-        if not store.deep_copy and store.shared_atom(atom_detail):
+        # The engine's hot path when sharing: the caller's object is the stored record, so
+        # there is nothing to write. (Unlocked: only the caller could replace its record.)
+        if self._records.get(self._atom(atom_detail.uuid)) is atom_detail:
             return atom_detail
-        with self._lock:
-            stored = store.find_atom(atom_detail.uuid)
-            if stored is None:
-                if not ignore_missing:
-                    raise exc.NotFound(f"No atom details found with uuid '{atom_detail.uuid}'")
-                stored = _fresh_atom(atom_detail) if store.deep_copy else atom_detail
-                store.loose_atoms[atom_detail.uuid] = stored
-                store.atom_flow[atom_detail.uuid] = None
-            elif stored is not atom_detail:
-                stored.merge(atom_detail, deep_copy=store.deep_copy)
-            if store.deep_copy and stored.name == atom_detail.name:
-                # Equal to the stored record now (merge takes every field but the name).
-                return atom_detail
-            return store.out_atom(stored)
+        return super().update_atom_details(atom_detail, ignore_missing)
 
 
 def _parts(path: str) -> list[str]:
@@ -678,94 +530,51 @@ class _BackendView(FakeFilesystem):
         self._lock = backend.lock
         self._store = backend._store
         self._base = _parts(backend._base_path)
+        self._dirs = [ps.join(backend._base_path, name) for name in (ps.BOOKS, ps.FLOWS, ps.ATOMS)]
         # Reads build fresh dicts; in sharing mode their contents stay shared.
         self._copier = copylib.deepcopy if self._store.deep_copy else _no_copy
 
-    def _inner(self, path: str) -> str | None:
-        """``path`` relative to the backend's base ('/...'), None for a directory above it."""
+    def _above(self, path: str) -> list[str] | None:
+        """The one name under ``path`` if it leads to the base path (None if it does not)."""
         parts = _parts(path)
-        depth = len(self._base)
-        if parts[:depth] == self._base:
-            return _path_of(parts[depth:])
-        if self._base[: len(parts)] == parts:
-            return None
-        raise exc.NotFound(f"Path '{path}' not found")
-
-    def _outer(self, inner: str) -> str:
-        return _path_of(self._base + _parts(inner))
-
-    def _node(self, inner: str) -> tuple[Any, str | None]:
-        """(stored object or None for a directory, link target or None) at an inner path."""
-        store = self._store
-        parts = _parts(inner)
-        if not parts:
-            return None, None
-        top, rest = parts[0], parts[1:]
-        found: Any = None
-        if top in _TREE_DIRS and not rest:
-            return None, None
-        if top == "books":
-            found = store.books.get(rest[0])
-            if found is not None and len(rest) == 2:
-                if found.find(rest[1]) is not None:
-                    return None, f"/flow_details/{rest[1]}"
-                found = None
-        elif top == "flow_details":
-            found = store.flows.get(rest[0])
-            if found is not None and len(rest) == 2:
-                if found.find(rest[1]) is not None:
-                    return None, f"/atom_details/{rest[1]}"
-                found = None
-        elif top == "atom_details" and len(rest) == 1:
-            found = store.find_atom(rest[0])
-        if found is None or len(rest) > 2:
-            raise exc.NotFound(f"Path '{self._outer(inner)}' not found")
-        return found, None
+        if len(parts) < len(self._base) and self._base[: len(parts)] == parts:
+            return [self._base[len(parts)]]
+        return None
 
     def _child_names(self, path: str) -> list[str]:
-        inner = self._inner(path)
-        if inner is None:
-            return [self._base[len(_parts(path))]]
-        store = self._store
-        if inner == "/":
-            return list(_TREE_DIRS)
-        if inner == "/books":
-            return list(store.books)
-        if inner == "/flow_details":
-            return list(store.flows)
-        if inner == "/atom_details":
-            return list(store.all_atoms())
-        node, _ = self._node(inner)
-        if isinstance(node, models.LogBook | models.FlowDetail):
-            return [child.uuid for child in node]
-        return []
+        above = self._above(path)
+        if above is not None:
+            return above
+        if _parts(path) == self._base:
+            return [posixpath.basename(directory) for directory in self._dirs]
+        if path in self._dirs:
+            return list(self._store.records.get(path, ()))
+        names = self._store.names(path)
+        if names is None:
+            if self._link_of(path) is None:
+                raise exc.NotFound(f"Path '{path}' not found")
+            return []  # a link has no children of its own
+        return names
 
     def _link_of(self, path: str) -> str | None:
-        inner = self._inner(path)
-        if inner is None:
-            return None
-        _, target = self._node(inner)
-        return None if target is None else self._outer(target)
+        parent, _, name = path.rpartition("/")
+        return self._store.links.get(parent, {}).get(name)
 
     def _read(self, path: str) -> Any:
-        inner = self._inner(path)
-        if inner is None:
+        if self._above(path) is not None or _parts(path) == self._base or path in self._dirs:
             return None
-        node, target = self._node(inner)
-        if target is not None:
-            node, _ = self._node(target)
-        if isinstance(node, models.LogBook):
-            return node.to_dict(marshal_time=True)
-        if isinstance(node, models.FlowDetail):
-            return node.to_dict()
-        if isinstance(node, models.AtomDetail):
-            return {"atom": node.to_dict(), "type": models.atom_detail_type(node)}
-        return None
+        detail = self._store.get(self._link_of(path) or path)
+        if isinstance(detail, models.LogBook):
+            return detail.to_dict(marshal_time=True)
+        if isinstance(detail, models.FlowDetail):
+            return detail.to_dict()
+        if isinstance(detail, models.AtomDetail):
+            return {"atom": detail.to_dict(), "type": models.atom_detail_type(detail)}
+        raise exc.NotFound(f"Path '{path}' not found")
 
     def clear(self) -> None:
         """Drop every stored record (as a connection's ``clear_all`` does)."""
-        with self._lock:
-            self._store.clear()
+        self._store.clear()
 
     def _refuse(self, *args: Any, **kwargs: Any) -> None:
         raise NotImplementedError(
