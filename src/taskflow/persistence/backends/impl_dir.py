@@ -1,10 +1,12 @@
 """A persistence backend that keeps every record in its own file under one directory.
 
-Theory of operation. The layout is upstream TaskFlow's, so a directory written by it opens
-here (and upstream reads ours, tuples showing as our encoding's marker dicts)::
+Theory of operation. This is the path-based connection
+(:mod:`taskflow.persistence.backends._path_store`) over a store of files. The layout is
+upstream TaskFlow's, so a directory written by it opens here (and upstream reads ours,
+tuples showing as our encoding's marker dicts)::
 
     <path>/books/<book uuid>/metadata            book.to_dict(marshal_time=True)
-    <path>/books/<book uuid>/lock                empty; flock()ed by multi-file writers
+    <path>/books/<book uuid>/lock                empty; flock()ed by writers of the book
     <path>/books/<book uuid>/<flow uuid>         symlink to ../../flow_details/<flow uuid>
     <path>/flow_details/<flow uuid>/metadata     flow.to_dict() plus "atom_order"
     <path>/flow_details/<flow uuid>/<atom uuid>  symlink to ../../atom_details/<atom uuid>
@@ -13,9 +15,10 @@ here (and upstream reads ours, tuples showing as our encoding's marker dicts)::
 A link is resolved by its *name* (the child's uuid), never by following it, so trees can be
 moved or copied (upstream writes absolute link targets; ours are relative). Flow records
 carry an extra ``"atom_order"`` list because a directory listing has no order and atoms
-must read back in the order they were added; records without it (upstream's) list their
-atoms by link age. Names starting with ``.`` belong to this backend (files and records
-being written or deleted) and are never read as records.
+must read back in the order they were added; records without it (upstream's, and books,
+whose records stay exactly upstream's) list their links by age. Names starting with ``.``
+belong to this backend (files and records being written or deleted) and are never read as
+records.
 
 Durability. No file is ever written in place. A record is written to a temporary file in
 the same directory, synced, ``os.replace()``-d onto ``metadata`` and the directory is
@@ -24,14 +27,18 @@ file), synced, renamed into place and its parent synced; a new link is synced th
 directory. A crash may leave hidden temporary files, which are ignored (``upgrade()`` sweeps
 the hidden directories of dead writers). So a reader sees a record whole or not at all,
 whenever the writer is killed, and a write that returned survives a power loss. Deleting
-renames the record out of sight first (atomic), then removes it. Children are written before
-the links that name them, so a link can only dangle after an interrupted delete; readers
-skip such links.
+renames the record out of sight first (atomic), then removes it. A transaction is applied
+in its order, each record atomically (not all of them at once): children are written
+before the links that name them, so a link can only dangle after an interrupted delete
+(readers skip such links), and deleted before their parent, whose removal waits until
+theirs is durable, so destroying an interrupted book again finishes the job.
 
-Locking. ``update_atom_details`` replaces one file and takes no lock. Writes spanning several
-files lock the ``lock`` file of the book or flow they change (``fcntl.flock``: exclusive
-between processes and between threads, since every holder opens its own descriptor), always
-book before flow, so they cannot deadlock.
+Locking. A write of a single record (``update_atom_details``) replaces one file and takes no
+lock: the rename is atomic, so concurrent writers leave one whole record, the last renamed.
+Writing a parent record with its links, or deleting one, locks that record's ``lock`` file
+(``fcntl.flock``: exclusive between processes and between threads, since every holder opens
+its own descriptor) for the read-merge-write of its links and their order; one lock at a
+time, so writers can not deadlock.
 
 POSIX only (symlinks, ``flock``).
 """
@@ -43,7 +50,6 @@ import contextlib
 import errno
 import fcntl
 import itertools
-import json
 import os
 import shutil
 import sys
@@ -51,18 +57,16 @@ import time
 from typing import TYPE_CHECKING, Any
 from urllib import parse
 
-from taskflow import _serialization
+from taskflow import _config
 from taskflow import exceptions as exc
-from taskflow.persistence import base, models
+from taskflow.persistence import base
+from taskflow.persistence.backends import _path_store as ps
 
 if TYPE_CHECKING:
-    from collections.abc import Iterable, Iterator, Mapping
+    from collections.abc import Iterable, Iterator, Mapping, Sequence
 
 __all__ = ["Connection", "DirBackend"]
 
-_BOOKS = "books"
-_FLOWS = "flow_details"
-_ATOMS = "atom_details"
 _METADATA = "metadata"
 _LOCK = "lock"
 _ORDER = "atom_order"
@@ -141,11 +145,6 @@ def _replace_file(directory: str, data: bytes) -> None:
     _sync_dir(directory)
 
 
-def _link_target(root_name: str, uuid: str) -> str:
-    # Relative, so the tree keeps working when moved; resolved from <top>/<item>/<link>.
-    return os.path.join(os.pardir, os.pardir, root_name, uuid)
-
-
 def _stage(root: str, uuid: str, data: bytes) -> str:
     """Build record ``uuid`` (metadata and lock file) in a new hidden directory, synced."""
     while True:
@@ -213,11 +212,14 @@ def _discard(root: str, uuid: str) -> str | None:
     return trash
 
 
-def _add_links(item: str, root_name: str, uuids: Iterable[str]) -> None:
+def _add_links(item: str, into: str, names: Iterable[str]) -> None:
+    """Link ``names`` under record directory ``item`` to the records of ``into``, synced."""
     added = False
-    for uuid in uuids:
+    for name in names:
+        # Relative, so the tree keeps working when moved; resolved from <top>/<item>/<link>.
+        target = os.path.join(os.pardir, os.pardir, os.path.basename(into), name)
         try:
-            os.symlink(_link_target(root_name, uuid), os.path.join(item, uuid))
+            os.symlink(target, os.path.join(item, name))
             added = True
         except FileExistsError:
             pass
@@ -230,29 +232,28 @@ def _read(path: str) -> bytes:
         return f.read()
 
 
-def _children(item: str, order: Any = None) -> list[str]:
-    """The uuids an item links to: those in ``order`` first, the rest oldest link first."""
+def _links(item: str) -> list[str] | None:
+    """The names a record directory links to, unordered (None: no such record)."""
     try:
-        names = [n for n in os.listdir(item) if n not in _NOT_CHILDREN and n[0] != "."]
-    except FileNotFoundError:  # deleted while being read
-        return []
-    present = set(names)
-    ordered: list[str] = []
-    if isinstance(order, list):
-        for name in order:
-            if isinstance(name, str) and name in present:
-                ordered.append(name)
-                present.discard(name)
-    if present:
+        return [n for n in os.listdir(item) if n not in _NOT_CHILDREN and n[0] != "."]
+    except (FileNotFoundError, NotADirectoryError):  # deleted while being read
+        return None
 
-        def age(name: str) -> tuple[int, str]:
-            try:
-                return os.lstat(os.path.join(item, name)).st_mtime_ns, name
-            except FileNotFoundError:
-                return 0, name
 
-        ordered.extend(sorted(present, key=age))
-    return ordered
+def _children(item: str, order: list[str] | None) -> list[str] | None:
+    """The links of a record: those in ``order`` first, the rest oldest link first."""
+    names = _links(item)
+    if names is None:
+        return None
+    known, rest = ps.ordered(names, order)
+
+    def age(name: str) -> tuple[int, str]:
+        try:
+            return os.lstat(os.path.join(item, name)).st_mtime_ns, name
+        except FileNotFoundError:
+            return 0, name
+
+    return known + sorted(rest, key=age)
 
 
 def _acquire(item: str) -> int:
@@ -282,30 +283,257 @@ def _remove(paths: Iterable[str | None]) -> None:
 
 
 @contextlib.contextmanager
-def _translate(what: str) -> Iterator[None]:
-    """Turn OS errors into StorageFailure (taskflow's own errors pass unchanged)."""
+def _errors() -> Iterator[None]:
+    """Turn OS errors into StorageFailure: the one place this backend translates them."""
     try:
         yield
-    except exc.TaskFlowException:
-        raise
     except OSError as err:
-        raise exc.StorageFailure(f"{what} failed: {err}") from err
+        raise exc.StorageFailure(f"Directory backend I/O failed: {err}") from err
 
 
-# -- encoding -------------------------------------------------------------------------------
+def _valid(name: str) -> bool:
+    # Hidden names are the backend's own files; the rest must be one plain file name.
+    return bool(name) and name[0] != "." and "\0" not in name and os.sep not in name
 
 
-def _dump(data: Any, encoding: str) -> bytes:
-    # ``data`` is already encoded by _serialization.to_jsonable: dump it as is.
-    return json.dumps(data, separators=(",", ":")).encode(encoding)
+class _Store(ps.RecordStore[dict[str, Any]]):
+    """Records as files under ``root`` (see the module docstring)."""
 
+    def __init__(self, root: str, encoding: str) -> None:
+        self._prefix = root.rstrip(os.sep) + os.sep
+        self._json = ps.JsonRecords(_ORDER, encoding)
 
-def _atom_jsonable(ad: models.AtomDetail) -> dict[str, Any]:
-    data = ad.to_dict()
-    if isinstance(ad, models.RetryDetail):
-        # History entries as JSON lists (upstream's shape); values keep our encoding.
-        data["results"] = [[value, failures] for value, failures in data["results"]]
-    return {"atom": _serialization.to_jsonable(data), "type": models.atom_detail_type(ad)}
+    def where(self, path: str) -> str:
+        return os.path.join(path, _METADATA)
+
+    def _depth(self, path: str) -> int:
+        """1 for a directory, 2 for a record; 0 for what this store can not hold."""
+        if not path.startswith(self._prefix):
+            return 0
+        names = path[len(self._prefix) :].split(os.sep)
+        return len(names) if len(names) <= 2 and all(map(_valid, names)) else 0
+
+    def _order(self, path: str) -> list[Any] | None:
+        try:
+            return self._json.order(_read(self.where(path)))
+        except (FileNotFoundError, NotADirectoryError):
+            return None
+
+    def read(
+        self, paths: Sequence[str], links: bool = False
+    ) -> list[ps.Entry[dict[str, Any]] | None]:
+        found: list[ps.Entry[dict[str, Any]] | None] = []
+        with _errors():
+            for path in paths:
+                where = self.where(path)
+                try:
+                    raw = _read(where) if self._depth(path) == 2 else None
+                except (FileNotFoundError, NotADirectoryError):
+                    raw = None
+                if raw is None:
+                    found.append(None)
+                    continue
+                record, order = self._json.unpack(raw, where)
+                found.append(ps.Entry(record, (_children(path, order) or []) if links else []))
+        return found
+
+    def children(self, paths: Sequence[str]) -> list[list[str] | None]:
+        found: list[list[str] | None] = []
+        with _errors():
+            for path in paths:
+                depth = self._depth(path)
+                if depth == 2:
+                    found.append(_children(path, self._order(path)))
+                elif depth == 1 and os.path.isdir(path):
+                    found.append(sorted(n for n in os.listdir(path) if n[0] != "."))
+                else:
+                    found.append(None)
+        return found
+
+    def commit(self, txn: ps.Transaction[dict[str, Any]]) -> dict[str, ps.Stored]:
+        """Apply the transaction in order, each record atomically (see the module docstring)."""
+        encoded: list[Any] = []
+        for op in txn.ops:  # everything checked and encoded before anything is written
+            if self._depth(op.path) != 2 or not all(map(_valid, op.links or ())):
+                raise ValueError(f"'{op.path}' can not be stored by a directory backend")
+            encoded.append(self._json.encode(op.record) if isinstance(op, ps.Write) else None)
+        stored: dict[str, ps.Stored] = {}
+        with _errors():
+            if len(txn.ops) > 1:
+                for op in txn.ops:
+                    missing = isinstance(op, ps.Write) and not op.create
+                    if missing and not os.path.exists(self.where(op.path)):
+                        raise exc.NotFound(f"Item not found: {self.where(op.path)}")
+            elif txn.ops and isinstance(op := txn.ops[0], ps.Write) and op.links is None:
+                # The hot path (update_atom_details): one replace, no read, no lock.
+                self._put_leaf(op, self._json.pack(encoded[0]))
+                return {op.path: ps.Stored(True, [])}
+            leaves: list[tuple[ps.Write[dict[str, Any]], bytes]] = []
+            trash: list[str | None] = []
+            dirty: set[str] = set()
+            try:
+                for op, data in zip(txn.ops, encoded, strict=True):
+                    if isinstance(op, ps.Write) and op.links is None:
+                        leaves.append((op, self._json.pack(data)))
+                        stored[op.path] = ps.Stored(True, [])
+                        continue
+                    self._put_leaves(leaves)
+                    leaves = []
+                    if isinstance(op, ps.Write):
+                        stored[op.path] = self._put_parent(op, data)
+                    else:
+                        self._delete(op, trash, dirty)
+                self._put_leaves(leaves)
+                for directory in dirty:
+                    _sync_dir(directory)
+            finally:
+                _remove(trash)
+        return stored
+
+    def _put_leaf(self, op: ps.Write[dict[str, Any]], data: bytes) -> None:
+        try:
+            _replace_file(op.path, data)
+        except FileNotFoundError:
+            if not op.create:
+                raise exc.NotFound(f"Item not found: {self.where(op.path)}") from None
+            root, name = os.path.split(op.path)
+            if not _create_item(root, name, data):
+                _replace_file(op.path, data)  # created meanwhile by another writer
+
+    def _put_leaves(self, leaves: list[tuple[ps.Write[dict[str, Any]], bytes]]) -> None:
+        """Create or replace records, skipping those already holding their data."""
+        missing: dict[str, list[tuple[str, bytes]]] = {}
+        for op, data in leaves:
+            try:
+                # Already holding it (a saved flow's atoms usually are): a read is far cheaper
+                # than a synced write, and the bytes got there through an atomic replace.
+                if _read(self.where(op.path)) == data:
+                    continue
+            except FileNotFoundError:
+                if not op.create:
+                    raise exc.NotFound(f"Item not found: {self.where(op.path)}") from None
+                root, name = os.path.split(op.path)
+                missing.setdefault(root, []).append((name, data))
+                continue
+            _replace_file(op.path, data)
+        # New ones in one batch per directory: a flow's atoms are mostly created together.
+        for root, items in missing.items():
+            for name, data in _create_items(root, items):
+                _replace_file(os.path.join(root, name), data)
+
+    def _put_parent(self, op: ps.Write[dict[str, Any]], encoded: Any) -> ps.Stored:
+        """Write a parent record and its new links under its lock (see the module docstring)."""
+        ordered = os.path.basename(os.path.dirname(op.path)) == ps.FLOWS
+        wanted = list(dict.fromkeys(op.links or ()))
+        initial = self._json.pack(encoded, wanted if ordered else None) if op.create else None
+        with self._hold(op.path, initial) as stored:
+            recorded = self._json.order(stored)
+            if wanted or recorded is None or not ordered:
+                linked = _children(op.path, recorded) or []
+            else:  # nothing to link (a flow's state change): its order lists what was linked
+                linked = list(dict.fromkeys(n for n in recorded if isinstance(n, str)))
+            known = set(linked)
+            added = [name for name in wanted if name not in known]
+            _add_links(op.path, op.into, added)
+            order = linked + added
+            data = self._json.pack(encoded, order if ordered else None)
+            if data != stored:
+                _replace_file(op.path, data)
+        return ps.Stored(True, order)
+
+    @contextlib.contextmanager
+    def _hold(self, item: str, initial: bytes | None) -> Iterator[bytes]:
+        """Lock record ``item``, creating it with ``initial`` if missing and given.
+
+        Yields:
+            Its stored metadata bytes.
+
+        Raises:
+            taskflow.exceptions.NotFound: missing, and no ``initial`` to create it with.
+        """
+        path = self.where(item)
+        while True:
+            try:
+                lock = _acquire(item)
+                break
+            except FileNotFoundError:
+                if initial is None:
+                    raise exc.NotFound(f"Item not found: {path}") from None
+                _create_item(*os.path.split(item), initial)  # or another writer just did
+        try:
+            try:
+                stored = _read(path)
+            except FileNotFoundError:  # a directory without a record (a dead upstream writer)
+                if initial is None:
+                    raise exc.NotFound(f"Item not found: {path}") from None
+                _replace_file(item, initial)
+                stored = initial
+            yield stored
+        finally:
+            os.close(lock)
+
+    @staticmethod
+    def _delete(op: ps.Delete, trash: list[str | None], dirty: set[str]) -> None:
+        """Take a record out of sight; ``dirty``: directories to sync before returning."""
+        root, name = os.path.split(op.path)
+        if op.links is not None:
+            # Its children's removal must be durable first: if interrupted, the parent stays
+            # (with dangling links) and deleting it again finishes the job.
+            for directory in dirty - {root}:
+                _sync_dir(directory)
+                dirty.discard(directory)
+            try:
+                lock = _acquire(op.path)
+            except FileNotFoundError:  # already gone
+                return
+            try:
+                extra = set(_links(op.path) or ()) - set(op.links)
+                if extra:
+                    raise ps.Conflict(f"'{op.path}' gained links {sorted(extra)}")
+                trash.append(_discard(root, name))
+            finally:
+                os.close(lock)
+        else:
+            trash.append(_discard(root, name))
+        dirty.add(root)
+
+    def upgrade(self, directories: Sequence[str]) -> None:
+        """Create the directories (durably) and sweep what dead writers left behind."""
+        with _errors():
+            for directory in directories:
+                self._make_dir(directory)
+            for directory in directories:
+                self._sweep(directory)
+
+    def _make_dir(self, path: str) -> None:
+        if os.path.isdir(path):
+            return
+        parent = os.path.dirname(path)
+        if parent != path:
+            self._make_dir(parent)
+        with contextlib.suppress(FileExistsError):
+            os.mkdir(path)
+        _sync_dir(parent)
+
+    @staticmethod
+    def _sweep(root: str) -> None:
+        stale = time.time() - _STALE_SECONDS
+        for name in os.listdir(root):
+            if name.startswith(".trash."):
+                shutil.rmtree(os.path.join(root, name), ignore_errors=True)
+            elif name.startswith(".new."):
+                path = os.path.join(root, name)
+                with contextlib.suppress(OSError):
+                    if os.lstat(path).st_mtime < stale:
+                        shutil.rmtree(path, ignore_errors=True)
+
+    def validate(self, directories: Sequence[str]) -> None:
+        """Check the directories exist and are writable (``upgrade()`` creates them)."""
+        for directory in directories:
+            if not os.path.isdir(directory) or not os.access(directory, os.W_OK | os.X_OK):
+                raise exc.StorageFailure(
+                    f"Directory '{directory}' is missing or not writable (run upgrade() first?)"
+                )
 
 
 def _path_from_uri(uri: Any) -> str | None:
@@ -358,8 +586,7 @@ class DirBackend(base.Backend):
         self.path: str = os.path.abspath(os.fspath(path))
         self.encoding: str = self._conf.get("encoding") or self.DEFAULT_FILE_ENCODING
         codecs.lookup(self.encoding)
-        size = self._conf.get("max_cache_size")
-        self.max_cache_size: int | None = None if size is None else int(size)
+        self.max_cache_size = _config.as_int(self._conf, "max_cache_size", None)
         if self.max_cache_size is not None and self.max_cache_size < 1:
             raise ValueError("Maximum cache size must be greater than or equal to one")
 
@@ -371,434 +598,16 @@ class DirBackend(base.Backend):
         """Nothing to release."""
 
 
-class Connection(base.Connection):
+class Connection(ps.PathConnection[dict[str, Any], DirBackend]):
     """Reads and writes the records of a :class:`DirBackend`.
 
     ``update_flow_details`` and ``update_atom_details`` also accept ``ignore_missing=True``,
     which creates a record that was never saved instead of raising ``NotFound``.
+
+    Attributes:
+        book_path, flow_path, atom_path: the directories holding books, flow details and
+            atom details.
     """
 
     def __init__(self, backend: DirBackend) -> None:
-        self._backend = backend
-        self._encoding = backend.encoding
-        self._books = os.path.join(backend.path, _BOOKS)
-        self._flows = os.path.join(backend.path, _FLOWS)
-        self._atoms = os.path.join(backend.path, _ATOMS)
-
-    @property
-    def backend(self) -> DirBackend:
-        return self._backend
-
-    @property
-    def book_path(self) -> str:
-        """The directory holding the log books."""
-        return self._books
-
-    @property
-    def flow_path(self) -> str:
-        """The directory holding the flow details."""
-        return self._flows
-
-    @property
-    def atom_path(self) -> str:
-        """The directory holding the atom details."""
-        return self._atoms
-
-    def close(self) -> None:
-        """Nothing to release."""
-
-    # -- structure ------------------------------------------------------------------------
-
-    def upgrade(self) -> None:
-        """Create the directories (durably) and sweep what dead writers left behind."""
-        with _translate(f"Creating '{self._backend.path}'"):
-            for root in (self._books, self._flows, self._atoms):
-                self._make_dir(root)
-            for root in (self._books, self._flows, self._atoms):
-                self._sweep(root)
-
-    def _make_dir(self, path: str) -> None:
-        if os.path.isdir(path):
-            return
-        parent = os.path.dirname(path)
-        if parent != path:
-            self._make_dir(parent)
-        with contextlib.suppress(FileExistsError):
-            os.mkdir(path)
-        _sync_dir(parent)
-
-    @staticmethod
-    def _sweep(root: str) -> None:
-        stale = time.time() - _STALE_SECONDS
-        for name in os.listdir(root):
-            if name.startswith(".trash."):
-                shutil.rmtree(os.path.join(root, name), ignore_errors=True)
-            elif name.startswith(".new."):
-                path = os.path.join(root, name)
-                with contextlib.suppress(OSError):
-                    if os.lstat(path).st_mtime < stale:
-                        shutil.rmtree(path, ignore_errors=True)
-
-    def validate(self) -> None:
-        """Check the directories exist and are writable.
-
-        Raises:
-            taskflow.exceptions.StorageFailure: they are not (``upgrade()`` creates them).
-        """
-        for root in (self._books, self._flows, self._atoms):
-            if not os.path.isdir(root) or not os.access(root, os.W_OK | os.X_OK):
-                raise exc.StorageFailure(
-                    f"Directory '{root}' is missing or not writable (run upgrade() first?)"
-                )
-
-    def clear_all(self) -> None:
-        """Delete every record; each disappears atomically (not all at once)."""
-        with _translate("Clearing all records"):
-            for root in (self._books, self._flows, self._atoms):
-                names = [n for n in os.listdir(root) if n[0] != "."]
-                trash = [_discard(root, name) for name in names]
-                _sync_dir(root)
-                _remove(trash)
-                self._sweep(root)
-
-    # -- reading --------------------------------------------------------------------------
-
-    def _item(self, root: str, uuid: str, writing: bool = False) -> str:
-        """The directory of record ``uuid`` under ``root``."""
-        if not uuid or "/" in uuid or "\0" in uuid or uuid[0] == "." or os.sep in uuid:
-            if writing:
-                raise ValueError(f"'{uuid}' can not be stored by a directory backend")
-            raise exc.NotFound(f"Item not found: {os.path.join(root, str(uuid), _METADATA)}")
-        return os.path.join(root, uuid)
-
-    def _load(self, item: str) -> tuple[Any, str]:
-        """The decoded JSON of a record and its file path.
-
-        Raises:
-            taskflow.exceptions.NotFound: no such record.
-            taskflow.exceptions.StorageFailure: the file can't be read or isn't valid JSON.
-        """
-        path = os.path.join(item, _METADATA)
-        try:
-            raw = _read(path)
-        except (FileNotFoundError, NotADirectoryError):
-            raise exc.NotFound(f"Item not found: {path}") from None
-        except OSError as err:
-            raise exc.StorageFailure(f"Reading '{path}' failed: {err}") from err
-        try:
-            return _serialization.loads(raw.decode(self._encoding)), path
-        except ValueError as err:  # JSON and Unicode errors alike
-            raise exc.StorageFailure(f"Corrupt record '{path}': {err}") from err
-
-    @staticmethod
-    def _corrupt(path: str, err: Exception) -> exc.StorageFailure:
-        return exc.StorageFailure(f"Corrupt record '{path}': {type(err).__name__}: {err}")
-
-    def _get_atom(self, uuid: str) -> models.AtomDetail:
-        data, path = self._load(self._item(self._atoms, uuid))
-        try:
-            return models.atom_detail_class(data["type"]).from_dict(data["atom"])
-        except Exception as err:  # whatever is wrong in it, the record is unusable
-            raise self._corrupt(path, err) from err
-
-    def _get_flow(self, uuid: str, lazy: bool) -> models.FlowDetail:
-        item = self._item(self._flows, uuid)
-        data, path = self._load(item)
-        try:
-            fd = models.FlowDetail.from_dict(data)
-        except Exception as err:
-            raise self._corrupt(path, err) from err
-        if not lazy:
-            for atom_uuid in _children(item, data.get(_ORDER)):
-                try:
-                    fd.add(self._get_atom(atom_uuid))
-                except exc.NotFound:  # link left by an interrupted delete
-                    continue
-        return fd
-
-    def _get_book(self, uuid: str, lazy: bool) -> models.LogBook:
-        item = self._item(self._books, uuid)
-        data, path = self._load(item)
-        try:
-            book = models.LogBook.from_dict(data, unmarshal_time=True)
-        except Exception as err:
-            raise self._corrupt(path, err) from err
-        if not lazy:
-            updated_at = book.updated_at
-            for flow_uuid in _children(item):
-                try:
-                    book.add(self._get_flow(flow_uuid, lazy=False))
-                except exc.NotFound:
-                    continue
-            book.updated_at = updated_at  # add() stamps it; keep the stored value
-        return book
-
-    def get_logbook(self, book_uuid: str, lazy: bool = False) -> models.LogBook:
-        with _translate(f"Reading logbook '{book_uuid}'"):
-            return self._get_book(book_uuid, lazy)
-
-    def get_logbooks(self, lazy: bool = False) -> Iterator[models.LogBook]:
-        """Iterate over every book, read one at a time (books deleted meanwhile are skipped)."""
-        with _translate("Listing logbooks"):
-            names = sorted(n for n in os.listdir(self._books) if n[0] != ".")
-        for name in names:
-            with _translate(f"Reading logbook '{name}'"):
-                try:
-                    book = self._get_book(name, lazy)
-                except exc.NotFound:
-                    continue
-            yield book
-
-    def get_flows_for_book(self, book_uuid: str, lazy: bool = False) -> Iterator[models.FlowDetail]:
-        with _translate(f"Reading flows of logbook '{book_uuid}'"):
-            item = self._item(self._books, book_uuid)
-            self._load(item)
-            flows = []
-            for flow_uuid in _children(item):
-                with contextlib.suppress(exc.NotFound):
-                    flows.append(self._get_flow(flow_uuid, lazy))
-        return iter(flows)
-
-    def get_flow_details(self, flow_uuid: str, lazy: bool = False) -> models.FlowDetail:
-        with _translate(f"Reading flow detail '{flow_uuid}'"):
-            return self._get_flow(flow_uuid, lazy)
-
-    def get_atom_details(self, atom_uuid: str) -> models.AtomDetail:
-        with _translate(f"Reading atom detail '{atom_uuid}'"):
-            return self._get_atom(atom_uuid)
-
-    def get_atoms_for_flow(self, flow_uuid: str) -> Iterator[models.AtomDetail]:
-        with _translate(f"Reading atoms of flow detail '{flow_uuid}'"):
-            return iter(list(self._get_flow(flow_uuid, lazy=False)))
-
-    # -- writing --------------------------------------------------------------------------
-
-    def update_atom_details(
-        self, atom_detail: models.AtomDetail, ignore_missing: bool = False
-    ) -> models.AtomDetail:
-        """Replace the atom's record with all of ``atom_detail``'s fields, atomically.
-
-        One file is replaced (temporary file, sync, rename, directory sync); no other record
-        is read or written. No lock is taken: the rename is atomic, so concurrent writers of
-        the same atom leave one whole record (the last one renamed), which is what any lock
-        order would give, and readers never wait.
-
-        Returns:
-            ``atom_detail`` itself (it is what is now stored).
-
-        Raises:
-            taskflow.exceptions.NotFound: the atom was never saved (unless ``ignore_missing``:
-                then it is created, linked to no flow).
-            TypeError: a value JSON can't hold (raised before anything is written).
-        """
-        data = _dump(_atom_jsonable(atom_detail), self._encoding)
-        item = self._item(self._atoms, atom_detail.uuid, writing=True)
-        try:
-            try:
-                _replace_file(item, data)
-            except FileNotFoundError:
-                if not ignore_missing:
-                    raise exc.NotFound(f"Item not found: {os.path.join(item, _METADATA)}") from None
-                if not _create_item(self._atoms, atom_detail.uuid, data):
-                    _replace_file(item, data)  # created meanwhile by another writer
-        except OSError as err:
-            raise exc.StorageFailure(
-                f"Saving atom detail '{atom_detail.uuid}' failed: {err}"
-            ) from err
-        return atom_detail
-
-    def _prepare_flow(
-        self, fd: models.FlowDetail
-    ) -> tuple[dict[str, Any], list[tuple[str, bytes]]]:
-        """Encode a flow and its atoms up front, so an unstorable value fails before writing."""
-        atoms = []
-        for ad in fd:
-            self._item(self._atoms, ad.uuid, writing=True)
-            atoms.append((ad.uuid, _dump(_atom_jsonable(ad), self._encoding)))
-        self._item(self._flows, fd.uuid, writing=True)
-        return _serialization.to_jsonable(fd.to_dict()), atoms
-
-    @contextlib.contextmanager
-    def _hold(self, root: str, uuid: str, initial: bytes | None) -> Iterator[tuple[str, bytes]]:
-        """Lock record ``root/uuid``, creating it with ``initial`` if missing and given.
-
-        Yields:
-            (record directory, its stored metadata bytes).
-
-        Raises:
-            taskflow.exceptions.NotFound: missing, and no ``initial`` to create it with.
-        """
-        item = os.path.join(root, uuid)
-        path = os.path.join(item, _METADATA)
-        while True:
-            try:
-                lock = _acquire(item)
-                break
-            except FileNotFoundError:
-                if initial is None:
-                    raise exc.NotFound(f"Item not found: {path}") from None
-                _create_item(root, uuid, initial)  # or another writer just did: lock it
-        try:
-            try:
-                stored = _read(path)
-            except FileNotFoundError:  # a directory without a record (a dead upstream writer)
-                if initial is None:
-                    raise exc.NotFound(f"Item not found: {path}") from None
-                _replace_file(item, initial)
-                stored = initial
-            yield item, stored
-        finally:
-            os.close(lock)
-
-    def _put_atoms(self, atoms: list[tuple[str, bytes]]) -> None:
-        """Create or replace atom records, skipping those already holding their data."""
-        missing = []
-        for uuid, data in atoms:
-            item = os.path.join(self._atoms, uuid)
-            try:
-                # Already holding it (the engine's atoms usually are): a read is far cheaper
-                # than a synced write, and the bytes got there through an atomic replace.
-                if _read(os.path.join(item, _METADATA)) == data:
-                    continue
-            except FileNotFoundError:
-                missing.append((uuid, data))
-                continue
-            _replace_file(item, data)
-        # New ones in one batch: a flow's atoms are mostly created together, at its start.
-        for uuid, data in _create_items(self._atoms, missing):
-            _replace_file(os.path.join(self._atoms, uuid), data)
-
-    def _write_flow(
-        self,
-        fd: models.FlowDetail,
-        prepared: dict[str, Any],
-        atoms: list[tuple[str, bytes]],
-        create: bool,
-    ) -> bool:
-        """Merge a prepared flow and its atoms; True if the stored flow has no other atoms."""
-        wanted = [uuid for uuid, _ in atoms]
-        initial = _dump({**prepared, _ORDER: wanted}, self._encoding) if create else None
-        with self._hold(self._flows, fd.uuid, initial) as (item, stored):
-            try:
-                old_order = json.loads(stored.decode(self._encoding)).get(_ORDER)
-            except (ValueError, AttributeError):  # unreadable: it is being replaced anyway
-                old_order = None
-            linked = _children(item, old_order)
-            self._put_atoms(atoms)
-            known = set(linked)
-            _add_links(item, _ATOMS, [uuid for uuid in wanted if uuid not in known])
-            order = linked + [uuid for uuid in dict.fromkeys(wanted) if uuid not in known]
-            data = _dump({**prepared, _ORDER: order}, self._encoding)
-            if data != stored:
-                _replace_file(item, data)
-        return len(order) == len(fd)
-
-    def update_flow_details(
-        self, flow_detail: models.FlowDetail, ignore_missing: bool = False
-    ) -> models.FlowDetail:
-        """Merge ``flow_detail`` and its atoms into the store, under the flow's lock.
-
-        New atoms are created and linked, stored ones replaced (only if they differ), then
-        the flow record is replaced; each file atomically and durably.
-
-        Returns:
-            ``flow_detail`` itself when the stored flow has no other atoms; else the stored
-            flow, read back.
-
-        Raises:
-            taskflow.exceptions.NotFound: the flow was never saved (unless ``ignore_missing``).
-            TypeError: a value JSON can't hold (raised before anything is written).
-        """
-        prepared, atoms = self._prepare_flow(flow_detail)
-        with _translate(f"Saving flow detail '{flow_detail.uuid}'"):
-            if self._write_flow(flow_detail, prepared, atoms, create=ignore_missing):
-                return flow_detail
-            return self._get_flow(flow_detail.uuid, lazy=False)
-
-    def update_flow_record(self, flow_detail: models.FlowDetail) -> None:
-        """Replace only the flow's own record (state, meta...), keeping its atom links.
-
-        One file replaced atomically under the flow's lock; no atom record is read or
-        written (engines call this on every flow state change).
-
-        Raises:
-            taskflow.exceptions.NotFound: the flow was never saved.
-            TypeError: a value JSON can't hold (raised before anything is written).
-        """
-        prepared = _serialization.to_jsonable(flow_detail.to_dict())
-        self._item(self._flows, flow_detail.uuid, writing=True)
-        with (
-            _translate(f"Saving flow detail '{flow_detail.uuid}'"),
-            self._hold(self._flows, flow_detail.uuid, None) as (item, stored),
-        ):
-            try:
-                order = json.loads(stored.decode(self._encoding)).get(_ORDER)
-            except (ValueError, AttributeError):
-                order = None
-            record = prepared if order is None else {**prepared, _ORDER: order}
-            data = _dump(record, self._encoding)
-            if data != stored:
-                _replace_file(item, data)
-
-    def save_logbook(self, book: models.LogBook) -> models.LogBook:
-        """Create or merge ``book`` with its flows and atoms, under the book's lock.
-
-        A new book is created first (without flows), then each flow is merged as by
-        ``update_flow_details`` and linked, then the book record is replaced; each file
-        atomically and durably.
-
-        Returns:
-            ``book`` itself when the store holds nothing more for it; else the stored book,
-            read back.
-
-        Raises:
-            TypeError: a value JSON can't hold (raised before anything is written).
-        """
-        data = _dump(_serialization.to_jsonable(book.to_dict(marshal_time=True)), self._encoding)
-        self._item(self._books, book.uuid, writing=True)
-        flows = [(fd, *self._prepare_flow(fd)) for fd in book]
-        with _translate(f"Saving logbook '{book.uuid}'"):
-            with self._hold(self._books, book.uuid, data) as (item, stored):
-                linked = _children(item)
-                complete = True
-                for fd, prepared, atoms in flows:
-                    complete = self._write_flow(fd, prepared, atoms, create=True) and complete
-                known = set(linked)
-                _add_links(item, _FLOWS, [fd.uuid for fd in book if fd.uuid not in known])
-                if data != stored:
-                    _replace_file(item, data)
-            if complete and known <= {fd.uuid for fd in book}:
-                return book
-            return self._get_book(book.uuid, lazy=False)
-
-    def destroy_logbook(self, book_uuid: str) -> None:
-        """Delete a book with its flows and their atoms, children first.
-
-        Each record disappears atomically; if interrupted, the book is still there (with
-        links to what is already gone) and destroying it again finishes the job.
-
-        Raises:
-            taskflow.exceptions.NotFound: no such book.
-        """
-        item = self._item(self._books, book_uuid)
-        trash: list[str | None] = []
-        with _translate(f"Deleting logbook '{book_uuid}'"):
-            with self._hold(self._books, book_uuid, None):
-                for flow_uuid in _children(item):
-                    flow = os.path.join(self._flows, flow_uuid)
-                    try:
-                        lock = _acquire(flow)
-                    except FileNotFoundError:  # already gone
-                        continue
-                    try:
-                        atoms = _children(flow)
-                        trash.extend(_discard(self._atoms, atom_uuid) for atom_uuid in atoms)
-                        if atoms:
-                            _sync_dir(self._atoms)
-                        trash.append(_discard(self._flows, flow_uuid))
-                    finally:
-                        os.close(lock)
-                _sync_dir(self._flows)
-                trash.append(_discard(self._books, book_uuid))
-                _sync_dir(self._books)
-            _remove(trash)
+        super().__init__(backend, _Store(backend.path, backend.encoding), ps.JSON, backend.path)
