@@ -36,39 +36,24 @@ if TYPE_CHECKING:
 __all__ = ["Compilation", "Decider", "Plan", "compile_flow"]
 
 
-_RETRY_CLASSES: dict[type, bool] = {}
-_KINDS: dict[type, type | None] = {}
+#: Per class of child: (Flow, Atom or None, is it a retry?, does it report progress itself?).
+ClassInfo: TypeAlias = "tuple[type | None, bool, bool]"
+_CLASSES: dict[type, ClassInfo] = {}
 
 
-def _is_retry(cls: type) -> bool:
-    """Whether ``cls`` is a retry controller (cached: ABC checks are slow per object)."""
-    known = _RETRY_CLASSES.get(cls)
+def _classify(cls: type) -> ClassInfo:
+    """What the compiler needs to know of a child's class (cached: ABC checks are slow)."""
+    known = _CLASSES.get(cls)
     if known is None:
-        known = _RETRY_CLASSES[cls] = issubclass(cls, Retry)
-    return known
+        from taskflow.task import Task
 
-
-_OVERRIDES_PROGRESS: dict[type, bool] = {}
-
-
-def _overrides_progress(cls: type) -> bool:
-    """Whether tasks of ``cls`` have an update_progress of their own (cached per class)."""
-    from taskflow.task import Task
-
-    known = _OVERRIDES_PROGRESS[cls] = (
-        getattr(cls, "update_progress", None) is not Task.update_progress
-    )
-    return known
-
-
-def _kind(cls: type) -> type | None:
-    """Flow, Atom or None for a child's class (cached, like :func:`_is_retry`)."""
-    try:
-        return _KINDS[cls]
-    except KeyError:
         kind = Flow if issubclass(cls, Flow) else Atom if issubclass(cls, Atom) else None
-        _KINDS[cls] = kind
-        return kind
+        retry = kind is Atom and issubclass(cls, Retry)
+        # A task with an update_progress of its own gets the engine's 0.0/1.0 calls even
+        # when nobody listens (upstream calls the method).
+        progress = kind is Atom and not retry and cls.update_progress is not Task.update_progress  # type: ignore[attr-defined]
+        known = _CLASSES[cls] = (kind, retry, progress)
+    return known
 
 
 @dataclass(slots=True)
@@ -120,6 +105,9 @@ class _FlowInfo:
 Path: TypeAlias = "tuple[tuple[int, int], Any] | None"
 
 
+_JOIN: ClassInfo = (None, False, False)
+
+
 class Plan:
     """The compiled, immutable form of a flow (see the module docstring)."""
 
@@ -148,7 +136,9 @@ class Plan:
     def _add(self, atom: Atom | None, owner: int, flow_index: int) -> int:
         node = len(self.atoms)
         self.atoms.append(atom)
-        self.is_retry.append(atom is not None and _is_retry(type(atom)))
+        _kind, retry, progress = _classify(type(atom)) if atom is not None else _JOIN
+        self.is_retry.append(retry)
+        self.reports_progress.append(progress)
         self.succ.append([])
         self.pred.append([])
         self.owner.append(owner)
@@ -401,17 +391,6 @@ class _Compiler:
         else:
             raise TypeError(f"Unknown object '{root}' ({type(root)}) requested to compile")
         walk = plan.walk = _ScopeWalk(plan, self.flow_providers, self.node_path, self.flow_paths)
-        overrides = _OVERRIDES_PROGRESS
-        plan.reports_progress = [
-            atom is not None
-            and not retry
-            and (
-                overrides[type(atom)]
-                if type(atom) in overrides
-                else _overrides_progress(type(atom))
-            )
-            for atom, retry in zip(plan.atoms, plan.is_retry, strict=True)
-        ]
         empty: tuple[Binding, ...] = ()
         for node in plan.atom_nodes:
             atom = plan.atoms[node]
@@ -481,7 +460,8 @@ class _Compiler:
         # The per-atom work below is _add() and _atom_node() inlined: flows of thousands of
         # atoms spend most of their compile time in this loop.
         succ, pred, owners, node_flow = plan.succ, plan.pred, plan.owner, plan.node_flow
-        is_retry, atom_nodes = plan.is_retry, plan.atom_nodes
+        is_retry, atom_nodes, reports = plan.is_retry, plan.atom_nodes, plan.reports_progress
+        classes = _CLASSES
         for pos, child in enumerate(info.children):
             key = id(child)
             if key in seen:
@@ -489,7 +469,8 @@ class _Compiler:
                     f"Already compiled item '{child}' ({type(child)}), duplicate flow/atom"
                 )
             seen.add(key)
-            kind = _kind(type(child))
+            cls = type(child)
+            kind, retry, progress = classes[cls] if cls in classes else _classify(cls)
             if kind is Flow:
                 first, last = self._flow(child, owner, ((index, pos), path))
                 spans.append((first, last))
@@ -506,7 +487,8 @@ class _Compiler:
             pred.append([])
             owners.append(owner)
             node_flow.append(index)
-            is_retry.append(_is_retry(type(child)))
+            is_retry.append(retry)
+            reports.append(progress)
             atom_nodes.append(node)
             by_name[name] = node
             node_pos[node] = (index, pos)
