@@ -25,7 +25,6 @@ from typing import TYPE_CHECKING, Any, Final
 
 from taskflow import exceptions as exc
 from taskflow import states
-from taskflow._serialization import UnstorableValue
 from taskflow.persistence import models
 from taskflow.persistence.models import META_INJECTED, META_PROGRESS, META_PROGRESS_DETAILS
 
@@ -230,27 +229,14 @@ class Storage:
 
     def save_atom_detail(self, ad: models.AtomDetail) -> None:
         """Persist one atom record, changed in place by the caller (no-op without a backend)."""
-        if self._connection is None:
-            return
-        try:
+        if self._connection is not None:
+            # Backends raise StorageFailure (or UnstorableValue, NotFound) themselves.
             self._connection.update_atom_details(ad)
-        except (exc.StorageFailure, UnstorableValue):
-            raise
-        except Exception as err:
-            raise exc.StorageFailure(f"Failed saving atom '{ad.name}'", cause=err) from err
 
     def _save_flow(self) -> None:
         """Persist the flow detail's own fields (one record, not its atoms)."""
-        if self._connection is None:
-            return
-        try:
+        if self._connection is not None:
             self._connection.update_flow_record(self._flowdetail)
-        except exc.StorageFailure:
-            raise
-        except Exception as err:
-            raise exc.StorageFailure(
-                f"Failed saving flow detail '{self._flowdetail.name}'", cause=err
-            ) from err
 
     def _create_atom_detail(
         self, kind: type[models.AtomDetail], name: str, save: bool = True
@@ -261,18 +247,12 @@ class Storage:
         self._flowdetail.add(ad)
         self._details[name] = ad
         if save:
-            self._save_flow_with_atoms(name)
+            self._save_flow_with_atoms()
         return ad
 
-    def _save_flow_with_atoms(self, what: str) -> None:
-        if self._connection is None:
-            return
-        try:
+    def _save_flow_with_atoms(self) -> None:
+        if self._connection is not None:
             self._connection.update_flow_details(self._flowdetail)
-        except exc.StorageFailure:
-            raise
-        except Exception as err:
-            raise exc.StorageFailure(f"Failed creating atom(s) {what}", cause=err) from err
 
     def ensure_atoms(self, atoms: Iterable[Atom]) -> list[str]:
         """Ensure each atom has a detail (created PENDING/EXECUTE if missing); their uuids.
@@ -282,7 +262,7 @@ class Storage:
         created: list[str] = []
         uuids = [self._ensure_atom(atom, created) for atom in atoms]
         if created:
-            self._save_flow_with_atoms(", ".join(repr(name) for name in created[:5]))
+            self._save_flow_with_atoms()
         return uuids
 
     def ensure_atom(self, atom: Atom) -> str:
