@@ -98,7 +98,7 @@ Providers = tuple[tuple[str, Any], ...]
 ScopeFetcher = Callable[[str, str], "Providers | None"]
 
 
-@dataclass(frozen=True, slots=True)
+@dataclass(slots=True)  # not frozen: compiling a flow makes one per argument, cheaply
 class Binding:
     """Where one argument of an atom takes its value from.
 

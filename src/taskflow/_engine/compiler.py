@@ -349,18 +349,32 @@ class _ScopeWalk:
     def bind(self, node: int, atom: Atom) -> None:
         """Resolve ``atom``'s execute and revert arguments into ``plan.bindings``."""
         plan = self.plan
+        found: dict[str, Providers] = {}  # per symbol, for both methods (not the shared cache)
+
+        def providers(symbol: str) -> Providers:
+            known = found.get(symbol)
+            if known is None:
+                known = found[symbol] = self._find(node, symbol)
+            return known
+
         rebind = atom.rebind
+        optional = atom.optional
         plan.bindings[node] = bindings = tuple(
-            Binding(arg, symbol, symbol in atom.optional, self.providers(node, symbol))
-            for arg, symbol in rebind.items()
+            [
+                Binding(arg, symbol, symbol in optional, providers(symbol))
+                for arg, symbol in rebind.items()
+            ]
         )
         revert_rebind = atom.revert_rebind
-        if revert_rebind == rebind and set(atom.revert_optional) == set(atom.optional):
+        if revert_rebind == rebind and set(atom.revert_optional) == set(optional):
             plan.revert_bindings[node] = bindings
         else:
+            revert_optional = atom.revert_optional
             plan.revert_bindings[node] = tuple(
-                Binding(arg, symbol, symbol in atom.revert_optional, self.providers(node, symbol))
-                for arg, symbol in revert_rebind.items()
+                [
+                    Binding(arg, symbol, symbol in revert_optional, providers(symbol))
+                    for arg, symbol in revert_rebind.items()
+                ]
             )
 
 
