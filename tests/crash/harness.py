@@ -142,19 +142,8 @@ def _mysql(request: Any, tmp_path: Path, rng: random.Random) -> Iterator[dict[st
 def _zookeeper(request: Any, tmp_path: Path, rng: random.Random) -> Iterator[dict[str, Any]]:
     """A root path of the trial's own on the shared server, deleted recursively after."""
     hosts = request.getfixturevalue("zk_hosts")  # skips without kazoo
-    from kazoo.client import KazooClient
-
-    root = f"/taskflow-crash-{uuid.uuid4().hex}"
-    try:
+    with databases.isolated_zookeeper_root(hosts, "taskflow-crash") as root:
         yield {"connection": "zookeeper", "hosts": hosts, "path": root, "timeout": 10}
-    finally:
-        cleaner = KazooClient(hosts=hosts)
-        cleaner.start(timeout=10)
-        try:
-            cleaner.delete(root, recursive=True)
-        finally:
-            cleaner.stop()
-            cleaner.close()
 
 
 KINDS = {

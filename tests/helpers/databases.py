@@ -1,4 +1,4 @@
-"""Databases of a test's own on the shared PostgreSQL and MySQL servers.
+"""Databases (and ZooKeeper roots) of a test's own on the shared servers.
 
 Each context manager creates a fresh schema (PostgreSQL) or database (MySQL) with a unique
 name, yields a URL that reaches only it, and drops it with everything in it afterwards,
@@ -18,7 +18,7 @@ from tests.helpers import services
 if TYPE_CHECKING:
     from collections.abc import Iterator
 
-__all__ = ["isolated_mysql", "isolated_postgres", "unique_name"]
+__all__ = ["isolated_mysql", "isolated_postgres", "isolated_zookeeper_root", "unique_name"]
 
 
 def unique_name(prefix: str) -> str:
@@ -70,3 +70,21 @@ def isolated_mysql(server: str, prefix: str = "tf") -> Iterator[str]:
                 conn.exec_driver_sql(f"DROP DATABASE {database}")
     finally:
         admin.dispose()
+
+
+@contextlib.contextmanager
+def isolated_zookeeper_root(hosts: str, prefix: str = "taskflow-test") -> Iterator[str]:
+    """A fresh root path on the shared ZooKeeper server, deleted recursively afterwards."""
+    from kazoo.client import KazooClient
+
+    root = f"/{prefix}-{uuid.uuid4().hex}"
+    try:
+        yield root
+    finally:
+        cleaner = KazooClient(hosts=hosts)
+        cleaner.start(timeout=10)
+        try:
+            cleaner.delete(root, recursive=True)
+        finally:
+            cleaner.stop()
+            cleaner.close()

@@ -7,9 +7,9 @@ rather than its stored objects.
 
 from __future__ import annotations
 
-import uuid
-
 import pytest
+
+from tests.helpers.databases import isolated_zookeeper_root
 
 
 @pytest.fixture
@@ -35,22 +35,13 @@ def zk_backend(zk_hosts):
     jobs, developers), and a crashed run leaves nothing that later runs would read. The
     root is deleted recursively afterwards so the server does not fill up.
     """
-    from kazoo.client import KazooClient
-
     from taskflow.persistence.backends import impl_zookeeper
 
-    root = f"/taskflow-test-{uuid.uuid4().hex}"
-    backend = impl_zookeeper.ZkBackend({"hosts": zk_hosts, "path": root, "timeout": 10})
-    try:
-        with backend.get_connection() as conn:
-            conn.upgrade()
-        yield backend
-    finally:
-        backend.close()
-        cleaner = KazooClient(hosts=zk_hosts)
-        cleaner.start(timeout=10)
+    with isolated_zookeeper_root(zk_hosts) as root:
+        backend = impl_zookeeper.ZkBackend({"hosts": zk_hosts, "path": root, "timeout": 10})
         try:
-            cleaner.delete(root, recursive=True)
+            with backend.get_connection() as conn:
+                conn.upgrade()
+            yield backend
         finally:
-            cleaner.stop()
-            cleaner.close()
+            backend.close()
