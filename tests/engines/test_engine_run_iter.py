@@ -229,3 +229,15 @@ def test_closed_run_iter_releases_the_lock():
     iterator.close()
     engine.run()
     assert engine.storage.get_flow_state() == states.SUCCESS
+
+
+def test_an_exception_thrown_into_run_iter_ends_the_flow_in_failure(load_local):
+    engine = load_local(lf.Flow("f").add(Work("a"), Work("b")))
+    it = engine.run_iter()
+    assert next(it) == RESUMING
+    with pytest.raises(OSError, match="disk gone"):
+        it.throw(OSError("disk gone"))
+    assert engine.storage.get_flow_state() == states.FAILURE
+    # The engine is free again: a new run resolves and finishes the flow.
+    engine.run()
+    assert engine.storage.get_flow_state() == states.SUCCESS
