@@ -347,60 +347,95 @@ class _Store(ps.RecordStore[dict[str, Any]]):
         exist. A wrong guess fails the transaction; then (``checked``) every one is looked up.
         """
         parents = [op for op in txn.ops if isinstance(op, ps.Write) and op.links is not None]
-        nodes = dict(
-            zip([op.path for op in parents], self._nodes([op.path for op in parents]), strict=True)
-        )
-        for parent in parents:
-            if nodes[parent.path] is None and not parent.create:
-                raise exc.NotFound(f"Node not found: {parent.path}")
+        nodes = self._parent_nodes(parents)
         if checked:
-            # Every leaf written and every node deleted (a delete's links included).
-            looked = [op.path for op in txn.ops if not isinstance(op, ps.Write) or op.links is None]
-            looked += [
-                ps.join(op.path, name)
-                for op in txn.ops
-                if isinstance(op, ps.Delete)
-                for name in op.links or ()
-            ]
-            stats = self._collect([self._client.exists_async(path) for path in looked])
-            exists = {path for path, stat in zip(looked, stats, strict=True) if stat is not None}
+            exists: set[str] | None = self._existing(txn)
         else:
-            exists = {
-                ps.join(op.into, n)
-                for op in parents
-                if (node := nodes[op.path])
-                for n in node.links
-            }
+            exists = None
+        known = exists if exists is not None else self._linked(parents, nodes)
         records: list[_Op] = []
         links: list[_Op] = []
         stored: dict[str, ps.Stored] = {}
         deleted: set[str] = set()
         for op, data in zip(txn.ops, encoded, strict=True):
             if isinstance(op, ps.Delete):
-                for path in (*(ps.join(op.path, n) for n in op.links or ()), op.path):
-                    if path not in deleted and (not checked or path in exists):
-                        records.append(_Op("delete", path))
-                        deleted.add(path)
+                records.extend(self._delete_ops(op, deleted, exists))
             elif op.links is None:
-                if checked and not op.create and op.path not in exists:
-                    raise exc.NotFound(f"Node not found: {op.path}")
-                kind = "set" if op.path in exists or not op.create else "create"
-                records.append(_Op(kind, op.path, self._json.pack(data)))
+                records.append(self._leaf_op(op, data, known, checked))
                 stored[op.path] = ps.Stored(True, [])
             else:
-                node = nodes[op.path]
-                linked = node.links if node is not None else []
-                known = set(linked)
-                added = [name for name in dict.fromkeys(op.links) if name not in known]
-                order = linked + added
-                record = self._json.pack(data, order)
-                if node is None:
-                    records.append(_Op("create", op.path, record))
-                else:
-                    records.append(_Op("set", op.path, record, node.version))
-                links.extend(_Op("create", ps.join(op.path, name)) for name in added)
+                record, new_links, order = self._parent_ops(op, data, nodes[op.path])
+                records.append(record)
+                links.extend(new_links)
                 stored[op.path] = ps.Stored(True, order)
         return records + links, stored
+
+    def _parent_nodes(self, parents: list[ps.Write[dict[str, Any]]]) -> dict[str, _Node | None]:
+        """The stored nodes of the parent records written (NotFound if one must exist)."""
+        paths = [op.path for op in parents]
+        nodes = dict(zip(paths, self._nodes(paths), strict=True))
+        for parent in parents:
+            if nodes[parent.path] is None and not parent.create:
+                raise exc.NotFound(f"Node not found: {parent.path}")
+        return nodes
+
+    def _existing(self, txn: ps.Transaction[dict[str, Any]]) -> set[str]:
+        """Which of the leaves written and nodes deleted (links included) exist, looked up."""
+        looked = [op.path for op in txn.ops if not isinstance(op, ps.Write) or op.links is None]
+        looked += [
+            ps.join(op.path, name)
+            for op in txn.ops
+            if isinstance(op, ps.Delete)
+            for name in op.links or ()
+        ]
+        stats = self._collect([self._client.exists_async(path) for path in looked])
+        return {path for path, stat in zip(looked, stats, strict=True) if stat is not None}
+
+    @staticmethod
+    def _linked(
+        parents: list[ps.Write[dict[str, Any]]], nodes: dict[str, _Node | None]
+    ) -> set[str]:
+        """The leaves the parents read link to: the guess of which leaves exist."""
+        return {
+            ps.join(op.into, name)
+            for op in parents
+            if (node := nodes[op.path])
+            for name in node.links
+        }
+
+    @staticmethod
+    def _delete_ops(op: ps.Delete, deleted: set[str], exists: set[str] | None) -> list[_Op]:
+        """Delete a node's links, then the node (each path once; only existing ones if known)."""
+        ops = []
+        for path in (*(ps.join(op.path, n) for n in op.links or ()), op.path):
+            if path not in deleted and (exists is None or path in exists):
+                ops.append(_Op("delete", path))
+                deleted.add(path)
+        return ops
+
+    def _leaf_op(
+        self, op: ps.Write[dict[str, Any]], data: Any, exists: set[str], checked: bool
+    ) -> _Op:
+        """Write a leaf record: set when it exists (or must), else create."""
+        if checked and not op.create and op.path not in exists:
+            raise exc.NotFound(f"Node not found: {op.path}")
+        kind = "set" if op.path in exists or not op.create else "create"
+        return _Op(kind, op.path, self._json.pack(data))
+
+    def _parent_ops(
+        self, op: ps.Write[dict[str, Any]], data: Any, node: _Node | None
+    ) -> tuple[_Op, list[_Op], list[str]]:
+        """Write a parent record (versioned) and create its new links; the links' order."""
+        linked = node.links if node is not None else []
+        known = set(linked)
+        added = [name for name in dict.fromkeys(op.links or ()) if name not in known]
+        order = linked + added
+        record = self._json.pack(data, order)
+        if node is None:
+            write = _Op("create", op.path, record)
+        else:
+            write = _Op("set", op.path, record, node.version)
+        return write, [_Op("create", ps.join(op.path, name)) for name in added], order
 
     def _commit(self, ops: list[_Op]) -> None:
         """Apply ``ops`` in one transaction (in order-preserving chunks if too large)."""
