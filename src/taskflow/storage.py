@@ -513,7 +513,8 @@ class Storage:
                 kwargs[binding.arg] = flow_injected[symbol]
             else:
                 for provider, key in binding.providers:
-                    value = _result_value(details[provider], key)
+                    ad = details.get(provider)  # None: compiled, not yet prepared
+                    value = _NOTHING if ad is None else _result_value(ad, key)
                     if value is not _NOTHING:
                         kwargs[binding.arg] = value
                         break

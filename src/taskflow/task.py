@@ -142,7 +142,13 @@ class Task(Atom):
         return state
 
     def update_progress(self, progress: float) -> None:
-        """Report progress between 0.0 and 1.0 (values outside are clamped, with a warning)."""
+        """Report progress between 0.0 and 1.0 (values outside are clamped, with a warning).
+
+        Listeners of :attr:`notifier` hear every report. The engine records the progress of
+        the call it is making (``execute`` or ``revert``), from the thread running that call;
+        reports made from other threads the task starts, or after the call returned, are
+        notified but not recorded.
+        """
         if progress > 1.0:
             LOG.warning("Progress %r of task %s is above 1.0; using 1.0", progress, self.name)
             progress = 1.0

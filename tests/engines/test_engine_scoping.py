@@ -6,7 +6,7 @@ from typing import Any
 
 import pytest
 
-from taskflow import engines, formatters, task
+from taskflow import engines, exceptions, formatters, task
 from taskflow.patterns import linear_flow as lf
 
 
@@ -119,3 +119,13 @@ def test_scoped_fetch_of_a_symbol_the_atom_does_not_require():
     assert engine.storage.fetch_unsatisfied_args("p_outer", {"v": "y"}) == {"y"}
     assert engine.storage.fetch_unsatisfied_args("boom", {"v": "y"}) == set()
     assert engine.storage.fetch_mapped_args({"v": "x"}, atom_name="boom") == {"v": "inner"}
+
+
+def test_scoped_fetch_between_compile_and_prepare_finds_nothing_yet():
+    engine = engines.load(nested_shadowing_flow(fail=False))
+    engine.compile()
+    with pytest.raises(exceptions.NotFound, match="x"):
+        engine.storage.fetch_mapped_args({"x": "x"}, atom_name="c_inner")
+    assert (
+        engine.storage.fetch_mapped_args({"x": "x"}, atom_name="c_inner", optional_args=["x"]) == {}
+    )

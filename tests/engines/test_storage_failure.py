@@ -314,3 +314,45 @@ def test_the_faulty_backend_fails_exactly_the_chosen_writes():
         FaultyMemoryBackend({"deep_copy": False})
     with pytest.raises(ValueError, match="not a write"):
         faults.fail_nth(1, "get_logbook")
+
+
+class _DriverErrorBackend(FaultyMemoryBackend):
+    """A user's backend whose atom writes can raise its driver's own error, untranslated."""
+
+    fail_at: int | None = None  # the n-th atom write (from 1) raises ConnectionResetError
+
+    def get_connection(self) -> Any:
+        conn = super().get_connection()
+        update = conn.update_atom_details
+        backend = self
+
+        def update_atom_details(ad: Any, ignore_missing: bool = False) -> Any:
+            if backend.fail_at is not None:
+                backend.fail_at -= 1
+                if backend.fail_at == 0:
+                    backend.fail_at = None
+                    raise ConnectionResetError("the driver lost its socket")
+            return update(ad, ignore_missing=ignore_missing)
+
+        conn.update_atom_details = update_atom_details  # type: ignore[method-assign]
+        return conn
+
+
+def test_a_backends_own_error_makes_the_next_run_start_from_the_backend():
+    backend = _DriverErrorBackend()
+    _book, fd = persistence_utils.temporary_flow_detail(backend)
+    engine = engines.load(_linear(), flow_detail=fd, backend=backend)
+    engine.compile()
+    engine.prepare()
+    backend.fail_at = 4  # a: RUNNING, SUCCESS; b: RUNNING, then b's SUCCESS fails
+    RAN.clear()
+    with pytest.raises(ConnectionResetError):
+        engine.run()
+    assert RAN == ["a", "b"]
+    held = records(backend, fd.uuid)
+    assert held["atoms"]["b"][0] == states.RUNNING  # what the backend holds for b
+    # The same engine starts again from those records: b runs again, a does not.
+    RAN.clear()
+    engine.run()
+    assert RAN == ["b", "c"]
+    assert records(backend, fd.uuid)["state"] == states.SUCCESS

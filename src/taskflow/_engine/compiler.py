@@ -15,6 +15,7 @@ any symbol (``fetch_mapped_args(..., atom_name=X)``) see exactly what the engine
 
 from __future__ import annotations
 
+import threading
 from collections import deque
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, TypeAlias
@@ -286,6 +287,7 @@ class _ScopeWalk:
         # Per (flow, child position): lazily grown backward BFS over sibling links.
         self.ancestry: dict[tuple[int, int], tuple[dict[int, int], deque[int]]] = {}
         self.cache: dict[tuple[int, str], Providers] = {}
+        self.lock = threading.Lock()
 
     def rank(self, flow_index: int, pos: int, target: int) -> int | None:
         """BFS distance order of sibling ``target`` before ``pos`` (None if not before)."""
@@ -319,10 +321,15 @@ class _ScopeWalk:
             yield where
 
     def providers(self, node: int, symbol: str) -> Providers:
-        """``(provider name, key)`` pairs visible from ``node`` for ``symbol``, nearest first."""
+        """``(provider name, key)`` pairs visible from ``node`` for ``symbol``, nearest first.
+
+        Safe from any thread (storage lookups may come from listeners' threads): the walk's
+        lazily grown state is only touched under a lock.
+        """
         cached = self.cache.get((node, symbol))
         if cached is None:
-            cached = self.cache[(node, symbol)] = self._find(node, symbol)
+            with self.lock:
+                cached = self.cache[(node, symbol)] = self._find(node, symbol)
         return cached
 
     def _find(self, node: int, symbol: str) -> Providers:

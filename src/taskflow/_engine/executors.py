@@ -159,7 +159,10 @@ class SerialExecutor(AtomExecutor):
         self._report(call_atom(call, self._progress, cell if PROGRESS_SINK.get() is cell else None))
 
     def shutdown(self) -> None:
-        with contextlib.suppress(ValueError):  # reset out of order by interleaved engines
+        # Emptied in place: were the reset below out of order (interleaved engines), the cell
+        # left installed must not keep this run's engine alive.
+        self._cell[:] = [None, None, 0]
+        with contextlib.suppress(ValueError):
             PROGRESS_SINK.reset(self._reset)
 
 
@@ -171,19 +174,23 @@ class _FuturesExecutor(AtomExecutor):
     def start(self, report: Callable[[Completion], None], progress: ProgressSink) -> None:
         super().start(report, progress)
         self._futures: dict[int, cf.Future[Completion]] = {}
+        self._withdrawn: set[int] = set()  # tokens cancel() withdrew: nothing to report
 
-    def _reported(self, token: int) -> Callable[[cf.Future[Completion]], None]:
+    def _reported(self, token: int, method: str) -> Callable[[cf.Future[Completion]], None]:
         report = self._report
         futures = self._futures
+        withdrawn = self._withdrawn
 
         def done(future: cf.Future[Completion]) -> None:
             futures.pop(token, None)
-            if future.cancelled():
-                return  # withdrawn by cancel(): nothing to report
+            if token in withdrawn:
+                withdrawn.discard(token)
+                return
             try:
+                # Cancelled by someone else (the pool's owner shut it down, say) or the pool
+                # broke (a child process died): the call failed, and the engine must hear it.
                 completion = self._received(future.result())
-            except BaseException as err:  # the pool broke (a child process died, say)
-                method = getattr(future, "taskflow_method", EXECUTE)
+            except BaseException as err:
                 completion = (token, method, False, Failure.from_exception(err), None)
             report(completion)
 
@@ -197,14 +204,23 @@ class _FuturesExecutor(AtomExecutor):
 
     def submit(self, call: Call) -> None:
         token, _atom, method, _kwargs = call
-        future = self._launch(call)
-        future.taskflow_method = method  # type: ignore[attr-defined]
+        try:
+            future = self._launch(call)
+        except Exception as err:  # a pool already shut down, or broken: the call failed
+            self._report((token, method, False, Failure.from_exception(err), None))
+            return
         self._futures[token] = future
-        future.add_done_callback(self._reported(token))
+        future.add_done_callback(self._reported(token, method))
 
     def cancel(self, token: int) -> bool:
         future = self._futures.get(token)
-        return future is not None and future.cancel()
+        if future is None:
+            return False
+        self._withdrawn.add(token)
+        if future.cancel():
+            return True
+        self._withdrawn.discard(token)
+        return False
 
 
 class ThreadExecutor(_FuturesExecutor):
@@ -301,11 +317,12 @@ _PROCESSES = frozenset(("process", "processes"))
 
 
 def check_options(options: Mapping[str, Any]) -> None:
-    """Refuse a parallel engine's ``executor`` option that names no executor we have.
+    """Refuse parallel engine options that name no executor we have, or no pool size.
 
     Raises:
-        ValueError: an unknown executor name.
-        TypeError: neither a name nor a ``concurrent.futures.Executor``.
+        ValueError: an unknown executor name, or a ``max_workers`` that is not a positive
+            integer.
+        TypeError: an executor that is neither a name nor a ``concurrent.futures.Executor``.
     """
     executor = options.get("executor")
     if isinstance(executor, str):
@@ -316,6 +333,9 @@ def check_options(options: Mapping[str, Any]) -> None:
             )
     elif executor is not None and not isinstance(executor, cf.Executor):
         raise TypeError(f"Expected an executor instance or string, not {type(executor).__name__}")
+    max_workers = as_int(options, "max_workers", None)
+    if max_workers is not None and max_workers < 1:
+        raise ValueError(f"'max_workers' must be at least 1, not {max_workers}")
 
 
 def from_options(options: Mapping[str, Any], parallel: bool) -> AtomExecutor:

@@ -201,7 +201,7 @@ class Lifecycle:
         try:
             with backend.get_connection() as conn:
                 flow_detail = conn.get_flow_details(self._flow_detail.uuid)
-        except exc.TaskFlowException:
+        except Exception:  # still unreachable (whatever the backend raises)
             flow_detail = None
         self._prepared = False
         if flow_detail is None:
@@ -252,7 +252,6 @@ class Lifecycle:
         started = time.monotonic()
         try:
             self.change_flow_state(states.RUNNING)
-            runner.prepare()
             yield from runner.run_iter(timeout)
             final = runner.final_state()
             self.change_flow_state(final)
@@ -265,11 +264,13 @@ class Lifecycle:
             self._reload_from_backend()
             raise
         except Exception:
-            # Something outside any atom broke (a retry's bad decision, for instance, or an
-            # exception thrown into run_iter): the flow can not go on, so it ends FAILURE and
-            # the error reaches the caller.
-            with contextlib.suppress(exc.TaskFlowException):
+            # Something outside any atom broke (a retry's bad decision, an exception thrown
+            # into run_iter, a backend's own error): the flow can not go on, so it ends
+            # FAILURE and the error reaches the caller. Memory may be ahead of the backend
+            # when a write is what broke: the next run starts from the backend's records.
+            with contextlib.suppress(Exception):
                 self.change_flow_state(states.FAILURE)
+            self._reload_from_backend()
             raise
         finally:
             self._runner = None
@@ -287,6 +288,7 @@ def _statistics(runner: Runner, active_for: float) -> dict[str, Any]:
     return {
         "seconds_per_state": dict(runner.seconds),
         "discarded_failures": runner.discarded_failures,
+        # Calls still under way when the run ended (non-zero only when it was cut short).
         "awaiting": len(runner.in_flight),
         "completed": finished,
         "incomplete": atoms - finished,

@@ -800,8 +800,12 @@ class Runner:
         # Started before the task executor and shut down after it: an inline executor's
         # progress context is current from its start to its shutdown (nested, in order).
         self.retry_executor.start(self.arrived.append, progress)
-        executor.start(self.arrived.append if executor.inline else self.completions.put, progress)
+        started_executor = False
         try:
+            executor.start(
+                self.arrived.append if executor.inline else self.completions.put, progress
+            )
+            started_executor = True
             state = states.RESUMING
             while state != states.GAME_OVER:
                 if (yield state):
@@ -812,9 +816,10 @@ class Runner:
                 seconds[key] += clock() - started
                 state = row[event] if event in row else machine.next_state(state, event)
         finally:
-            for node in self.in_flight:
-                executor.cancel(node)
-            executor.shutdown()
+            if started_executor:
+                for node in self.in_flight:
+                    executor.cancel(node)
+                executor.shutdown()
             self.retry_executor.shutdown()
 
     def _progress_sink(self) -> Callable[[int, float], None]:
@@ -835,6 +840,7 @@ class Runner:
         return progress
 
     def _resuming(self) -> str:
+        self.prepare()
         return machine.SCHEDULE
 
     def _waiting(self) -> str:
@@ -871,11 +877,6 @@ class Runner:
         if not self.suspending:
             self.suspending = True
             self.change_flow_state(states.SUSPENDING)
-
-    def _has_work(self) -> bool:
-        if self.revert_failed or self.unresolved or self.suspending:
-            return False
-        return bool(self.ready or self.rev_ready)
 
     def _release_due(self) -> None:
         """Delayed retries whose time has come become ready."""
