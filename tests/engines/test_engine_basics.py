@@ -331,6 +331,14 @@ def test_engine_kinds_by_name():
     assert isinstance(engines.load(flow, engine="parallel"), ParallelActionEngine)
 
 
+def test_engine_none_means_the_default_engine():
+    # Upstream TaskFlow treats engine=None as "the default engine", as callers passing an
+    # optional setting straight through rely on.
+    flow = lf.Flow("f").add(Work("a", value=1, provides="x"))
+    assert isinstance(engines.load(flow, engine=None), SerialActionEngine)
+    assert engines.run(lf.Flow("g").add(Work("a", value=2, provides="x")), engine=None) == {"x": 2}
+
+
 def test_unknown_engine_kind():
     with pytest.raises(exc.NotFound):
         engines.load(lf.Flow("f").add(Work("a")), engine="nope")

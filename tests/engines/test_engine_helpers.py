@@ -7,6 +7,7 @@ import threading
 import pytest
 
 from taskflow import engines, states, task
+from taskflow.engines.action_engine.engine import SerialActionEngine
 from taskflow.patterns import linear_flow as lf
 from taskflow.patterns import unordered_flow as uf
 from taskflow.persistence import models
@@ -106,6 +107,19 @@ def test_flow_and_engine_from_detail(memory_backend):
     resumed.run()
     assert rec.names_in(states.RUNNING) == ["w0", "w1"]
     assert resumed.storage.fetch_all() == {"x": 3, "r0": 0, "r1": 1}
+
+
+def test_factory_and_detail_loaders_take_engine_none(memory_backend):
+    # engine=None is the default engine for every loader, as upstream TaskFlow has it.
+    engine = engines.load_from_factory(
+        make_flow, factory_args=["f"], store={"x": 1}, backend=memory_backend, engine=None
+    )
+    assert isinstance(engine, SerialActionEngine)
+    stored = memory_backend.get_connection().get_flow_details(engine.storage.flow_uuid)
+    resumed = engines.load_from_detail(stored, backend=memory_backend, engine=None)
+    assert isinstance(resumed, SerialActionEngine)
+    resumed.run()
+    assert resumed.storage.fetch_all() == {"x": 1, "r0": 0}
 
 
 def test_flow_from_detail_errors():

@@ -42,8 +42,13 @@ def _coerce(value: str) -> Any:
         return value
 
 
-def _parse_engine(engine: str, options: dict[str, Any]) -> tuple[str, dict[str, Any]]:
-    """Split ``'parallel://?max_workers=4'`` into a name and options (explicit kwargs win)."""
+def _parse_engine(engine: str | None, options: dict[str, Any]) -> tuple[str, dict[str, Any]]:
+    """Split ``'parallel://?max_workers=4'`` into a name and options (explicit kwargs win).
+
+    ``None`` names the default engine, as upstream TaskFlow has it.
+    """
+    if engine is None:
+        return ENGINE_DEFAULT, options
     if "://" not in engine:
         return engine, options
     parts = urlsplit(engine)
@@ -67,7 +72,7 @@ def load(
     book: LogBook | None = None,
     backend: Any = None,
     namespace: str = ENGINES_NAMESPACE,
-    engine: str = ENGINE_DEFAULT,
+    engine: str | None = ENGINE_DEFAULT,
     **kwargs: Any,
 ) -> Engine:
     """Make an engine that will run ``flow``.
@@ -79,7 +84,8 @@ def load(
         book: the logbook a created flow detail goes in.
         backend: a persistence backend, or its configuration (URI or dict).
         namespace: the entry-point group engines are looked up in.
-        engine: the engine kind's name or URI (``'parallel://?max_workers=4'``).
+        engine: the engine kind's name or URI (``'parallel://?max_workers=4'``); None
+            is the default engine.
         **kwargs: engine options.
 
     Raises:
@@ -108,7 +114,7 @@ def run(
     book: LogBook | None = None,
     backend: Any = None,
     namespace: str = ENGINES_NAMESPACE,
-    engine: str = ENGINE_DEFAULT,
+    engine: str | None = ENGINE_DEFAULT,
     **kwargs: Any,
 ) -> dict[str, Any]:
     """Load and run ``flow``; returns every named result (``storage.fetch_all()``)."""
@@ -179,7 +185,7 @@ def load_from_factory(
     book: LogBook | None = None,
     backend: Any = None,
     namespace: str = ENGINES_NAMESPACE,
-    engine: str = ENGINE_DEFAULT,
+    engine: str | None = ENGINE_DEFAULT,
     **kwargs: Any,
 ) -> Engine:
     """Build a flow with ``flow_factory`` and load it, recording the factory for resumption."""
@@ -237,7 +243,7 @@ def load_from_detail(
     store: Mapping[str, Any] | None = None,
     backend: Any = None,
     namespace: str = ENGINES_NAMESPACE,
-    engine: str = ENGINE_DEFAULT,
+    engine: str | None = ENGINE_DEFAULT,
     **kwargs: Any,
 ) -> Engine:
     """Rebuild the flow of ``flow_detail`` from its factory and load it to resume."""
