@@ -116,6 +116,17 @@ class Flow(abc.ABC):
     def requires(self) -> frozenset[str]:
         """The symbols this flow needs from outside (not produced inside it in time)."""
 
+    def _none_child(self) -> ValueError:
+        """The error for ``None`` given to ``add`` (upstream TaskFlow raises ValueError too).
+
+        ``add`` checks its whole call with ``None in items`` (identity first: atoms and flows
+        do not override ``==``) before adding anything; ``None`` would otherwise only fail
+        when the flow is compiled, far from the mistake.
+        """
+        return ValueError(
+            f"None can not be added to flow '{self._name}': children are atoms or flows"
+        )
+
     def __str__(self) -> str:
         cls = type(self)
         kind = f"{cls.__module__}.{cls.__qualname__}".removeprefix(_PATTERNS_PREFIX)
@@ -133,7 +144,13 @@ class _ChildrenInOrder(Flow):
         self._children: dict[Node, None] = {}
 
     def add(self, *items: Node) -> Self:
-        """Add children; a child already present stays where it is."""
+        """Add children; a child already present stays where it is.
+
+        Raises:
+            ValueError: one of ``items`` is None (then none of them is added).
+        """
+        if None in items:
+            raise self._none_child()
         for item in items:
             self._children.setdefault(item, None)
         return self

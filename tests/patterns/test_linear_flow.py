@@ -48,6 +48,23 @@ def test_add_returns_flow_and_keeps_order():
     assert f.retry is None
 
 
+@pytest.mark.parametrize(
+    "pattern",
+    [lf.Flow, uf.Flow, gf.Flow, gf.TargetedFlow],
+    ids=["linear", "unordered", "graph", "targeted"],
+)
+def test_adding_none_is_refused_at_once(pattern):
+    # Upstream TaskFlow raises ValueError at add(); accepting None would only fail later, at
+    # compile time, far from the mistake. Nothing of the call is added.
+    a = make("a")
+    f = pattern("f").add(a)
+    with pytest.raises(ValueError, match="None can not be added to flow 'f'"):
+        f.add(None)
+    with pytest.raises(ValueError, match="None can not be added"):
+        f.add(make("b"), None)
+    assert list(f) == [a]
+
+
 def test_readding_a_child_is_a_noop():
     a, b = make("a"), make("b")
     f = lf.Flow("f").add(a, b, a)

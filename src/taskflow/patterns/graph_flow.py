@@ -101,7 +101,10 @@ class Flow(flow.Flow):
             AmbiguousDependency: several children provide a symbol a new child requires.
             DependencyFailure: the inferred links would form a cycle. The flow is then
                 left unchanged.
+            ValueError: one of ``nodes`` is None (then none of them is added).
         """
+        if None in nodes:
+            raise self._none_child()
         self._refresh_subflows()
         batch = _Batch()
         has_cycle = False
