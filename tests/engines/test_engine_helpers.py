@@ -10,8 +10,9 @@ from taskflow import engines, states, task
 from taskflow.engines.action_engine.engine import SerialActionEngine
 from taskflow.patterns import linear_flow as lf
 from taskflow.patterns import unordered_flow as uf
-from taskflow.persistence import models
+from taskflow.persistence import backends, models
 from taskflow.utils import persistence_utils
+from tests.helpers import services
 from tests.helpers.engine_tasks import Recorder, Work, make_flow
 
 
@@ -35,6 +36,53 @@ def test_load_accepts_backend_configuration():
     )
     engine.run()
     assert engine.storage.fetch_all() == {"x": 1}
+
+
+@pytest.fixture(params=["sqlite", "dir"])
+def fresh_store_uri(request, tmp_path):
+    """The URI of a store nothing has used yet: no schema, no directories."""
+    if request.param == "sqlite":
+        services.need_module("sqlalchemy", "database")
+        return f"sqlite:///{tmp_path / 'flows.db'}"
+    return f"dir://{tmp_path / 'flows'}"
+
+
+@pytest.mark.parametrize("as_dict", [False, True], ids=["uri", "conf"])
+def test_backend_configuration_is_fetched_and_upgraded(fresh_store_uri, as_dict):
+    # A URI (or conf dict) works as backends.backend(uri) does: the schema is created first,
+    # so a fresh database is usable at once.
+    conf = {"connection": fresh_store_uri} if as_dict else fresh_store_uri
+    book = models.LogBook("b")
+    flow = lf.Flow("f").add(Work("a", value=1, provides="x"))
+    assert engines.run(flow, book=book, backend=conf) == {"x": 1}
+    engine = engines.load(lf.Flow("g").add(Work("a", value=2, provides="y")), backend=conf)
+    engine.run()
+    with backends.backend(fresh_store_uri) as backend, backend.get_connection() as conn:
+        stored = {fd.name: fd.state for lb in conn.get_logbooks() for fd in lb}
+    assert stored == {"f": states.SUCCESS, "g": states.SUCCESS}
+
+
+def test_backend_memory_uri_runs():
+    flow = lf.Flow("f").add(Work("a", value=1, provides="x"))
+    assert engines.run(flow, backend="memory://") == {"x": 1}
+    engine = engines.load(flow, backend="memory://")
+    engine.run()
+    assert engine.storage.fetch_all() == {"x": 1}
+
+
+def test_run_closes_the_backend_it_made_from_a_uri(monkeypatch):
+    made = []
+    fetch = backends.fetch
+
+    def spying_fetch(conf, *args, **kwargs):
+        backend = fetch(conf, *args, **kwargs)
+        made.append(backend)
+        monkeypatch.setattr(backend, "close", lambda: made.append("closed"))
+        return backend
+
+    monkeypatch.setattr(backends, "fetch", spying_fetch)
+    engines.run(lf.Flow("f").add(Work("a")), backend="memory://")
+    assert made[1:] == ["closed"]
 
 
 def test_load_uses_given_flow_detail():

@@ -2,8 +2,9 @@
 
 from __future__ import annotations
 
+import contextlib
 import importlib
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Iterator, Mapping
 from typing import TYPE_CHECKING, Any
 from urllib.parse import parse_qsl, urlsplit
 
@@ -58,11 +59,37 @@ def _parse_engine(engine: str | None, options: dict[str, Any]) -> tuple[str, dic
 
 
 def _fetch_backend(backend: Any) -> Any:
+    """``backend`` itself, or the backend its configuration (a URI or dict) names, upgraded.
+
+    A configuration is used as :func:`taskflow.persistence.backends.backend` uses it: the
+    backend is fetched and its schema created or migrated, so that
+    ``engines.run(flow, backend="sqlite:///flows.db")`` works on a fresh database. (Upstream
+    TaskFlow refuses a URI, and skips the upgrade for a dict, which then fails on the first
+    write to a fresh SQL database.)
+    """
     if backend is None or not isinstance(backend, (str, Mapping)):
         return backend
     from taskflow.persistence import backends
 
-    return backends.fetch(backend)
+    fetched = backends.fetch(backend)
+    try:
+        with fetched.get_connection() as conn:
+            conn.upgrade()
+    except BaseException:
+        fetched.close()
+        raise
+    return fetched
+
+
+@contextlib.contextmanager
+def _backend_for_call(backend: Any) -> Iterator[Any]:
+    """:func:`_fetch_backend` for one call: a backend made from a configuration is closed after."""
+    fetched = _fetch_backend(backend)
+    try:
+        yield fetched
+    finally:
+        if fetched is not backend:
+            fetched.close()
 
 
 def load(
@@ -82,7 +109,8 @@ def load(
         store: values injected (persisted) before running.
         flow_detail: the detail to run against; created (in ``book``/``backend``) if None.
         book: the logbook a created flow detail goes in.
-        backend: a persistence backend, or its configuration (URI or dict).
+        backend: a persistence backend, or its configuration (URI or dict): then the
+            backend is fetched and upgraded, as ``backends.backend(conf)`` does.
         namespace: the entry-point group engines are looked up in.
         engine: the engine kind's name or URI (``'parallel://?max_workers=4'``); None
             is the default engine.
@@ -117,10 +145,14 @@ def run(
     engine: str | None = ENGINE_DEFAULT,
     **kwargs: Any,
 ) -> dict[str, Any]:
-    """Load and run ``flow``; returns every named result (``storage.fetch_all()``)."""
-    loaded = load(flow, store, flow_detail, book, backend, namespace, engine, **kwargs)
-    loaded.run()
-    return loaded.storage.fetch_all()
+    """Load and run ``flow``; returns every named result (``storage.fetch_all()``).
+
+    A backend made here from a configuration (see :func:`load`) is closed when the run ends.
+    """
+    with _backend_for_call(backend) as fetched:
+        loaded = load(flow, store, flow_detail, book, fetched, namespace, engine, **kwargs)
+        loaded.run()
+        return loaded.storage.fetch_all()
 
 
 def _callable_name(function: Callable[..., Any]) -> str:
@@ -171,10 +203,10 @@ def save_factory_details(
         "args": list(factory_args or ()),
         "kwargs": dict(factory_kwargs or {}),
     }
-    backend = _fetch_backend(backend)
-    if backend is not None:
-        with backend.get_connection() as conn:
-            conn.update_flow_details(flow_detail)
+    with _backend_for_call(backend) as fetched:
+        if fetched is not None:
+            with fetched.get_connection() as conn:
+                conn.update_flow_details(flow_detail)
 
 
 def load_from_factory(
