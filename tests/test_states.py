@@ -2,7 +2,10 @@
 
 from __future__ import annotations
 
+import inspect
 import itertools
+import json
+from pathlib import Path
 
 import pytest
 
@@ -80,6 +83,20 @@ def test_constants_are_their_names():
         "COMPLETE",
     ]:
         assert getattr(st, name) == name
+
+
+def test_exports_only_upstreams_names():
+    # The engine loop's private states (UNDEFINED, GAME_OVER) live in _engine.machine;
+    # taskflow.states holds exactly what upstream TaskFlow's module does.
+    recorded = Path(__file__).parent / "helpers" / "public_api_golden.json"
+    golden = json.loads(recorded.read_text())["modules"]["taskflow.states"]["names"]
+    public = {
+        name
+        for name, value in vars(st).items()
+        if not name.startswith("_") and not inspect.ismodule(value) and name != "annotations"
+    }
+    assert sorted(st.__all__) == sorted(golden)
+    assert public == set(golden)
 
 
 def test_intentions():

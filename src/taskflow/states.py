@@ -14,7 +14,6 @@ __all__ = [
     "COMPLETE",
     "EXECUTE",
     "FAILURE",
-    "GAME_OVER",
     "IGNORE",
     "INTENTIONS",
     "PENDING",
@@ -31,7 +30,6 @@ __all__ = [
     "SUSPENDED",
     "SUSPENDING",
     "UNCLAIMED",
-    "UNDEFINED",
     "WAITING",
     "check_flow_transition",
     "check_job_transition",
@@ -64,9 +62,7 @@ REVERT = "REVERT"
 RETRY = "RETRY"
 INTENTIONS = (EXECUTE, IGNORE, REVERT, RETRY)
 
-# States of the engine's own loop (never persisted).
-UNDEFINED = "UNDEFINED"
-GAME_OVER = "GAME_OVER"
+# States of the engine's own loop (never persisted); its private ones are in _engine/machine.py.
 SCHEDULING = "SCHEDULING"
 WAITING = "WAITING"
 ANALYZING = "ANALYZING"

@@ -24,7 +24,24 @@ from __future__ import annotations
 from taskflow import exceptions as exc
 from taskflow import states
 
-__all__ = ["ANALYZE", "BY_STATE", "FINISH", "SCHEDULE", "TRANSITIONS", "WAIT", "next_state"]
+__all__ = [
+    "ANALYZE",
+    "BY_STATE",
+    "FINISH",
+    "GAME_OVER",
+    "SCHEDULE",
+    "TRANSITIONS",
+    "UNDEFINED",
+    "WAIT",
+    "next_state",
+]
+
+# The loop's private states: never yielded, never persisted, not in taskflow.states (upstream
+# keeps them out of it too).
+#: Before the loop starts (upstream's name; listed in ``ActionEngine.IGNORABLE_STATES``).
+UNDEFINED = "UNDEFINED"
+#: Where the loop stops; the engine then records and yields the flow's final state.
+GAME_OVER = "GAME_OVER"
 
 SCHEDULE = "schedule"
 WAIT = "wait"
@@ -43,7 +60,7 @@ _ROWS: tuple[tuple[str, str, str, str], ...] = (
     (states.WAITING, ANALYZE, states.ANALYZING, "a completion arrived (or a wait timed out)"),
     (states.ANALYZING, SCHEDULE, states.SCHEDULING, "completions made more atoms ready"),
     (states.ANALYZING, WAIT, states.WAITING, "nothing ready, but calls are still under way"),
-    (states.ANALYZING, FINISH, states.GAME_OVER, "nothing ready and nothing under way"),
+    (states.ANALYZING, FINISH, GAME_OVER, "nothing ready and nothing under way"),
 )
 
 #: ``(state, event) -> next state``: the table the loop consults.

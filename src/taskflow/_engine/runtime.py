@@ -807,7 +807,7 @@ class Runner:
             )
             started_executor = True
             state = states.RESUMING
-            while state != states.GAME_OVER:
+            while state != machine.GAME_OVER:
                 if (yield state):
                     self.request_suspend()
                 work, key, row = steps[state]

@@ -10,7 +10,7 @@ from typing import TYPE_CHECKING, Any
 
 from taskflow import exceptions as exc
 from taskflow import states
-from taskflow._engine import executors
+from taskflow._engine import executors, machine
 from taskflow._engine.gcpause import gc_frozen
 from taskflow._engine.lifecycle import Lifecycle
 from taskflow.engines import base
@@ -34,10 +34,10 @@ class ActionEngine(base.Engine):
     IGNORABLE_STATES = frozenset(
         (
             states.ANALYZING,
-            states.GAME_OVER,
+            machine.GAME_OVER,
             states.RESUMING,
             states.SCHEDULING,
-            states.UNDEFINED,
+            machine.UNDEFINED,
             states.WAITING,
         )
     )
