@@ -11,6 +11,7 @@ from collections import OrderedDict, namedtuple
 import pytest
 
 from taskflow import _serialization as ser
+from taskflow import exceptions as exc
 
 ROUND_TRIPS = [
     None,
@@ -126,3 +127,12 @@ def test_unsupported_values_raise_type_error_naming_the_type(value, type_name):
         ser.dumps(value)
     with pytest.raises(TypeError, match=type_name):
         ser.to_jsonable(value)
+
+
+def test_unstorable_value_is_a_storage_failure_and_still_a_type_error():
+    # ``except StorageFailure`` around a save catches it, as upstream users write; code that
+    # caught the TypeError keeps working.
+    with pytest.raises(exc.StorageFailure, match=r"builtins\.object") as caught:
+        ser.dumps(object())
+    assert isinstance(caught.value, ser.UnstorableValue)
+    assert isinstance(caught.value, TypeError)

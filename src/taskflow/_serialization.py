@@ -41,6 +41,8 @@ from __future__ import annotations
 import json
 from typing import Any
 
+from taskflow import exceptions as exc
+
 __all__ = ["UnstorableValue", "dumps", "from_jsonable", "loads", "to_jsonable"]
 
 _TUPLE = "__tuple__"
@@ -105,11 +107,18 @@ def to_jsonable(obj: Any) -> Any:
     )
 
 
-class UnstorableValue(TypeError):
+class UnstorableValue(exc.StorageFailure, TypeError):
     """A value (an atom's result, an injected value...) that JSON can not hold.
 
-    Raised before anything is written, so the stored record is left as it was.
+    Raised before anything is written, so the stored record is left as it was. It is a
+    :class:`~taskflow.exceptions.StorageFailure` (a save failed: ``except StorageFailure``
+    catches it) and, as before, a ``TypeError``. Unlike an outage, retrying the same save
+    fails the same way: an engine fails the atom whose value it is, and reverts.
     """
+
+    def __str__(self) -> str:
+        # The message alone: each one already says why, so the cause is not repeated.
+        return Exception.__str__(self)
 
 
 def _decode_object(obj: dict[str, Any]) -> Any:

@@ -17,6 +17,7 @@ import pytest
 
 from taskflow import engines, states, task
 from taskflow import exceptions as exc
+from taskflow._serialization import UnstorableValue
 from taskflow.patterns import linear_flow as lf
 from taskflow.persistence import backends
 from taskflow.utils import persistence_utils
@@ -316,26 +317,35 @@ def test_the_faulty_backend_fails_exactly_the_chosen_writes():
         faults.fail_nth(1, "get_logbook")
 
 
-class _DriverErrorBackend(FaultyMemoryBackend):
-    """A user's backend whose atom writes can raise its driver's own error, untranslated."""
+class _CheckedAtomWrites(FaultyMemoryBackend):
+    """A memory backend that calls :meth:`check` before each atom write, which may raise."""
 
-    fail_at: int | None = None  # the n-th atom write (from 1) raises ConnectionResetError
+    def check(self, ad: Any) -> None:
+        """Called with the atom detail about to be written."""
 
     def get_connection(self) -> Any:
         conn = super().get_connection()
         update = conn.update_atom_details
-        backend = self
 
         def update_atom_details(ad: Any, ignore_missing: bool = False) -> Any:
-            if backend.fail_at is not None:
-                backend.fail_at -= 1
-                if backend.fail_at == 0:
-                    backend.fail_at = None
-                    raise ConnectionResetError("the driver lost its socket")
+            self.check(ad)
             return update(ad, ignore_missing=ignore_missing)
 
         conn.update_atom_details = update_atom_details  # type: ignore[method-assign]
         return conn
+
+
+class _DriverErrorBackend(_CheckedAtomWrites):
+    """A user's backend whose atom writes can raise its driver's own error, untranslated."""
+
+    fail_at: int | None = None  # the n-th atom write (from 1) raises ConnectionResetError
+
+    def check(self, ad: Any) -> None:
+        if self.fail_at is not None:
+            self.fail_at -= 1
+            if self.fail_at == 0:
+                self.fail_at = None
+                raise ConnectionResetError("the driver lost its socket")
 
 
 def test_a_backends_own_error_makes_the_next_run_start_from_the_backend():
@@ -356,3 +366,58 @@ def test_a_backends_own_error_makes_the_next_run_start_from_the_backend():
     engine.run()
     assert RAN == ["b", "c"]
     assert records(backend, fd.uuid)["state"] == states.SUCCESS
+
+
+# -- an unstorable value is a StorageFailure, but no outage -------------------------------------
+
+
+class Unstorable(task.Task):
+    def execute(self) -> object:
+        RAN.append(self.name)
+        return object()
+
+
+def test_an_unstorable_result_fails_its_task_and_the_flow_reverts(tmp_path):
+    # UnstorableValue is a StorageFailure (``except StorageFailure`` catches it) but nothing
+    # is wrong with the backend: the task fails and the flow reverts and ends REVERTED, in the
+    # backend as in the engine, rather than stopping as if a write had been lost.
+    services.need_module("sqlalchemy", "database")
+    with backends.backend(f"sqlite:///{tmp_path / 'flows.db'}") as backend:
+        _book, fd = persistence_utils.temporary_flow_detail(backend)
+        flow = lf.Flow("f").add(Step("a"), Unstorable(name="bad"), Step("b"))
+        engine = engines.load(flow, flow_detail=fd, backend=backend)
+        RAN.clear()
+        with pytest.raises(exc.StorageFailure, match="result of atom 'bad' can not be stored"):
+            engine.run()
+        assert RAN == ["a", "bad", "revert a"]
+        assert engine.storage.get_flow_state() == states.REVERTED
+        with backend.get_connection() as conn:
+            assert conn.get_flow_details(fd.uuid).state == states.REVERTED
+        assert _states(backend, fd.uuid) == {
+            "a": states.REVERTED,
+            "bad": states.REVERTED,
+            "b": states.PENDING,
+        }
+
+
+class _UnstorableFailureBackend(_CheckedAtomWrites):
+    """A backend that can not hold any atom's failure (as a size limit could refuse one)."""
+
+    def check(self, ad: Any) -> None:
+        if ad.state == states.FAILURE:
+            raise UnstorableValue(f"Atom '{ad.name}': its failure is too big")
+
+
+def test_an_unstorable_value_outside_any_atom_fails_the_run_not_as_an_outage():
+    # The engine turns an unstorable result into its task's failure; an unstorable value in
+    # a write that fails no atom (here the failure itself) ends the run FAILURE, as any error
+    # outside an atom does, instead of leaving the flow RUNNING as after an outage.
+    backend = _UnstorableFailureBackend()
+    _book, fd = persistence_utils.temporary_flow_detail(backend)
+    engine = engines.load(_reverting(), flow_detail=fd, backend=backend)
+    RAN.clear()
+    with pytest.raises(UnstorableValue, match="too big"):
+        engine.run()
+    assert RAN == ["a", "b", "boom"]  # nothing reverted: boom's failure was never recorded
+    assert records(backend, fd.uuid)["state"] == states.FAILURE
+    assert engine.storage.get_flow_state() == states.FAILURE

@@ -17,6 +17,7 @@ import pytest
 
 from taskflow import engines, retry, states, task
 from taskflow import exceptions as exc
+from taskflow._serialization import UnstorableValue
 from taskflow.patterns import linear_flow
 from taskflow.persistence import backends, models
 from taskflow.types.failure import Failure
@@ -421,7 +422,8 @@ def test_unstorable_result_raises_type_error_before_writing(tmp_path):
             ad.put(states.SUCCESS, {"bad": _Opaque()})
             with pytest.raises(TypeError, match="_Opaque") as caught:
                 conn.update_atom_details(ad)
-            assert not isinstance(caught.value, exc.StorageFailure)
+            # The value's own error, not a database error wrapped as one.
+            assert isinstance(caught.value, UnstorableValue)
             assert conn.get_atom_details(ad.uuid).results == {"fine": 1}
 
             # A flow save fails as a whole, before its first row is written.

@@ -20,6 +20,7 @@ from taskflow._config import as_bool
 from taskflow._engine.compiler import Compilation, Plan, compile_flow
 from taskflow._engine.gcpause import gc_frozen
 from taskflow._engine.runtime import Runner
+from taskflow._serialization import UnstorableValue
 from taskflow.retry import Retry
 from taskflow.storage import Storage
 from taskflow.types.failure import Failure
@@ -257,6 +258,13 @@ class Lifecycle:
             self.change_flow_state(final)
             yield final
         except GeneratorExit:
+            raise
+        except UnstorableValue:
+            # A StorageFailure, but no outage: a value no backend can hold, in a write that
+            # fails no atom (the same write would fail again). The run fails as below.
+            with contextlib.suppress(Exception):
+                self.change_flow_state(states.FAILURE)
+            self._reload_from_backend()
             raise
         except exc.StorageFailure:
             # What is in memory may now be ahead of what was written: forget it, so a later
