@@ -3,6 +3,7 @@ databases written by upstream TaskFlow 6.5, error mapping and the hot path."""
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import shutil
 import signal
@@ -12,6 +13,7 @@ import sys
 import time
 import uuid
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import pytest
 
@@ -23,6 +25,9 @@ from taskflow.persistence import backends, models
 from taskflow.types.failure import Failure
 from tests.helpers import services
 from tests.helpers.databases import isolated_mysql, isolated_postgres
+
+if TYPE_CHECKING:
+    from collections.abc import Iterator
 
 sa = services.need_module("sqlalchemy", "database")
 impl_sqlalchemy = services.need_module("taskflow.persistence.backends.impl_sqlalchemy", "database")
@@ -294,6 +299,85 @@ def test_upgrade_refuses_an_unknown_revision(tmp_path):
     with _backend(path) as backend, backend.get_connection() as conn:
         with pytest.raises(exc.StorageFailure, match="feedfacecafe"):
             conn.upgrade()
+
+
+def test_known_revisions_match_the_scripts():
+    from alembic.config import Config
+    from alembic.script import ScriptDirectory
+
+    config = Config()
+    config.set_main_option("script_location", migration.SCRIPT_LOCATION)
+    scripts = ScriptDirectory.from_config(config)
+    assert {script.revision for script in scripts.walk_revisions()} == migration.REVISIONS
+
+
+#: A revision no taskflow has: what a database upgraded by a newer taskflow holds.
+NEWER = "feedfacecafe"
+
+
+@pytest.fixture(
+    params=[
+        "sqlite",
+        pytest.param("postgres", marks=pytest.mark.postgres),
+        pytest.param("mysql", marks=pytest.mark.mysql),
+    ]
+)
+def newer_db(request, tmp_path) -> Iterator[str]:
+    """The URL of a database a newer taskflow upgraded: our schema, stamped :data:`NEWER`."""
+    if request.param == "sqlite":
+        url = f"sqlite:///{tmp_path / 'newer.db'}"
+        context: contextlib.AbstractContextManager[str] = contextlib.nullcontext(url)
+    elif request.param == "postgres":
+        context = isolated_postgres(request.getfixturevalue("postgres_url"))
+    else:
+        context = isolated_mysql(request.getfixturevalue("mysql_url"))
+    with context as url:
+        with backends.backend(url) as backend, backend.engine.begin() as conn:
+            conn.execute(sa.text("UPDATE alembic_version SET version_num = :v"), {"v": NEWER})
+        yield url
+
+
+def _newer_db_untouched(url: str) -> None:
+    engine = sa.create_engine(url)
+    try:
+        with engine.connect() as conn:
+            assert conn.execute(sa.text("SELECT version_num FROM alembic_version")).all() == [
+                (NEWER,)
+            ]
+            for table in TABLES:
+                assert conn.execute(sa.text(f"SELECT count(*) FROM {table}")).scalar() == 0
+            assert set(sa.inspect(conn).get_table_names()) == {*TABLES, "alembic_version"}
+    finally:
+        engine.dispose()
+
+
+NEWER_MESSAGE = rf"revision '{NEWER}'.*newer taskflow"
+
+
+def test_upgrade_and_validate_refuse_a_newer_schema(newer_db):
+    with backends.fetch(newer_db) as backend, backend.get_connection() as conn:
+        with pytest.raises(exc.StorageFailure, match=NEWER_MESSAGE):
+            conn.upgrade()
+        with pytest.raises(exc.StorageFailure, match=NEWER_MESSAGE):
+            conn.validate()
+    _newer_db_untouched(newer_db)
+
+
+class _Nothing(task.Task):
+    def execute(self) -> None:
+        pass
+
+
+def test_an_engine_run_refuses_a_newer_schema_before_any_write(newer_db):
+    flow = linear_flow.Flow("f").add(_Nothing("a"))
+    with backends.fetch(newer_db) as backend:
+        with pytest.raises(exc.StorageFailure, match=NEWER_MESSAGE):
+            engines.run(flow, backend=backend, book=models.LogBook("b"))
+        with backend.get_connection() as conn, pytest.raises(exc.StorageFailure, match=NEWER):
+            conn.save_logbook(models.LogBook("b"))
+    with pytest.raises(exc.StorageFailure, match=NEWER_MESSAGE):
+        engines.run(flow, backend=newer_db, book=models.LogBook("b"))
+    _newer_db_untouched(newer_db)
 
 
 # -- databases written by upstream TaskFlow 6.5 -----------------------------------------------

@@ -254,6 +254,9 @@ class SQLAlchemyBackend(base.Backend):
         self._atom_insert = _Compiled(engine, self._statements.atom_insert)
         self._flow_record = _Compiled(engine, self._statements.flow_record)
         self._clock = _Clock()
+        #: Whether the database's schema revision is known to be one this taskflow has
+        #: (checked before this backend first reads or writes it: ``Connection._translate``).
+        self._schema_checked = False
         dbapi = getattr(engine.dialect, "loaded_dbapi", None)
         driver_error = getattr(dbapi, "Error", None)
         errors: list[type[BaseException]] = [sa.exc.SQLAlchemyError, OSError]
@@ -337,9 +340,17 @@ class Connection(base.Connection):
     # -- plumbing -----------------------------------------------------------------------------
 
     @contextlib.contextmanager
-    def _translate(self, what: str) -> Iterator[None]:
-        """Turn database and OS errors into ``StorageFailure`` (the backend's one such place)."""
+    def _translate(self, what: str, check_schema: bool = True) -> Iterator[None]:
+        """Turn database and OS errors into ``StorageFailure`` (the backend's one such place).
+
+        Every database access passes here, so the first one also checks that a newer
+        taskflow has not upgraded the schema (``SchemaTooNew``), before anything is written
+        (``check_schema=False``: the caller checks it itself).
+        """
         try:
+            if check_schema and not self._backend._schema_checked:
+                migration.check_schema(self._engine, self._dialect)
+                self._backend._schema_checked = True
             yield
         except self._errors as err:
             raise exc.StorageFailure(f"Failed {what}: {err}") from err
@@ -362,19 +373,29 @@ class Connection(base.Connection):
 
         Raises:
             taskflow.exceptions.StorageFailure: unreachable database, or a schema this
-                version cannot upgrade (partial, foreign, or from an unknown revision).
+                version cannot upgrade (partial, foreign, or from a newer taskflow: the
+                message says so).
         """
-        with self._translate("upgrading the schema"):
+        # migration.upgrade() refuses a newer taskflow's schema itself, before any write.
+        with self._translate("upgrading the schema", check_schema=False):
             migration.upgrade(self._engine, self._dialect)
+        self._backend._schema_checked = True
 
     def validate(self) -> None:
-        """Connect and run a trivial query, retrying ``max_retries`` times with backoff."""
+        """Connect and run a trivial query, retrying ``max_retries`` times with backoff.
+
+        Raises:
+            taskflow.exceptions.StorageFailure: unreachable database, or a schema a newer
+                taskflow upgraded (not retried).
+        """
         attempts = self._backend._max_retries + 1
         for attempt in range(attempts):
             try:
                 with self._translate("validating the connection"), self._engine.connect() as c:
                     c.execute(sa.text("SELECT 1"))
                 return
+            except migration.SchemaTooNew:
+                raise
             except exc.StorageFailure:
                 if attempt + 1 >= attempts:
                     raise

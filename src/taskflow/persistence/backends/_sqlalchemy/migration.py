@@ -14,7 +14,10 @@ which creates upstream's schema in one step. A database can be in one of four sh
   stamped ``00af93df9d77`` (adopted, not recreated) and upgraded from there.
 
 Anything else (some of the tables missing, columns missing, a revision this chain does not
-know) is refused with ``StorageFailure`` rather than guessed at. The whole upgrade runs in one
+know) is refused with ``StorageFailure`` rather than guessed at. A revision this chain does
+not know is one a newer taskflow wrote: :class:`SchemaTooNew` says so, and the backend checks
+for it (:func:`check_schema`) before it first reads or writes a database, so that an older
+taskflow never writes to a schema it does not understand. The whole upgrade runs in one
 transaction holding a per-database lock (see the dialect hooks), so concurrent starters do
 not race; on MySQL DDL commits implicitly, so there it is the lock alone that serializes.
 """
@@ -31,12 +34,24 @@ from taskflow import exceptions as exc
 if TYPE_CHECKING:
     from taskflow.persistence.backends._sqlalchemy.dialects import Dialect
 
-__all__ = ["BASE", "HEAD", "SCRIPT_LOCATION", "current_revision", "upgrade"]
+__all__ = [
+    "BASE",
+    "HEAD",
+    "REVISIONS",
+    "SCRIPT_LOCATION",
+    "SchemaTooNew",
+    "check_revision",
+    "check_schema",
+    "current_revision",
+    "upgrade",
+]
 
 #: Upstream TaskFlow's head revision, the base of this chain.
 BASE = "00af93df9d77"
 #: This chain's head (a test checks it matches the scripts).
 HEAD = "00af93df9d77"
+#: Every revision of this chain (a test checks it matches the scripts).
+REVISIONS = frozenset((BASE, HEAD))
 #: Where the Alembic environment and revision scripts live.
 SCRIPT_LOCATION = os.path.join(os.path.dirname(os.path.abspath(__file__)), "migrations")
 
@@ -77,6 +92,40 @@ def current_revision(conn: sa.Connection) -> str | None:
     if len(rows) > 1:
         raise exc.StorageFailure(f"Database has several schema revisions {sorted(rows)}")
     return rows[0] if rows else None
+
+
+class SchemaTooNew(exc.StorageFailure):
+    """The database's schema revision is not one of this chain's: a newer taskflow upgraded
+    it. Nothing is read from or written to it; upgrade taskflow to use it."""
+
+
+def check_revision(current: str | None) -> None:
+    """Refuse ``current`` unless it is one of :data:`REVISIONS` (None: not versioned yet).
+
+    Raises:
+        SchemaTooNew: the database was upgraded by a newer taskflow.
+    """
+    if current is not None and current not in REVISIONS:
+        raise SchemaTooNew(
+            f"Database schema is at revision '{current}', which this taskflow does not know"
+            f" (its newest is '{HEAD}'): a newer taskflow has upgraded it. Refusing to read"
+            " or write it; upgrade taskflow to use this database"
+        )
+
+
+def check_schema(engine: sa.Engine, dialect: Dialect) -> None:
+    """:func:`check_revision` of the database ``engine`` reaches (one read, no write).
+
+    Raises:
+        SchemaTooNew: the database was upgraded by a newer taskflow. Driver errors propagate
+            for the caller to map.
+    """
+    with engine.connect() as conn:
+        dialect.begin(conn, write=False)
+        try:
+            check_revision(current_revision(conn))
+        finally:
+            conn.rollback()
 
 
 def _check_unversioned(conn: sa.Connection) -> bool:
@@ -128,7 +177,8 @@ def upgrade(engine: sa.Engine, dialect: Dialect) -> None:
 
     Raises:
         taskflow.exceptions.StorageFailure: the database is in a shape this chain does not
-            know (see the module docstring). Driver errors propagate for the caller to map.
+            know (see the module docstring); :class:`SchemaTooNew` when a newer taskflow
+            upgraded it. Driver errors propagate for the caller to map.
     """
     with engine.connect() as conn:
         dialect.begin(conn, write=False)
@@ -136,11 +186,13 @@ def upgrade(engine: sa.Engine, dialect: Dialect) -> None:
         conn.rollback()
         if current == HEAD:
             return
+        check_revision(current)  # before taking the lock: refusing writes nothing
         dialect.begin(conn, write=True)
         dialect.lock_for_upgrade(conn)
         try:
             # Re-read under the lock: another process may have just finished.
             current = current_revision(conn)
+            check_revision(current)
             if current != HEAD:
                 adopt = current is None and _check_unversioned(conn)
                 _run_alembic(conn, adopt)
