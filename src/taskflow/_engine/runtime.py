@@ -26,6 +26,7 @@ before a revert starts. :meth:`Runner.prepare` rebuilds every counter from those
 
 from __future__ import annotations
 
+import logging
 import queue
 import threading
 import time
@@ -65,6 +66,10 @@ _FINISHED = frozenset((states.SUCCESS, states.IGNORE))
 _NOTHING_TO_REVERT = frozenset((states.PENDING, states.IGNORE, states.REVERTED))
 _RESULT_STATES = frozenset((states.SUCCESS, states.FAILURE, states.REVERTED, states.REVERT_FAILURE))
 _DEPTHS = (Depth.ATOM, Depth.NEIGHBORS, Depth.FLOW, Depth.ALL)  # narrowest first
+#: What request_suspend() puts on the completion queue to end a wait at once.
+_WAKE_UP = "wake-up"
+_WAKE: Completion = (-1, _WAKE_UP, True, None, None)
+LOG = logging.getLogger(__name__)
 
 
 class RunStore(Protocol):
@@ -152,6 +157,8 @@ class Runner:
         self.seconds = dict.fromkeys(("analyzing", "resuming", "scheduling", "waiting"), 0.0)
         #: Failures that arrived once nothing could act on them any more (statistics).
         self.discarded_failures = 0
+        # True once the run was cut short: outcomes are recorded, nothing more is decided.
+        self.draining = False
 
     # -- notifications -----------------------------------------------------------------------
 
@@ -469,6 +476,8 @@ class Runner:
         if method == PROGRESS:  # equality: completions from child processes are copies
             self._record_progress(node, value)
             return
+        if method is _WAKE_UP:
+            return
         self.in_flight.discard(node)
         if events:
             # Replay what the task emitted in a child process, as if it happened here.
@@ -520,7 +529,7 @@ class Runner:
             self._notify_atom(node, _FAILURE, old, value)
         if self.rev_mode[node]:
             self._revert_when_ready(node)
-        elif self.never_resolve:
+        elif self.never_resolve or self.draining:
             self.unresolved = True
         else:
             self._resolve(node, value)
@@ -708,7 +717,8 @@ class Runner:
                 self._notify_atom(node, states.REVERTED, old, value)
             if is_task and (self.plan.reports_progress[node] or atom.notifier):  # type: ignore[attr-defined]
                 atom.update_progress(1.0)  # type: ignore[attr-defined]
-            self._finish_revert(node)
+            if not self.draining:
+                self._finish_revert(node)
         else:
             ad.put(states.REVERT_FAILURE, value)
             self.save(ad)
@@ -800,7 +810,7 @@ class Runner:
         # Started before the task executor and shut down after it: an inline executor's
         # progress context is current from its start to its shutdown (nested, in order).
         self.retry_executor.start(self.arrived.append, progress)
-        started_executor = False
+        started_executor = aborted = False
         try:
             executor.start(
                 self.arrived.append if executor.inline else self.completions.put, progress
@@ -815,12 +825,19 @@ class Runner:
                 event = work()
                 seconds[key] += clock() - started
                 state = row[event] if event in row else machine.next_state(state, event)
+        except BaseException:
+            aborted = True  # an error, an interrupt (Ctrl-C), or the generator closed
+            raise
         finally:
             if started_executor:
+                # Calls not started yet never will; those under way finish (and are waited
+                # for), so that their outcomes can be recorded below.
                 for node in self.in_flight:
                     executor.cancel(node)
                 executor.shutdown()
             self.retry_executor.shutdown()
+            if aborted:
+                self._drain()
 
     def _progress_sink(self) -> Callable[[int, float], None]:
         """Where executors send progress reported during calls (see the executor contract)."""
@@ -859,8 +876,12 @@ class Runner:
             # In arrival order. The list is the one report() appends to: emptied in place.
             batch = arrived[:]
             arrived.clear()
-            for completion in batch:
-                complete(completion)
+            for index, completion in enumerate(batch):
+                try:
+                    complete(completion)
+                except BaseException:
+                    arrived[:0] = batch[index + 1 :]  # still to record (see _drain)
+                    raise
         completions = self.completions
         while not completions.empty():
             complete(completions.get())
@@ -868,15 +889,37 @@ class Runner:
             self.revert_failed or self.unresolved or self.suspending
         ):
             return machine.SCHEDULE
-        if self.in_flight or self.delayed:
+        if self.in_flight or (self.delayed and not self.suspending):
             return machine.WAIT
         return machine.FINISH
 
+    def _drain(self) -> None:
+        """The run was cut short: record the outcomes that arrived, deciding nothing more.
+
+        Results and failures are written as usual (so a resumed run does not execute again
+        what finished), but no failure is resolved, no successor released and no retry
+        started.
+        """
+        self.draining = True
+        pending = list(self.arrived)
+        self.arrived.clear()
+        while not self.completions.empty():
+            pending.append(self.completions.get())
+        for completion in pending:
+            try:
+                self._complete(completion)
+            except Exception:
+                LOG.warning("Could not record an outcome after the run stopped", exc_info=True)
+
     def request_suspend(self) -> None:
-        """Stop scheduling; what is in flight finishes, then the loop ends (SUSPENDED)."""
+        """Stop scheduling; what is in flight finishes, then the loop ends (SUSPENDED).
+
+        Safe from any thread: a wait for a delayed retry ends at once.
+        """
         if not self.suspending:
             self.suspending = True
             self.change_flow_state(states.SUSPENDING)
+            self.completions.put(_WAKE)
 
     def _release_due(self) -> None:
         """Delayed retries whose time has come become ready."""
@@ -887,23 +930,25 @@ class Runner:
                 self.ready.append(item[1])
 
     def _wait(self, timeout: float | None) -> None:
-        """Block until a completion arrives, a delayed retry is due, or ``timeout`` passes."""
-        if self.delayed and not self.in_flight:
-            pause = min(self.delayed)[0] - time.monotonic()
-            if pause > 0:
-                time.sleep(pause)
-            self._release_due()
-        if not self.in_flight:
-            return
-        wait_slice = timeout if timeout is not None else 60.0
+        """Block until a completion arrives (or a suspend wakes us), a delayed retry is due,
+        or ``timeout`` passes."""
         if self.delayed:
-            wait_slice = min(wait_slice, max(0.0, min(self.delayed)[0] - time.monotonic()))
+            wait_slice = max(0.0, min(self.delayed)[0] - time.monotonic())
+            if self.in_flight and timeout is not None:
+                wait_slice = min(wait_slice, timeout)
+        elif self.in_flight:
+            wait_slice = timeout if timeout is not None else 60.0
+        else:
+            return
         try:
             completion = self.completions.get(timeout=wait_slice)
         except queue.Empty:
-            return
-        # Held for ANALYZING, which handles every completion in arrival order.
-        self.arrived.append(completion)
+            pass
+        else:
+            # Held for ANALYZING, which handles every completion in arrival order.
+            self.arrived.append(completion)
+        if self.delayed:
+            self._release_due()
 
     def _record_progress(self, node: int, progress: float) -> None:
         ad = self.ads[node]
