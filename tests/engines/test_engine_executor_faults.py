@@ -10,6 +10,7 @@ import pytest
 
 from taskflow import engines, states, task
 from taskflow import exceptions as exc
+from taskflow.patterns import linear_flow as lf
 from taskflow.patterns import unordered_flow as uf
 from taskflow.task import PROGRESS_SINK
 from tests.helpers.engine_tasks import Work, atom_states
@@ -98,3 +99,38 @@ def test_interleaved_serial_runs_leave_no_engine_behind_in_the_progress_context(
     left = PROGRESS_SINK.get()
     # Restored, or (resets out of order) an emptied cell that holds no engine.
     assert left is before or left == [None, None, 0]
+
+
+class TwoArguments(Exception):
+    """An exception whose constructor does not take its own args back (pickle can't rebuild it)."""
+
+    def __init__(self, code: int, reason: str) -> None:
+        super().__init__(f"{code}: {reason}")
+
+
+class RaisesTwoArguments(task.Task):
+    def execute(self) -> None:
+        raise TwoArguments(42, "the answer")
+
+
+class Undo(task.Task):
+    def execute(self) -> str:
+        return "done"
+
+    def revert(self, **kwargs: Any) -> None:
+        pass
+
+
+def test_any_exception_crosses_back_from_a_child_process_and_the_flow_reverts():
+    flow = lf.Flow("f").add(Undo("first"), RaisesTwoArguments("boom"))
+    engine = engines.load(flow, engine="parallel", executor="processes", max_workers=2)
+    with pytest.raises(Exception, match="42: the answer") as caught:
+        engine.run()
+    failure = engine.storage.atom_detail("boom").failure
+    assert failure is not None
+    assert failure.exception_str == "42: the answer"
+    assert any(name.endswith(".TwoArguments") for name in failure)  # its type, by name
+    assert "raise TwoArguments" in (failure.traceback_str or "")
+    assert engine.storage.get_atom_state("first") == states.REVERTED
+    assert engine.storage.get_flow_state() == states.REVERTED
+    assert caught.value is not None

@@ -254,11 +254,13 @@ def _call_in_child(call: Call) -> Completion:
         notifier.register(notifier.ANY, lambda event, details: events.append((event, details)))
     token, method, ok, value, _events = call_atom(call, None)
     if not ok:
-        # A Failure travels without its exception object; send the exception along when it
-        # pickles, so the parent can re-raise the original type (our own child, trusted).
+        # A Failure travels as data (type names, message, traceback text); the exception
+        # object goes along only when it survives a pickle round trip, so the parent can
+        # re-raise the original type (our own child, trusted). One that does not (a
+        # constructor that does not take its own args back, say) would break the pool.
         carried = value.exception
         try:
-            pickle.dumps(carried)
+            pickle.loads(pickle.dumps(carried))
         except Exception:
             carried = None
         value = (value, carried)
