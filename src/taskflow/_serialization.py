@@ -39,11 +39,29 @@ Models' ``to_dict()`` returns Python values (tuples included); stores call
 from __future__ import annotations
 
 import json
-from typing import Any
+import math
+import reprlib
+import sys
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Any
 
 from taskflow import exceptions as exc
+from taskflow._config import as_int
 
-__all__ = ["UnstorableValue", "dumps", "from_jsonable", "loads", "to_jsonable"]
+if TYPE_CHECKING:
+    from collections.abc import Mapping
+
+__all__ = [
+    "INT_DIGITS",
+    "Limits",
+    "UnstorableValue",
+    "dumps",
+    "dumps_checked",
+    "from_jsonable",
+    "limits_from_conf",
+    "loads",
+    "to_jsonable",
+]
 
 _TUPLE = "__tuple__"
 _SET = "__set__"
@@ -167,3 +185,167 @@ def loads(s: str | bytes) -> Any:
     """Decode JSON text written by :func:`dumps` back into the original value."""
     # object_hook runs bottom-up, so nested markers are decoded before their parents.
     return json.loads(s, object_hook=_decode_object)
+
+
+# -- checked encoding: what a backend can store ----------------------------------------------
+
+#: The most digits an integer may have: what Python's JSON parser reads back by default
+#: (``sys.int_info.default_max_str_digits``). Every backend stores JSON text, which the
+#: databases accept with any number of digits, so this reader's limit is the one that binds.
+INT_DIGITS = 4300
+
+#: Nesting deeper than this is refused (JSON parsers recurse once per level).
+_MAX_DEPTH = 500
+
+# Values JSON holds as they are (exact types; subclasses take the general path).
+_PLAIN = frozenset((str, int, float, bool, type(None)))
+_CONTAINERS = (list, tuple, dict, set, frozenset)
+# allow_nan=False: NaN and infinities are not JSON; a database (PostgreSQL) rejects them.
+_STRICT = json.JSONEncoder(separators=(",", ":"), allow_nan=False).encode
+_REPR = reprlib.Repr()
+_REPR.maxstring = _REPR.maxother = 40
+
+
+@dataclass(frozen=True, slots=True)
+class Limits:
+    """What one stored value may be, as a backend sets it.
+
+    Attributes:
+        max_bytes: the most bytes of JSON text one value may take (None: no limit).
+        max_int_digits: the most digits an integer may have.
+    """
+
+    max_bytes: int | None = None
+    max_int_digits: int = INT_DIGITS
+
+    def capped(self, max_bytes: int) -> Limits:
+        """These limits with at most ``max_bytes`` bytes (a column that holds less)."""
+        if self.max_bytes is not None and self.max_bytes <= max_bytes:
+            return self
+        return Limits(max_bytes, self.max_int_digits)
+
+
+def limits_from_conf(conf: Mapping[str, Any], default_max_bytes: int | None) -> Limits:
+    """The limits a backend's configuration sets: ``max_value_bytes``, else the default.
+
+    Raises:
+        ValueError: ``max_value_bytes`` is not a positive integer.
+    """
+    max_bytes = as_int(conf, "max_value_bytes", default_max_bytes)
+    if max_bytes is not None and max_bytes < 1:
+        raise ValueError(f"'max_value_bytes' must be a positive integer, not {max_bytes!r}")
+    return Limits(max_bytes)
+
+
+def dumps_checked(obj: Any, limits: Limits, name: str = "the value") -> str:
+    """Encode ``obj`` as :func:`dumps` does, refusing what a backend could not store.
+
+    Refused: NaN and infinities, integers of more than ``limits.max_int_digits`` digits,
+    a value that contains itself (or nests too deeply), types JSON can not hold, and text
+    over ``limits.max_bytes``. Nothing is written by whoever calls this before it returns.
+
+    Args:
+        obj: the value.
+        limits: the backend's limits.
+        name: what the value is (``"results"``), as the error message names it.
+
+    Raises:
+        UnstorableValue: the value can not be stored; the message names ``name``, where in
+            it the problem is, and why.
+    """
+    kind = type(obj)
+    try:
+        if kind in _PLAIN:
+            text = _STRICT(obj)
+        elif kind is dict and all(
+            type(k) is str and type(v) in _PLAIN and k not in _MARKERS for k, v in obj.items()
+        ):
+            # The common case (an atom's meta, like {"progress": 1.0}): flat, string keys
+            # and plain values need no marker encoding, so skip the recursive walk.
+            text = _STRICT(obj)
+        else:
+            text = _STRICT(to_jsonable(obj))
+    except (ValueError, TypeError, RecursionError) as err:
+        # UnstorableValue (a TypeError) included: find where the problem is, to name it.
+        raise UnstorableValue(_find_problem(obj, limits, name) or f"{name}: {err}") from None
+    if limits.max_bytes is not None and len(text) > limits.max_bytes:
+        # ASCII text (the encoder escapes the rest), so characters are bytes.
+        raise UnstorableValue(
+            f"{name} takes {len(text)} bytes of JSON, over this backend's limit of"
+            f" {limits.max_bytes} ('max_value_bytes')"
+        )
+    if len(text) > limits.max_int_digits and not _digits_enforced(limits.max_int_digits):
+        # Only text this long can hold a longer integer, and the interpreter's own limit
+        # (which the encoder applies) was raised past ours: look for one.
+        problem = _find_problem(obj, limits, name)
+        if problem:
+            raise UnstorableValue(problem)
+    return text
+
+
+def _digits_enforced(max_digits: int) -> bool:
+    limit = sys.get_int_max_str_digits()
+    return 0 < limit <= max_digits
+
+
+def _int_digits(value: int) -> int:
+    """How many decimal digits ``value`` has (without converting it to text)."""
+    magnitude = abs(value)
+    if magnitude < 10:
+        return 1
+    digits = int(magnitude.bit_length() * math.log10(2))  # the digits, or one fewer
+    return digits + 1 if magnitude >= 10**digits else digits
+
+
+def _find_problem(obj: Any, limits: Limits, name: str) -> str | None:
+    """Why ``obj`` can not be stored, naming where in it (None if nothing is wrong)."""
+    # Depth first, children in order; ("leave", id) entries close a container, so that
+    # ``open_ids`` holds exactly the containers on the current path (a cycle re-enters one).
+    todo: list[tuple[Any, str, int | None]] = [(obj, name, None)]
+    open_ids: set[int] = set()
+    while todo:
+        value, where, leaving = todo.pop()
+        if leaving is not None:
+            open_ids.discard(leaving)
+            continue
+        if isinstance(value, float):
+            if not math.isfinite(value):
+                return f"{where} is {value!r}, which JSON can not hold"
+        elif isinstance(value, int) and not isinstance(value, bool):
+            if value.bit_length() > 3 * limits.max_int_digits:  # 10**n needs > 3n bits
+                digits = _int_digits(value)
+                if digits > limits.max_int_digits:
+                    return (
+                        f"{where} is an integer of {digits} digits; JSON readers parse at"
+                        f" most {limits.max_int_digits}"
+                    )
+        elif isinstance(value, _CONTAINERS):
+            ident = id(value)
+            if ident in open_ids:
+                return f"{where} is a container that holds it: a value can not contain itself"
+            if len(open_ids) >= _MAX_DEPTH:
+                return f"{name} nests containers more than {_MAX_DEPTH} levels deep"
+            open_ids.add(ident)
+            todo.append((None, where, ident))
+            todo.extend(reversed(_children(value, where)))
+        elif not isinstance(value, str) and value is not None:
+            kind = type(value)
+            return (
+                f"{where} is of type '{kind.__module__}.{kind.__qualname__}', which can not be"
+                " stored as JSON (supported: None, bool, int, float, str, list, tuple, dict,"
+                " set, frozenset)"
+            )
+    return None
+
+
+def _children(value: Any, where: str) -> list[tuple[Any, str, None]]:
+    """The items of a container, each with its path (keys are checked too)."""
+    if isinstance(value, dict):
+        found: list[tuple[Any, str, None]] = []
+        for key, item in value.items():
+            found.append((key, f"{where} key {_REPR.repr(key)}", None))
+            found.append((item, f"{where}[{_REPR.repr(key)}]", None))
+        return found
+    if isinstance(value, set | frozenset):
+        return [(item, f"{where} item {_REPR.repr(item)}", None) for item in value]
+    return [(item, f"{where}[{index}]", None) for index, item in enumerate(value)]

@@ -57,6 +57,7 @@ __all__ = [
     "Stored",
     "Transaction",
     "Write",
+    "check_values",
     "corrupt",
     "join",
     "ordered",
@@ -188,6 +189,11 @@ class RecordStore(abc.ABC, Generic[R]):
     :class:`~taskflow.exceptions.StorageFailure` (one context manager per store), and a
     record the store can not decode into one naming it (see :func:`corrupt`).
     """
+
+    #: What one value (a result, revert result or meta) may be; the connection checks
+    #: every value against it before anything is written (:func:`check_values`). None: the
+    #: store holds anything as it is (the memory store sharing the caller's objects).
+    limits: _serialization.Limits | None = None
 
     @abc.abstractmethod
     def read(self, paths: Sequence[str], links: bool = False) -> list[Entry[R] | None]:
@@ -351,6 +357,35 @@ def ordered(names: Sequence[str], order: list[Any] | None) -> tuple[list[str], l
     return known, [name for name in names if name not in listed]
 
 
+def check_values(
+    detail: models.LogBook | models.FlowDetail | models.AtomDetail, limits: _serialization.Limits
+) -> None:
+    """Check every value of ``detail``'s own record can be stored within ``limits``.
+
+    Raises:
+        taskflow._serialization.UnstorableValue: one can not; the message names the detail,
+            the value and why.
+    """
+    check = _serialization.dumps_checked
+    try:
+        if isinstance(detail, models.AtomDetail):
+            results = detail.results
+            if isinstance(detail, models.RetryDetail):
+                # History entries are (value, {atom name: failure}); failures are data.
+                results = [value for value, _ in results]
+            check(results, limits, "results")
+            check(detail.revert_results, limits, "revert_results")
+        check(detail.meta, limits, "meta")
+    except _serialization.UnstorableValue as err:
+        kind = {models.LogBook: "Log book", models.FlowDetail: "Flow detail"}.get(
+            type(detail), "Atom"
+        )
+        # The same error, naming the record (the message already says what and why).
+        raise _serialization.UnstorableValue(
+            f"{kind} '{detail.name}' ({detail.uuid}): {err}"
+        ) from None
+
+
 # -- the connection --------------------------------------------------------------------------
 
 
@@ -482,8 +517,16 @@ class PathConnection(base.Connection, Generic[R, B]):
 
     # -- writing ------------------------------------------------------------------------------
 
+    def _check(self, *details: models.LogBook | models.FlowDetail | models.AtomDetail) -> None:
+        """:func:`check_values` of each detail, if the store has limits."""
+        limits = self._store.limits
+        if limits is not None:
+            for detail in details:
+                check_values(detail, limits)
+
     def _put_flow(self, txn: Transaction[R], fd: models.FlowDetail, create: bool) -> None:
         """The flow's atoms, then the flow linking them (see :class:`Transaction`)."""
+        self._check(fd, *fd)
         for ad in fd:
             txn.set(self._atom(ad.uuid), self._codec.atom(ad), create=True)
         links = [ad.uuid for ad in fd]
@@ -516,6 +559,7 @@ class PathConnection(base.Connection, Generic[R, B]):
         Raises:
             TypeError: a value the store can not hold (raised before anything is written).
         """
+        self._check(book)
         txn: Transaction[R] = Transaction()
         for fd in book:
             self._put_flow(txn, fd, create=True)
@@ -549,6 +593,7 @@ class PathConnection(base.Connection, Generic[R, B]):
             taskflow.exceptions.NotFound: the flow was never saved.
             TypeError: a value the store can not hold (raised before anything is written).
         """
+        self._check(flow_detail)
         txn: Transaction[R] = Transaction()
         txn.set(self._flow(flow_detail.uuid), self._codec.flow(flow_detail), links=())
         self._store.commit(txn)
@@ -566,6 +611,7 @@ class PathConnection(base.Connection, Generic[R, B]):
             taskflow.exceptions.NotFound: the atom was never saved (unless ``ignore_missing``).
             TypeError: a value the store can not hold (raised before anything is written).
         """
+        self._check(atom_detail)
         txn: Transaction[R] = Transaction()
         txn.set(self._atom(atom_detail.uuid), self._codec.atom(atom_detail), create=ignore_missing)
         return atom_detail if self._commit(txn) else self.get_atom_details(atom_detail.uuid)

@@ -57,7 +57,7 @@ import time
 from typing import TYPE_CHECKING, Any
 from urllib import parse
 
-from taskflow import _config
+from taskflow import _config, _serialization
 from taskflow import exceptions as exc
 from taskflow.persistence import base
 from taskflow.persistence.backends import _path_store as ps
@@ -299,9 +299,10 @@ def _valid(name: str) -> bool:
 class _Store(ps.RecordStore[dict[str, Any]]):
     """Records as files under ``root`` (see the module docstring)."""
 
-    def __init__(self, root: str, encoding: str) -> None:
+    def __init__(self, root: str, encoding: str, limits: _serialization.Limits) -> None:
         self._prefix = root.rstrip(os.sep) + os.sep
         self._json = ps.JsonRecords(_ORDER, encoding)
+        self.limits = limits
 
     def where(self, path: str) -> str:
         return os.path.join(path, _METADATA)
@@ -566,9 +567,15 @@ class DirBackend(base.Backend):
             * ``max_cache_size`` -- accepted for compatibility (an integer >= 1); nothing
               is cached: other processes may change any file at any time, and a stale
               cached record would resume a flow from an old state.
+            * ``max_value_bytes`` -- the most bytes of JSON one stored value (a result,
+              revert result or metadata) may take (default 16 MiB: every transition
+              rewrites its atom's file, value included). A value over it, or one JSON
+              can not hold (NaN, an integer of more than 4,300 digits, a value containing
+              itself...), raises ``UnstorableValue`` before anything is written.
 
     Raises:
-        ValueError: no path, a URI naming a host, or a bad ``max_cache_size``.
+        ValueError: no path, a URI naming a host, a bad ``max_cache_size`` or
+            ``max_value_bytes``.
         LookupError: unknown ``encoding``.
     """
 
@@ -576,6 +583,8 @@ class DirBackend(base.Backend):
     DEFAULT_FILE_ENCODING = "utf-8"
     #: There is no default directory: ``path`` must be given.
     DEFAULT_PATH: str | None = None
+    #: ``max_value_bytes`` when the configuration gives none.
+    DEFAULT_MAX_VALUE_BYTES = 16 * 1024 * 1024
 
     def __init__(self, conf: Mapping[str, Any]) -> None:
         super().__init__(conf)
@@ -589,6 +598,7 @@ class DirBackend(base.Backend):
         self.max_cache_size = _config.as_int(self._conf, "max_cache_size", None)
         if self.max_cache_size is not None and self.max_cache_size < 1:
             raise ValueError("Maximum cache size must be greater than or equal to one")
+        self._limits = _serialization.limits_from_conf(self._conf, self.DEFAULT_MAX_VALUE_BYTES)
 
     def get_connection(self) -> Connection:
         """A new connection (cheap: connections hold no resources)."""
@@ -610,4 +620,5 @@ class Connection(ps.PathConnection[dict[str, Any], DirBackend]):
     """
 
     def __init__(self, backend: DirBackend) -> None:
-        super().__init__(backend, _Store(backend.path, backend.encoding), ps.JSON, backend.path)
+        store = _Store(backend.path, backend.encoding, backend._limits)
+        super().__init__(backend, store, ps.JSON, backend.path)

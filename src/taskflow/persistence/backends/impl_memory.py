@@ -9,7 +9,11 @@ first, so it applies whole or not at all).
 ``deep_copy`` (default True) picks how the store relates to the caller's objects:
 
 * True -- isolation. Writes merge deep copies into private objects; reads hand out deep
-  copies. Nothing the caller does afterwards changes what is stored.
+  copies. Nothing the caller does afterwards changes what is stored. Values are held to
+  what the serialising backends store (a stand-in for them in tests): a result JSON can
+  not hold, NaN, an integer of more than 4,300 digits or a value containing itself raises
+  ``UnstorableValue`` before anything is stored, as does a value over ``max_value_bytes``
+  bytes of JSON (no limit unless configured).
 * False -- sharing, for speed (the engine's default when no backend is given). The first
   save of a record keeps the very object given, and reads return the stored objects
   themselves (lazy reads: shallow copies without children). Saving the object that is
@@ -33,7 +37,7 @@ import posixpath
 import threading
 from typing import TYPE_CHECKING, Any, TypeVar
 
-from taskflow import _config
+from taskflow import _config, _serialization
 from taskflow import exceptions as exc
 from taskflow.persistence import base, models
 from taskflow.persistence.backends import _path_store as ps
@@ -199,7 +203,8 @@ class MemoryBackend(base.Backend):
         conf: optional options; ``deep_copy`` (default True) -- isolate stored objects
             from the caller's by copying on every write and read. False shares them (see
             the module docstring). ``path`` (default :attr:`DEFAULT_PATH`) -- where the
-            records appear in :attr:`memory`.
+            records appear in :attr:`memory`. ``max_value_bytes`` (default: no limit) --
+            the most bytes of JSON one value may take, when isolating.
 
     Attributes:
         memory: a read-only :class:`FakeFilesystem` view of the contents.
@@ -207,7 +212,8 @@ class MemoryBackend(base.Backend):
         path: the configured ``path``, as given.
 
     Raises:
-        ValueError: ``path`` is not absolute, or ``deep_copy`` is not a boolean.
+        ValueError: ``path`` is not absolute, ``deep_copy`` is not a boolean or
+            ``max_value_bytes`` not a positive integer.
     """
 
     #: The ``path`` used when the configuration gives none.
@@ -218,6 +224,8 @@ class MemoryBackend(base.Backend):
         self.lock = threading.RLock()
         deep_copy = _config.as_bool(self._conf, "deep_copy", True)
         self._store = _Store(self.lock, deep_copy)
+        if deep_copy:
+            self._store.limits = _serialization.limits_from_conf(self._conf, None)
         self._codec = _Codec(deep_copy)
         self.path: str = self._conf.get("path") or self.DEFAULT_PATH
         self._base_path = FakeFilesystem.normpath(self.path)

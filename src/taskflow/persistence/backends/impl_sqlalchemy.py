@@ -34,6 +34,10 @@ Configuration keys (URI query parameters arrive as strings and are converted):
                        empty keeps the server's
 ``sqlite_synchronous`` ``'normal'`` (default) or ``'full'``, see below
 ``sqlite_busy_timeout`` seconds a SQLite writer waits for another's lock (default 30)
+``max_value_bytes``    the most bytes of JSON one stored value (a result, revert result or
+                       metadata) may take: default 16 MiB, 4 MiB on MySQL (whose
+                       ``max_allowed_packet`` must hold a whole row); MySQL's ``TEXT``
+                       columns (metadata, revert results) hold 65,535 bytes whatever it says
 =====================  =========================================================================
 
 SQLite runs in WAL mode with foreign keys on. ``sqlite_synchronous='normal'`` (the default)
@@ -45,8 +49,11 @@ Guarantees: every write method runs in one transaction and is durable (as config
 when it returns. :meth:`Connection.update_atom_details`, which engines call twice per task,
 and :meth:`Connection.update_flow_record` (flow state changes) are each a single ``UPDATE``
 of one row, compiled once per backend, with no read first.
-Values JSON cannot hold raise ``TypeError`` before anything is written; database errors
-become :class:`taskflow.exceptions.StorageFailure`.
+Values the database can not store raise :class:`taskflow._serialization.UnstorableValue`
+(naming the record, the value and why) before anything is written: values JSON cannot hold,
+NaN and infinities, integers of more than 4,300 digits (what JSON readers parse), values
+that contain themselves, and values over ``max_value_bytes``. Database errors become
+:class:`taskflow.exceptions.StorageFailure`.
 """
 
 from __future__ import annotations
@@ -514,19 +521,19 @@ class Connection(base.Connection):
     def _encode_flow(
         self, fd: models.FlowDetail, now: datetime
     ) -> tuple[dict[str, Any], list[dict[str, Any]]]:
-        """The flow's and its atoms' parameters, all JSON encoded up front (TypeError here).
+        """The flow's and its atoms' parameters, all JSON encoded up front (UnstorableValue here).
 
         Atom parameters are driver-ready (they run as compiled statements); the flow's run
         through SQLAlchemy.
         """
         stamp = _naive(now)
-        flow = tables.flow_values(fd, stamp)
+        flow = tables.flow_values(fd, stamp, self._dialect.json_limits)
         flow.update(p_uuid=fd.uuid, p_created_at=stamp)
         raw_time = self._dialect.raw_time
         raw_now = raw_time(now)
         atoms = []
         for ad in fd:
-            values = tables.atom_values(ad, raw_now)
+            values = tables.atom_values(ad, raw_now, self._dialect.json_limits)
             values.update(
                 p_uuid=ad.uuid,
                 p_parent_uuid=fd.uuid,
@@ -578,7 +585,7 @@ class Connection(base.Connection):
             self._backend._atom_insert.executemany(conn, inserts)
 
     def save_logbook(self, book: models.LogBook) -> models.LogBook:
-        row = tables.book_values(book)
+        row = tables.book_values(book, self._dialect.json_limits)
         params = {f"p_{name}": value for name, value in row.items()}
         encoded = [self._encode_flow(fd, self._now()) for fd in book]
         with self._transaction("saving a log book", write=True) as conn:
@@ -620,7 +627,9 @@ class Connection(base.Connection):
         Raises:
             taskflow.exceptions.NotFound: the flow detail was never saved.
         """
-        params = tables.flow_values(flow_detail, self._dialect.raw_time(self._now()))
+        params = tables.flow_values(
+            flow_detail, self._dialect.raw_time(self._now()), self._dialect.json_limits
+        )
         params["p_uuid"] = flow_detail.uuid
         with self._translate("saving a flow detail"):
             matched = self._backend._hot.write(self._backend._flow_record, params)
@@ -635,7 +644,7 @@ class Connection(base.Connection):
         Returns:
             ``atom_detail`` itself, which now equals the stored record.
         """
-        params = tables.atom_values(atom_detail, self._dialect.raw_now())
+        params = tables.atom_values(atom_detail, self._dialect.raw_now(), self._dialect.json_limits)
         params["p_uuid"] = atom_detail.uuid
         with self._translate("saving an atom detail"):
             matched = self._backend._hot.write(self._backend._atom_update, params)

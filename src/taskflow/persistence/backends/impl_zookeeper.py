@@ -48,7 +48,7 @@ import threading
 import time
 from typing import TYPE_CHECKING, Any, NamedTuple
 
-from taskflow import _config
+from taskflow import _config, _serialization
 from taskflow import exceptions as exc
 from taskflow.persistence import base
 from taskflow.persistence.backends import _path_store as ps
@@ -71,6 +71,10 @@ __all__ = ["MIN_ZK_VERSION", "ZkBackend", "ZkConnection"]
 MIN_ZK_VERSION = (3, 4, 0)
 
 _DEFAULT_TIMEOUT = 10.0
+#: ``max_value_bytes`` unless configured: a znode holds at most ~1 MiB (the server's
+#: ``jute.maxbuffer``), and an atom's record holds its result, its revert result, a failure
+#: and metadata; a larger request loses the connection instead of failing cleanly.
+_DEFAULT_MAX_VALUE_BYTES = 256 * 1024
 #: Record key holding the uuids of a book's flows / a flow's atoms, in insertion order.
 _ORDER = "order"
 #: Budget (bytes) of one transaction; ZooKeeper rejects requests above ~1 MiB by default.
@@ -119,13 +123,15 @@ class ZkBackend(base.Backend):
             ``hostname`` of a ``zookeeper://host:port`` URI, else ``localhost:2181``);
             ``timeout`` -- session timeout and the longest any request waits, in seconds
             (default 10); ``check_compatible`` -- check the server is ZooKeeper >=
-            3.4.0 on first use (default True); and every other
+            3.4.0 on first use (default True); ``max_value_bytes`` -- the most bytes of
+            JSON one stored value (a result, revert result or metadata) may take (default
+            256 KiB, so that a record fits in a znode); and every other
             :func:`~taskflow.utils.kazoo_utils.make_client` key.
         client: a kazoo client to use instead of making one; it is started if needed but
             never stopped by :meth:`close` (its owner does that).
 
     Raises:
-        ValueError: ``path`` is not absolute.
+        ValueError: ``path`` is not absolute, or ``max_value_bytes`` not a positive integer.
     """
 
     #: Root of the tree when the configuration has no ``path``.
@@ -139,6 +145,7 @@ class ZkBackend(base.Backend):
         self._path = path
         self._root = _normalize_root(path)
         self._timeout = _config.as_float(self._conf, "timeout", _DEFAULT_TIMEOUT)
+        self._limits = _serialization.limits_from_conf(self._conf, _DEFAULT_MAX_VALUE_BYTES)
         if client is None:
             client_conf = dict(self._conf)
             if "hosts" not in client_conf and self._conf.get("hostname"):
@@ -209,6 +216,7 @@ class _Store(ps.RecordStore[dict[str, Any]]):
         self._timeout = backend._timeout
         self._timeout_error: type[Exception] = client.handler.timeout_exception
         self._json = ps.JsonRecords(_ORDER)
+        self.limits = backend._limits
 
     @contextlib.contextmanager
     def _errors(self) -> Iterator[None]:

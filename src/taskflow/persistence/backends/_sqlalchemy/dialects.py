@@ -21,6 +21,7 @@ from sqlalchemy.dialects import postgresql
 
 from taskflow import _serialization
 from taskflow._config import as_bool, as_float, as_int
+from taskflow.persistence.backends._sqlalchemy.tables import JSON_COLUMNS
 
 if TYPE_CHECKING:
     from collections.abc import Mapping
@@ -61,8 +62,11 @@ CONF_KEYS = frozenset(
         "max_retries",
         "sqlite_synchronous",
         "sqlite_busy_timeout",
+        "max_value_bytes",
     )
 )
+
+_MIB = 1024 * 1024
 
 
 def _log_level(value: Any) -> int:
@@ -89,11 +93,24 @@ class Dialect:
     default_driver: ClassVar[str | None] = None
     #: Isolation level used unless the configuration picks one.
     default_isolation_level: ClassVar[str | None] = None
+    #: Bytes of JSON text one stored value may take unless ``max_value_bytes`` says
+    #: otherwise: far below what the database takes, since every transition writes it.
+    default_max_value_bytes: ClassVar[int] = 16 * _MIB
+    #: JSON columns (``table.column``) holding fewer bytes than that, whatever is configured.
+    column_bytes: ClassVar[dict[str, int]] = {}
 
     def __init__(self, conf: Mapping[str, Any]) -> None:
         self.conf = conf
         self.log_statements = as_bool(conf, "log_statements", False)
         self.log_level = _log_level(conf.get("log_statements_level", logging.DEBUG))
+        limits = _serialization.limits_from_conf(conf, self.default_max_value_bytes)
+        #: What each JSON column (``table.column``) can store, checked before any write.
+        self.json_limits: dict[str, _serialization.Limits] = {
+            column: limits.capped(self.column_bytes[column])
+            if column in self.column_bytes
+            else limits
+            for column in JSON_COLUMNS
+        }
 
     # -- engine -------------------------------------------------------------------------------
 
@@ -385,12 +402,24 @@ class PostgreSQL(Dialect):
 
 
 class MySQL(Dialect):
-    """MySQL and MariaDB through PyMySQL; ``mysql_sql_mode`` (default ``TRADITIONAL``)."""
+    """MySQL and MariaDB through PyMySQL; ``mysql_sql_mode`` (default ``TRADITIONAL``).
+
+    A statement and its values must fit in the server's ``max_allowed_packet`` (16 MiB on
+    MariaDB, 4 MiB on MySQL 5.7, 64 MiB on 8.0), and an atom's row carries several values,
+    so one value is held to 4 MiB by default. The schema (upstream's) has plain ``TEXT``
+    columns (65,535 bytes) for metadata and revert results.
+    """
 
     name = "mysql"
     extra = "mysql"
     default_driver = "pymysql"
     default_isolation_level = "READ COMMITTED"
+    default_max_value_bytes = 4 * _MIB
+    column_bytes: ClassVar[dict[str, int]] = {
+        "atomdetails.meta": 65535,
+        "atomdetails.revert_results": 65535,
+        "logbooks.meta": 65535,
+    }
 
     def __init__(self, conf: Mapping[str, Any]) -> None:
         super().__init__(conf)

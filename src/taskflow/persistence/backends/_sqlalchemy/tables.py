@@ -3,7 +3,8 @@
 The schema itself (column types per database, indexes, constraint names) is owned by the
 migration scripts; these definitions only name what statements touch. JSON columns are
 bound as JSON text we encoded ourselves (:mod:`taskflow._serialization`), before any
-statement runs, so a value JSON cannot hold raises ``TypeError`` with nothing written.
+statement runs, so a value the database can not store (one JSON can not hold, or one over
+the dialect's limits) raises ``UnstorableValue`` with nothing written.
 
 Atom rows hold upstream TaskFlow's layout: a retry's history is stored as
 ``[[value, {atom name: failure dict}], ...]`` and failures as ``Failure.to_dict()``.
@@ -11,17 +12,18 @@ Atom rows hold upstream TaskFlow's layout: a retry's history is stored as
 
 from __future__ import annotations
 
-import json
 from datetime import UTC, datetime
 from typing import TYPE_CHECKING, Any
 
 import sqlalchemy as sa
 
 from taskflow import states
-from taskflow._serialization import _MARKERS, dumps, to_jsonable
+from taskflow._serialization import Limits, UnstorableValue, dumps, dumps_checked
 from taskflow.persistence import models
 
 if TYPE_CHECKING:
+    from collections.abc import Mapping
+
     from taskflow.persistence.backends._sqlalchemy.dialects import Dialect
     from taskflow.types.failure import Failure
 
@@ -29,6 +31,7 @@ __all__ = [
     "ATOM_JSON",
     "ATOM_VALUES",
     "FLOW_VALUES",
+    "JSON_COLUMNS",
     "atom_from_row",
     "atom_values",
     "atomdetails",
@@ -93,38 +96,31 @@ ATOM_JSON = ("results", "failure", "revert_results", "revert_failure", "meta")
 ATOM_VALUES = ("version", "state", "intention", *ATOM_JSON, "updated_at")
 #: Columns an update of a flow row writes (a merge keeps the name).
 FLOW_VALUES = ("state", "meta", "updated_at")
+#: The JSON columns of every table, as ``Dialect.json_limits`` keys them.
+JSON_COLUMNS = (
+    *(f"atomdetails.{column}" for column in ATOM_JSON),
+    "flowdetails.meta",
+    "logbooks.meta",
+)
+
+_UNLIMITED = Limits()
 
 
-# The text _serialization.dumps writes, without building an encoder per call.
-_ENCODE = json.JSONEncoder(separators=(",", ":")).encode
+def _json(value: Any, limits: Limits, name: str) -> str | None:
+    """``value`` as JSON text (checked against ``limits``), or None for SQL NULL.
 
-
-_PLAIN = frozenset((int, str, float, bool, type(None)))
-
-
-def _json(value: Any) -> str | None:
+    Raises:
+        UnstorableValue: the value can not be stored (the message starts with ``name``).
+    """
     # None is stored as SQL NULL, as upstream TaskFlow does.
-    if value is None:
-        return None
-    kind = type(value)
-    if kind in _PLAIN:
-        return _ENCODE(value)
-    if kind is dict:
-        # The common case (an atom's meta, like {"progress": 1.0}): flat, string keys and
-        # plain values need no marker encoding, so skip the recursive walk.
-        for key, item in value.items():
-            if type(key) is not str or type(item) not in _PLAIN or key in _MARKERS:
-                break
-        else:
-            return _ENCODE(value)
-    return _ENCODE(to_jsonable(value))
+    return None if value is None else dumps_checked(value, limits, name)
 
 
 def _failure_data(failure: Failure) -> dict[str, Any]:
     data = failure.to_dict()
     try:
-        to_jsonable(data["exc_args"])
-    except TypeError:
+        dumps_checked(data["exc_args"], _UNLIMITED)
+    except UnstorableValue:
         # Exception arguments are a courtesy; the failure itself must always be storable.
         data = failure.to_dict(include_args=False)
     return data
@@ -153,11 +149,17 @@ def _version(version: Any) -> str | None:
     return str(version)
 
 
-def atom_values(ad: models.AtomDetail, now: Any) -> dict[str, Any]:
+def atom_values(ad: models.AtomDetail, now: Any, limits: Mapping[str, Limits]) -> dict[str, Any]:
     """The ``p_<column>`` parameters of ``ATOM_VALUES`` plus ``p_name``, JSON encoded.
 
+    Args:
+        ad: the atom detail.
+        now: its ``updated_at``, as the driver takes it.
+        limits: what each JSON column holds (``Dialect.json_limits``).
+
     Raises:
-        TypeError: a result, revert result or meta value JSON cannot hold.
+        UnstorableValue: a result, revert result or meta value the database can not store
+            (the message names the atom and the value).
     """
     results = ad.results
     if isinstance(ad, models.RetryDetail):
@@ -165,31 +167,56 @@ def atom_values(ad: models.AtomDetail, now: Any) -> dict[str, Any]:
             [value, {name: _failure_data(f) for name, f in failures.items()}]
             for value, failures in results
         ]
-    return {
-        "p_name": ad.name,
-        "p_version": _version(ad.version),
-        "p_state": ad.state,
-        "p_intention": ad.intention,
-        "p_results": _json(results),
-        "p_failure": _failure_json(ad.failure),
-        "p_revert_results": _json(ad.revert_results),
-        "p_revert_failure": _failure_json(ad.revert_failure),
-        "p_meta": _json(ad.meta),
-        "p_updated_at": now,
-    }
+    try:
+        return {
+            "p_name": ad.name,
+            "p_version": _version(ad.version),
+            "p_state": ad.state,
+            "p_intention": ad.intention,
+            "p_results": _json(results, limits["atomdetails.results"], "results"),
+            "p_failure": _failure_json(ad.failure),
+            "p_revert_results": _json(
+                ad.revert_results, limits["atomdetails.revert_results"], "revert_results"
+            ),
+            "p_revert_failure": _failure_json(ad.revert_failure),
+            "p_meta": _json(ad.meta, limits["atomdetails.meta"], "meta"),
+            "p_updated_at": now,
+        }
+    except UnstorableValue as err:
+        # The same error, naming the atom (the message already says what and why).
+        raise UnstorableValue(f"Atom '{ad.name}' ({ad.uuid}): {err}") from None
 
 
-def flow_values(fd: models.FlowDetail, now: datetime) -> dict[str, Any]:
-    """The ``p_<column>`` parameters of ``FLOW_VALUES`` plus ``p_name`` (TypeError: bad meta)."""
-    return {"p_name": fd.name, "p_state": fd.state, "p_meta": _json(fd.meta), "p_updated_at": now}
+def _meta_json(detail: models.FlowDetail | models.LogBook, limits: Limits, kind: str) -> str | None:
+    """The JSON text of a flow's or book's meta (UnstorableValue naming the detail)."""
+    try:
+        return _json(detail.meta, limits, "meta")
+    except UnstorableValue as err:
+        raise UnstorableValue(f"{kind} '{detail.name}' ({detail.uuid}): {err}") from None
 
 
-def book_values(book: models.LogBook) -> dict[str, Any]:
-    """Every column of ``book``'s row, keyed by column name (TypeError: bad meta)."""
+def flow_values(
+    fd: models.FlowDetail, now: datetime, limits: Mapping[str, Limits]
+) -> dict[str, Any]:
+    """The ``p_<column>`` parameters of ``FLOW_VALUES`` plus ``p_name``.
+
+    Raises:
+        UnstorableValue: a meta value the database can not store.
+    """
+    meta = _meta_json(fd, limits["flowdetails.meta"], "Flow detail")
+    return {"p_name": fd.name, "p_state": fd.state, "p_meta": meta, "p_updated_at": now}
+
+
+def book_values(book: models.LogBook, limits: Mapping[str, Limits]) -> dict[str, Any]:
+    """Every column of ``book``'s row, keyed by column name.
+
+    Raises:
+        UnstorableValue: a meta value the database can not store.
+    """
     return {
         "uuid": book.uuid,
         "name": book.name,
-        "meta": _json(book.meta),
+        "meta": _meta_json(book, limits["logbooks.meta"], "Log book"),
         "created_at": _naive_utc(book.created_at),
         "updated_at": _naive_utc(book.updated_at),
     }
