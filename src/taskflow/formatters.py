@@ -58,14 +58,27 @@ def _mask_keys(value: Any, keys: frozenset[Any]) -> Any:
 
 
 def _build_hierarchy(item: Flow | Atom) -> tree.Node:
-    """The flow tree as :class:`~taskflow.types.tree.Node` objects (a flow's retry first)."""
+    """The flow tree as :class:`~taskflow.types.tree.Node` objects (a flow's retry first).
+
+    Built with an explicit stack (no recursion: nestings of any depth).
+    """
+    root = _hierarchy_node(item)
+    stack = [(item, root)]
+    while stack:
+        current, node = stack.pop()
+        if isinstance(current, Flow):
+            if current.retry is not None:
+                node.add(tree.Node(current.retry, kind="retry"))
+            for child, _meta in current.iter_nodes():
+                child_node = _hierarchy_node(child)
+                node.add(child_node)
+                stack.append((child, child_node))
+    return root
+
+
+def _hierarchy_node(item: Flow | Atom) -> tree.Node:
     if isinstance(item, Flow):
-        node = tree.Node(item, kind="flow", noop=True)
-        if item.retry is not None:
-            node.add(tree.Node(item.retry, kind="retry"))
-        for child, _meta in item.iter_nodes():
-            node.add(_build_hierarchy(child))
-        return node
+        return tree.Node(item, kind="flow", noop=True)
     return tree.Node(item, kind="retry" if isinstance(item, Retry) else "task")
 
 

@@ -28,7 +28,7 @@ from taskflow.retry import Retry
 from taskflow.storage import Binding
 
 if TYPE_CHECKING:
-    from collections.abc import Callable, Iterator
+    from collections.abc import Callable, Generator, Iterator
 
     from taskflow.storage import Providers
     from taskflow.types import graph as tf_graph
@@ -104,6 +104,11 @@ class _FlowInfo:
 
 #: A child's place in the tree, innermost first: ((flow index, position), outer path) | None.
 Path: TypeAlias = "tuple[tuple[int, int], Any] | None"
+#: Flattening one flow: yields (subflow, owner, path) to flatten, is sent their (start, end)
+#: joins, and returns its own.
+FlowSteps: TypeAlias = "Generator[tuple[Flow, int, Path], tuple[int, int], tuple[int, int]]"
+#: Adding a flow's children: yields the subflows among them, as FlowSteps does.
+ChildSteps: TypeAlias = "Generator[tuple[Flow, int, Path], tuple[int, int], None]"
 
 
 _JOIN: ClassInfo = (None, False, False)
@@ -239,27 +244,38 @@ class Compilation:
         self._add_predecessors(node, root)
         return root
 
-    def _add_predecessors(self, node: int, parent: tree.Node) -> None:
+    def _add_predecessors(self, node: int, root: tree.Node) -> None:
+        """Add ``node``'s predecessors below ``root``, theirs below them, and so on.
+
+        A depth-first walk over an explicit stack of predecessor iterators (no recursion:
+        chains and nestings of any length), adding children in the order a recursive walk
+        would.
+        """
         from taskflow.types import tree
 
         plan = self.plan
-        for pred in plan.pred[node]:
+        stack: list[tuple[Iterator[int], tree.Node]] = [(iter(plan.pred[node]), root)]
+        while stack:
+            preds, parent = stack[-1]
+            pred = next(preds, None)
+            if pred is None:
+                stack.pop()
+                continue
             atom = plan.atoms[pred]
             if atom is not None:
                 child = tree.Node(atom, kind="retry" if isinstance(atom, Retry) else "task")
                 parent.add(child)
-                self._add_predecessors(pred, child)
+                stack.append((iter(plan.pred[pred]), child))
                 continue
             info = plan.flows[plan.node_flow[pred]]
             if info.end == pred:
                 # A subflow's end: continue from its last atoms' predecessors (the subflow
                 # itself is shown by its end, as the atoms run inside it are).
-                for last in plan.pred[pred]:
-                    self._add_predecessors(last, parent)
+                stack.extend((iter(plan.pred[last]), parent) for last in reversed(plan.pred[pred]))
                 continue
             child = tree.Node(info.flow, kind="flow", noop=True)
             parent.add(child)
-            self._add_predecessors(pred, child)
+            stack.append((iter(plan.pred[pred]), child))
 
 
 class _ScopeWalk:
@@ -437,7 +453,27 @@ class _Compiler:
         return node
 
     def _flow(self, flow: Flow, owner: int, path: Path) -> tuple[int, int]:
-        """Flatten ``flow`` into nodes; returns its (start, end) joins."""
+        """Flatten ``flow`` into nodes; returns its (start, end) joins.
+
+        Subflows are flattened by a loop over an explicit stack of :meth:`_flow_steps`
+        generators, not by recursion, so that nesting depth has no limit.
+        """
+        stack = [self._flow_steps(flow, owner, path)]
+        result: tuple[int, int] | None = None
+        while True:
+            try:
+                subflow = stack[-1].send(result)  # type: ignore[arg-type]
+            except StopIteration as finished:
+                stack.pop()
+                result = finished.value
+                if not stack:
+                    return finished.value  # type: ignore[no-any-return]
+                continue
+            stack.append(self._flow_steps(*subflow))
+            result = None
+
+    def _flow_steps(self, flow: Flow, owner: int, path: Path) -> FlowSteps:
+        """Flatten ``flow``; yields each subflow to flatten (and is sent its joins)."""
         plan = self.plan
         index = len(plan.flows)
         self.flow_paths[index] = path
@@ -455,7 +491,7 @@ class _Compiler:
             plan._link(start, entry)
             inner_owner = entry
         info.children = [child for child, _meta in flow.iter_nodes()]
-        self._add_children(info, index, inner_owner, path)
+        yield from self._add_children(info, index, inner_owner, path)
         end = info.end = plan._add(None, inner_owner, index)
         if inner_owner != owner:
             plan.scope_end[inner_owner] = end
@@ -469,7 +505,7 @@ class _Compiler:
             plan._link(entry, end)
         return start, end
 
-    def _add_children(self, info: _FlowInfo, index: int, owner: int, path: Path) -> None:
+    def _add_children(self, info: _FlowInfo, index: int, owner: int, path: Path) -> ChildSteps:
         """Give each child of flow ``index`` its nodes and record what each provides."""
         plan = self.plan
         providers = self.flow_providers[index]
@@ -493,7 +529,7 @@ class _Compiler:
             cls = type(child)
             kind, retry, progress = classes[cls] if cls in classes else _classify(cls)
             if kind is Flow:
-                first, last = self._flow(child, owner, ((index, pos), path))
+                first, last = yield (child, owner, ((index, pos), path))
                 spans.append((first, last))
                 self._subflow_provides(providers, pos, first, last)
                 continue
