@@ -5,10 +5,12 @@
     Exception
      +-- TaskFlowException
      |    +-- StorageFailure            a persistence backend failed
+     |    |    +-- OwnershipLost         another engine took the flow over: writes refused
      |    +-- ConductorFailure
      |    +-- JobFailure                 a jobboard operation failed
      |    |    +-- UnclaimableJob
      |    +-- ExecutionFailure           an engine could not run
+     |    |    +-- FlowOwned              another engine runs the flow
      |    |    +-- RequestTimeout
      |    |    +-- InvalidState
      |    +-- DependencyFailure          a flow's dependencies cannot be satisfied
@@ -47,6 +49,7 @@ __all__ = [
     "Duplicate",
     "Empty",
     "ExecutionFailure",
+    "FlowOwned",
     "IncompatibleVersion",
     "InvalidFormat",
     "InvalidState",
@@ -55,6 +58,7 @@ __all__ = [
     "MultipleChoices",
     "NotFound",
     "NotImplementedError",
+    "OwnershipLost",
     "RequestTimeout",
     "StorageFailure",
     "TaskFlowException",
@@ -209,6 +213,19 @@ class RequestTimeout(ExecutionFailure):
 class StorageFailure(TaskFlowException):
     """A persistence backend failed to read or write; nothing is marked done that was not
     written. Check the backend (database up, disk not full) and resume the flow."""
+
+
+class OwnershipLost(StorageFailure):
+    """This engine's writes to a flow are refused: another engine took the flow over (this
+    one's lease lapsed, paused or cut off). Its run stops; the new owner resumes the flow."""
+
+
+class FlowOwned(ExecutionFailure):
+    """Another engine (named in the message) is running the flow detail: only one may.
+
+    Wait for it to finish, or for its lease to lapse if it died on another host; an owner
+    on this host whose process is gone is taken over at once.
+    """
 
 
 class JobFailure(TaskFlowException):

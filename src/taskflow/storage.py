@@ -17,6 +17,7 @@ fetcher the engine installs with :meth:`Storage.set_scope_fetcher`. Before a flo
 from __future__ import annotations
 
 import functools
+import logging
 import random
 import threading
 from collections.abc import Callable, Iterable, Mapping
@@ -29,8 +30,10 @@ from taskflow.persistence import models
 from taskflow.persistence.models import META_INJECTED, META_PROGRESS, META_PROGRESS_DETAILS
 
 if TYPE_CHECKING:
+    from contextlib import AbstractContextManager
+
     from taskflow.atom import Atom
-    from taskflow.persistence.base import Backend, Connection
+    from taskflow.persistence.base import Backend, Connection, Ownership
     from taskflow.retry import History
     from taskflow.types.failure import Failure
 
@@ -56,6 +59,8 @@ STATES_WITH_RESULTS = (
     states.REVERT_FAILURE,
     states.SUCCESS,
 )
+
+LOG = logging.getLogger(__name__)
 
 #: Name of the atom detail holding persisted flow-level injections.
 _INJECTOR = "_TaskFlow_INJECTOR"
@@ -173,13 +178,21 @@ class Storage:
         # Kept for API compatibility; the engine owns its storage from one thread, so the hot
         # path never takes it.
         self.lock = threading.RLock()
+        # Where persisted writes made outside an engine's run (``inject``) get the flow's
+        # ownership from (set by the engine; re-entrant).
+        self._write_guard: Callable[[], AbstractContextManager[None]] | None = None
+        self._transient: dict[str, Any] = {}
+        self._atom_transient: dict[str, dict[str, Any]] = {}
+        self._load(flow_detail)
+
+    def _load(self, flow_detail: models.FlowDetail) -> None:
+        """Index ``flow_detail``'s records; transient injections (kept) are applied on top."""
+        self._flowdetail = flow_detail
         self._details: dict[str, models.AtomDetail] = {}
         # symbol -> [(provider atom name, key into its result)], in registration order.
         self._providers: dict[str, list[tuple[str, Any]]] = {}
         # Flow-level injections visible to every atom: persisted ones and transient ones merged.
         self._flow_injected: dict[str, Any] = {}
-        self._transient: dict[str, Any] = {}
-        self._atom_transient: dict[str, dict[str, Any]] = {}
         # Invariant: _atom_injected[name] == persisted injections of atom ``name`` updated
         # with its transient ones; atoms without injections have no entry.
         self._atom_injected: dict[str, dict[str, Any]] = {}
@@ -192,6 +205,25 @@ class Storage:
             self._flow_injected.update(injector.results)
             for symbol in injector.results:
                 self._providers.setdefault(symbol, []).append((_INJECTOR, symbol))
+        for symbol in self._transient:
+            providers = self._providers.setdefault(symbol, [])
+            if (_INJECTOR, symbol) not in providers:
+                providers.insert(0, (_INJECTOR, symbol))
+        self._flow_injected.update(self._transient)
+        for name, pairs in self._atom_transient.items():
+            self._atom_injected.setdefault(name, {}).update(pairs)
+
+    def reload(self, flow_detail: models.FlowDetail) -> None:
+        """Start again from ``flow_detail``, the flow as the backend holds it now (after
+        another engine ran it, say): the flow detail this storage was made with takes its
+        state, metadata and atom details. Transient injections stay; atoms must be ensured
+        again."""
+        self._flowdetail.update(flow_detail)
+        self._load(self._flowdetail)
+
+    def set_write_guard(self, guard: Callable[[], AbstractContextManager[None]] | None) -> None:
+        """Have persisted writes made outside a run (``inject``) happen inside ``guard()``."""
+        self._write_guard = guard
 
     # -- properties ---------------------------------------------------------------------------
 
@@ -440,6 +472,14 @@ class Storage:
         as long as this storage object.
         """
         pairs = dict(pairs)
+        if not transient and self._write_guard is not None:
+            # Owned while writing: the guard may reload this storage first (see reload).
+            with self._write_guard():
+                self._inject(pairs, transient)
+            return
+        self._inject(pairs, transient)
+
+    def _inject(self, pairs: dict[str, Any], transient: bool) -> None:
         if transient:
             self._transient.update(pairs)
         else:
@@ -520,12 +560,26 @@ class Storage:
                         break
                 else:
                     if not binding.optional:
-                        raise exc.NotFound(
-                            f"Atom '{atom_name}' requires '{symbol}' (argument"
-                            f" '{binding.arg}') but no provider has a result for it"
-                            f" (searched {[p for p, _ in binding.providers]})"
-                        )
+                        raise exc.NotFound(self._unfound(atom_name, binding))
         return kwargs
+
+    def _unfound(self, atom_name: str, binding: Binding) -> str:
+        """Why ``binding`` found no value: a provider's result lacking the key, by name."""
+        for provider, key in binding.providers:
+            ad = self._details.get(provider)
+            if key is not None and ad is not None and ad.state in _EXECUTE_RESULT_STATES:
+                result = ad.results
+                if type(ad) is models.RetryDetail:
+                    result = result[-1][0] if result else None
+                return (
+                    f"Atom '{atom_name}' requires '{binding.symbol}' (argument"
+                    f" '{binding.arg}'), which is {key!r} of the result of atom '{provider}',"
+                    f" but that result ({type(result).__name__}) has no {key!r}"
+                )
+        return (
+            f"Atom '{atom_name}' requires '{binding.symbol}' (argument '{binding.arg}') but no"
+            f" provider has a result for it (searched {[p for p, _ in binding.providers]})"
+        )
 
     def _provider_value(self, provider: str, key: Any, symbol: str) -> tuple[bool, Any]:
         """(found, value) for one provider; IGNOREd or unfinished providers are not found."""
@@ -659,6 +713,43 @@ class Storage:
             if not self._visible_providers(symbol, atom_name):
                 missing.add(symbol)
         return missing
+
+    # -- ownership ----------------------------------------------------------------------------
+
+    def claim(self, lease: float) -> Ownership | None:
+        """Own the flow detail for ``lease`` seconds: this storage's writes are then fenced.
+
+        None without a backend (nothing to share), or with a backend that does not record
+        ownership (a user's own backend: it runs unfenced, with a warning).
+
+        Raises:
+            taskflow.exceptions.FlowOwned: another engine owns the flow.
+        """
+        if self._connection is None:
+            return None
+        try:
+            return self._connection.claim_flow(self.flow_uuid, lease)
+        except exc.NotImplementedError:
+            LOG.warning(
+                "Backend %s does not record flow ownership: flow '%s' runs unfenced",
+                type(self._backend).__name__,
+                self.flow_name,
+            )
+            return None
+
+    def renew(self, ownership: Ownership, lease: float) -> Ownership:
+        """Extend ``ownership`` (through a connection of its own: safe from another thread).
+
+        Raises:
+            taskflow.exceptions.OwnershipLost: another engine claimed the flow since.
+        """
+        with self._backend.get_connection() as conn:
+            return conn.renew_flow(self.flow_uuid, ownership.token, lease)
+
+    def release(self, ownership: Ownership) -> None:
+        """Give up ``ownership`` (nothing happens if another engine holds the flow since)."""
+        if self._connection is not None:
+            self._connection.release_flow(self.flow_uuid, ownership.token)
 
     # -- flow ---------------------------------------------------------------------------------
 

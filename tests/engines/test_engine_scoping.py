@@ -129,3 +129,27 @@ def test_scoped_fetch_between_compile_and_prepare_finds_nothing_yet():
     assert (
         engine.storage.fetch_mapped_args({"x": "x"}, atom_name="c_inner", optional_args=["x"]) == {}
     )
+
+
+class GivesPair(task.Task):
+    def execute(self) -> tuple[int, int]:
+        return (1, 2)
+
+
+class UsesThird(task.Task):
+    def execute(self, third: Any) -> Any:
+        return third
+
+
+def test_an_extraction_failure_names_the_provider_and_the_key():
+    flow = lf.Flow("f").add(
+        GivesPair("pair", provides=("first", "second", "third")), UsesThird("user")
+    )
+    engine = engines.load(flow)
+    with pytest.raises(exceptions.NotFound) as caught:
+        engine.run()
+    message = str(caught.value)
+    assert "'pair'" in message
+    assert "'third'" in message
+    assert "2" in message  # the index that could not be taken
+    assert engine.storage.get_flow_state() == "REVERTED"

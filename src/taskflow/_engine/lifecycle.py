@@ -10,31 +10,35 @@ atom notifier and a callable that moves the flow's state.
 from __future__ import annotations
 
 import contextlib
+import logging
 import threading
 import time
 from typing import TYPE_CHECKING, Any
 
 from taskflow import exceptions as exc
 from taskflow import states
-from taskflow._config import as_bool
+from taskflow._config import as_bool, as_float
 from taskflow._engine.compiler import Compilation, Plan, compile_flow
 from taskflow._engine.gcpause import gc_frozen
 from taskflow._engine.runtime import Runner
 from taskflow._serialization import UnstorableValue
+from taskflow.persistence.base import DEFAULT_LEASE
 from taskflow.retry import Retry
 from taskflow.storage import Storage
 from taskflow.types.failure import Failure
 
 if TYPE_CHECKING:
-    from collections.abc import Callable, Generator, Mapping
+    from collections.abc import Callable, Generator, Iterator, Mapping
 
     from taskflow._engine.executors import AtomExecutor
     from taskflow.flow import Flow
-    from taskflow.persistence.base import Backend
+    from taskflow.persistence.base import Backend, Ownership
     from taskflow.persistence.models import FlowDetail
     from taskflow.types.notifier import Notifier
 
 __all__ = ["Lifecycle"]
+
+LOG = logging.getLogger(__name__)
 
 
 class Lifecycle:
@@ -78,6 +82,15 @@ class Lifecycle:
         self._never_resolve = as_bool(options, "never_resolve", False)
         self._inject_transient = as_bool(options, "inject_transient", True)
         self._gather_statistics = as_bool(options, "gather_statistics", True)
+        #: Seconds each lease on the flow detail lasts (renewed while the engine runs).
+        self._lease = as_float(options, "ownership_lease", DEFAULT_LEASE)
+        if self._lease <= 0:
+            raise ValueError(f"'ownership_lease' must be positive, not {self._lease}")
+        self._ownership: Ownership | None = None
+        # The token of this engine's last ownership: a claim that gets the next one knows
+        # nobody else ran the flow meanwhile; any other claim reloads it from the backend.
+        self._last_token: int | None = None
+        self.storage.set_write_guard(self._owning)
 
     # -- compile, prepare, validate, reset --------------------------------------------------
 
@@ -96,10 +109,14 @@ class Lifecycle:
         return self.plan
 
     def prepare(self) -> None:
+        with self._owning():
+            self._prepare()
+
+    def _prepare(self) -> None:
         plan = self._compiled("prepare")
         storage = self.storage
         if storage.get_flow_state() == states.REVERTED:
-            self.reset()
+            self._reset()
         if self._prepared:
             return
         self.change_flow_state(states.RESUMING)
@@ -156,6 +173,10 @@ class Lifecycle:
         raise exc.MissingDependencies(self._flow, sorted(missing), cause=cause)
 
     def reset(self) -> None:
+        with self._owning():
+            self._reset()
+
+    def _reset(self) -> None:
         plan = self._compiled("reset")
         storage = self.storage
         notify = bool(self._atom_notifier)
@@ -211,9 +232,72 @@ class Lifecycle:
             return
         self._flow_detail = flow_detail
         self.storage = Storage(flow_detail, backend=backend)
+        self.storage.set_write_guard(self._owning)
         if self.plan is not None:
             self.storage.set_scope_fetcher(self.plan.scope_fetcher)
         self._stale = False
+
+    # -- ownership ---------------------------------------------------------------------------
+
+    @contextlib.contextmanager
+    def _owning(self) -> Iterator[None]:
+        """Own the flow detail while inside (re-entrant); released however the block ends.
+
+        A thread renews the lease every third of it while the block runs, so that only a
+        dead (or paused, or cut off) owner loses the flow. Without a backend there is nothing
+        to own.
+        """
+        if self._ownership is not None:
+            yield
+            return
+        ownership = self.storage.claim(self._lease)
+        if ownership is None:
+            yield
+            return
+        self._ownership = ownership
+        if self._last_token is None or ownership.token != self._last_token + 1:
+            self._refresh()
+        self._last_token = ownership.token
+        stop = threading.Event()
+        renewer = threading.Thread(
+            target=self._renew, args=(ownership, stop), name="taskflow-lease", daemon=True
+        )
+        renewer.start()
+        try:
+            yield
+        finally:
+            stop.set()
+            # Joined first: a renewal finishing after the release would hold the flow again.
+            renewer.join(self._lease)
+            self._ownership = None
+            with contextlib.suppress(Exception):  # gone already; the lease lapses anyway
+                self.storage.release(ownership)
+
+    def _refresh(self) -> None:
+        """Read the flow again (after claiming it): what this engine holds may be stale."""
+        backend = self._backend
+        assert backend is not None
+        try:
+            with backend.get_connection() as conn:
+                fresh = conn.get_flow_details(self._flow_detail.uuid)
+        except exc.NotFound:
+            return  # not saved yet: nothing anybody else could have written
+        self.storage.reload(fresh)
+        self._prepared = False
+
+    def _renew(self, ownership: Ownership, stop: threading.Event) -> None:
+        storage = self.storage
+        while not stop.wait(self._lease / 3):
+            try:
+                ownership = storage.renew(ownership, self._lease)
+            except exc.OwnershipLost as err:
+                # The run's next write is refused and stops it; nothing more to do here.
+                LOG.warning("%s", err)
+                return
+            except Exception:
+                LOG.warning(
+                    "Could not renew the lease of flow '%s'", storage.flow_name, exc_info=True
+                )
 
     # -- running ---------------------------------------------------------------------------
 
@@ -223,13 +307,20 @@ class Lifecycle:
             runner.request_suspend()
 
     def run_iter(self, timeout: float | None) -> Generator[str, Any, None]:
-        """Run to a final state, yielding the loop's states; raises the flow's failures."""
+        """Run to a final state, yielding the loop's states; raises the flow's failures.
+
+        The run owns the flow detail from start to end (see :meth:`_owning`).
+        """
         if self._stale:
             self._reload_from_backend()
             if self._stale:
                 raise exc.StorageFailure(
                     f"Can not reload flow detail '{self._flow_detail.uuid}' from the backend"
                 )
+        with self._owning():
+            yield from self._run_iter(timeout)
+
+    def _run_iter(self, timeout: float | None) -> Generator[str, Any, None]:
         self.compile()
         try:
             self.prepare()

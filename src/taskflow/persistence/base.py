@@ -16,12 +16,23 @@ Guarantees every backend gives (the contract suite in ``tests/persistence`` chec
   backend documents otherwise (the memory backend with ``deep_copy=False`` shares them).
 * **NotFound** (:class:`taskflow.exceptions.NotFound`) for unknown uuids; driver errors
   become :class:`taskflow.exceptions.StorageFailure`.
+* **One owner per running flow.** :meth:`Connection.claim_flow` makes the connection the
+  flow's owner, with a lease and a fencing token that only increases; once another connection
+  claims the flow, every write of the old owner's connection is refused with
+  :class:`taskflow.exceptions.OwnershipLost` (checked by the write itself, in the same atomic
+  operation: no extra round trip).
 """
 
 from __future__ import annotations
 
 import abc
+import dataclasses
+import os
+import socket
+import time
 from typing import TYPE_CHECKING, Any
+
+from taskflow import exceptions as exc
 
 if TYPE_CHECKING:
     from collections.abc import Iterator, Mapping
@@ -29,7 +40,75 @@ if TYPE_CHECKING:
 
     from taskflow.persistence import models
 
-__all__ = ["Backend", "Connection"]
+__all__ = ["Backend", "Connection", "Ownership"]
+
+#: Seconds an owner's lease lasts unless renewed (engines renew it while they run).
+DEFAULT_LEASE = 30.0
+
+
+@dataclasses.dataclass(frozen=True)
+class Ownership:
+    """Who runs a flow detail, as its backend records it.
+
+    Attributes:
+        owner: the owner's unique name (host, pid and a random part).
+        host: the owner's host name.
+        pid: the owner's process id on that host.
+        token: the fencing token; every claim of the flow gets a larger one.
+        expires: when the lease lapses (``time.time()`` seconds); None once released.
+    """
+
+    owner: str | None
+    host: str | None
+    pid: int | None
+    token: int
+    expires: float | None
+
+    @property
+    def held(self) -> bool:
+        """Whether somebody holds the flow now (claimed, not released, lease not lapsed)."""
+        return self.owner is not None and self.expires is not None and self.expires > time.time()
+
+    def to_dict(self) -> dict[str, Any]:
+        return dataclasses.asdict(self)
+
+    @classmethod
+    def from_dict(cls, data: dict[str, Any]) -> Ownership:
+        """Read back :meth:`to_dict`'s output (as stored by path-based backends).
+
+        Raises:
+            taskflow.exceptions.StorageFailure: the record is not an ownership record.
+        """
+        try:
+            return cls(
+                owner=None if data["owner"] is None else str(data["owner"]),
+                host=None if data["host"] is None else str(data["host"]),
+                pid=None if data["pid"] is None else int(data["pid"]),
+                token=int(data["token"]),
+                expires=None if data["expires"] is None else float(data["expires"]),
+            )
+        except (KeyError, TypeError, ValueError) as err:
+            raise exc.StorageFailure(f"Unreadable ownership record: {data!r}") from err
+
+
+def _process_gone(pid: int) -> bool:
+    """Whether no process ``pid`` runs on this host (one we may not signal still runs)."""
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return True
+    except PermissionError:
+        return False
+    return False
+
+
+def claimable(current: Ownership | None, now: float, host: str) -> bool:
+    """Whether a flow with ``current`` ownership may be claimed by a newcomer on ``host``."""
+    if current is None or current.owner is None or current.expires is None:
+        return True  # never claimed, or released
+    if current.expires <= now:
+        return True  # the lease lapsed
+    return current.host == host and current.pid is not None and _process_gone(current.pid)
 
 
 class Backend(abc.ABC):
@@ -214,6 +293,90 @@ class Connection(abc.ABC):
             taskflow.exceptions.NotFound: the atom detail was never saved (save it through
                 its flow detail first).
         """
+
+    # -- ownership (one owner per running flow, fenced) ------------------------------------
+
+    #: The flow this connection owns and its token: its writes are fenced by them.
+    _fence: tuple[str, int] | None = None
+
+    def read_ownership(self, flow_uuid: str) -> Ownership | None:
+        """The flow's recorded ownership (None if it was never claimed)."""
+        raise exc.NotImplementedError(f"{type(self).__name__} does not record flow ownership")
+
+    def swap_ownership(self, flow_uuid: str, expected_token: int | None, new: Ownership) -> bool:
+        """Replace the flow's ownership record by ``new`` if its token is ``expected_token``.
+
+        ``expected_token`` None means no record exists yet (it is created). Atomic: of two
+        connections swapping from the same token, one wins. True if this one did.
+        """
+        raise exc.NotImplementedError(f"{type(self).__name__} does not record flow ownership")
+
+    def claim_flow(self, flow_uuid: str, lease: float = DEFAULT_LEASE) -> Ownership:
+        """Make this connection the owner of the flow detail ``flow_uuid`` for ``lease`` s.
+
+        Succeeds when nobody owns the flow, when its owner's lease lapsed, or when its owner
+        runs on this host and its process is gone. The new token is larger than every
+        earlier one; from now on, this connection's writes are refused with
+        :class:`~taskflow.exceptions.OwnershipLost` once another connection claims the flow.
+
+        Raises:
+            taskflow.exceptions.FlowOwned: another owner holds the flow (named in the
+                message).
+        """
+        host = socket.gethostname()
+        name = f"{host}:{os.getpid()}:{os.urandom(4).hex()}"
+        while True:
+            current = self.read_ownership(flow_uuid)
+            now = time.time()
+            if not claimable(current, now, host):
+                assert current is not None
+                raise exc.FlowOwned(
+                    f"Flow detail '{flow_uuid}' is being run by '{current.owner}' (pid"
+                    f" {current.pid} on {current.host}, lease until"
+                    f" {time.strftime('%Y-%m-%d %H:%M:%S', time.localtime(current.expires))})"
+                )
+            token = current.token + 1 if current is not None else 1
+            mine = Ownership(name, host, os.getpid(), token, now + lease)
+            if self.swap_ownership(flow_uuid, None if current is None else current.token, mine):
+                self._fence = (flow_uuid, token)
+                return mine
+            # Somebody else changed the record between our read and our swap: look again.
+
+    def renew_flow(self, flow_uuid: str, token: int, lease: float = DEFAULT_LEASE) -> Ownership:
+        """Extend this owner's lease by ``lease`` seconds from now.
+
+        Raises:
+            taskflow.exceptions.OwnershipLost: the flow has been claimed by another since.
+        """
+        current = self.read_ownership(flow_uuid)
+        if current is None or current.token != token or current.owner is None:
+            raise exc.OwnershipLost(self._lost_message(flow_uuid, token, current))
+        renewed = dataclasses.replace(current, expires=time.time() + lease)
+        if not self.swap_ownership(flow_uuid, token, renewed):
+            raise exc.OwnershipLost(
+                self._lost_message(flow_uuid, token, self.read_ownership(flow_uuid))
+            )
+        return renewed
+
+    def release_flow(self, flow_uuid: str, token: int) -> None:
+        """Give the flow up (does nothing if another owner has it since); the token stays."""
+        if self._fence == (flow_uuid, token):
+            self._fence = None
+        current = self.read_ownership(flow_uuid)
+        if current is not None and current.token == token and current.owner is not None:
+            self.swap_ownership(flow_uuid, token, Ownership(None, None, None, token, None))
+
+    @staticmethod
+    def _lost_message(flow_uuid: str, token: int, current: Ownership | None) -> str:
+        now_held = (
+            f"'{current.owner}' (pid {current.pid} on {current.host}, token {current.token})"
+            if current is not None and current.owner is not None
+            else "nobody"
+        )
+        return (
+            f"Ownership of flow detail '{flow_uuid}' (token {token}) was lost: it is now held"
+            f" by {now_held}; this engine's writes are refused"
+        )
 
     def __enter__(self) -> Connection:
         return self

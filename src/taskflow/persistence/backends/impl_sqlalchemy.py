@@ -79,7 +79,12 @@ from taskflow import exceptions as exc
 from taskflow._config import as_int
 from taskflow.persistence import base, models
 from taskflow.persistence.backends._sqlalchemy import dialects, migration, tables
-from taskflow.persistence.backends._sqlalchemy.tables import atomdetails, flowdetails, logbooks
+from taskflow.persistence.backends._sqlalchemy.tables import (
+    atomdetails,
+    flowdetails,
+    logbooks,
+    owners,
+)
 
 if TYPE_CHECKING:
     from collections.abc import Iterable, Iterator, Mapping
@@ -137,6 +142,17 @@ class _Statements:
             .where(by_uuid)
             .values({**atom_set, "parent_uuid": sa.bindparam("p_parent_uuid")})
         )
+        # Fenced writes: only while the writer still owns the flow (token unchanged). The
+        # owner row is read with a shared lock, so a claim waits for the write to commit.
+        fence = sa.exists(
+            sa.select(owners.c.token)
+            .where(
+                owners.c.flow_uuid == sa.bindparam("p_fence_flow"),
+                owners.c.token == sa.bindparam("p_fence_token"),
+            )
+            .with_for_update(read=True)
+        )
+        self.atom_update_fenced = atomdetails.update().where(by_uuid, fence).values(atom_set)
         insert_columns = ("uuid", "parent_uuid", "atom_type", "name", "created_at")
         self.atom_insert = atomdetails.insert().values(
             {**atom_set, **{c: sa.bindparam(f"p_{c}") for c in insert_columns}}
@@ -148,6 +164,11 @@ class _Statements:
         self.flow_record = (
             flowdetails.update()
             .where(flow_by_uuid)
+            .values({**flow_set, "name": sa.bindparam("p_name")})
+        )
+        self.flow_record_fenced = (
+            flowdetails.update()
+            .where(flow_by_uuid, fence)
             .values({**flow_set, "name": sa.bindparam("p_name")})
         )
         self.flow_update_parent = (
@@ -260,6 +281,9 @@ class SQLAlchemyBackend(base.Backend):
         self._atom_update_parent = _Compiled(engine, self._statements.atom_update_parent)
         self._atom_insert = _Compiled(engine, self._statements.atom_insert)
         self._flow_record = _Compiled(engine, self._statements.flow_record)
+        self._atom_update_fenced = _Compiled(engine, self._statements.atom_update_fenced)
+        self._flow_record_fenced = _Compiled(engine, self._statements.flow_record_fenced)
+        self._owners_ready = False  # the owners table is known to exist
         self._clock = _Clock()
         #: Whether the database's schema revision is known to be one this taskflow has
         #: (checked before this backend first reads or writes it: ``Connection._translate``).
@@ -563,6 +587,8 @@ class Connection(base.Connection):
         create: bool,
     ) -> None:
         """Merge or create one flow row and its atoms' rows (in the caller's transaction)."""
+        if self._fence is not None:
+            self._hold_fence(conn)
         stmts = self._stmts
         if parent is None:
             matched = conn.execute(stmts.flow_update, flow).rowcount
@@ -583,6 +609,87 @@ class Connection(base.Connection):
             self._backend._atom_update_parent.executemany(conn, updates)
         if inserts:
             self._backend._atom_insert.executemany(conn, inserts)
+
+    # -- ownership ----------------------------------------------------------------------------
+
+    def _owners_table(self) -> None:
+        """Create the owners table on first use (it is not part of the migrated schema)."""
+        if self._backend._owners_ready:
+            return
+        with self._translate("creating the flow owners table"):
+            try:
+                owners.create(self._engine, checkfirst=True)
+            except sa.exc.SQLAlchemyError:
+                # Created meanwhile by another process: fine if it is there now.
+                with self._engine.connect() as conn:
+                    if not sa.inspect(conn).has_table(owners.name):
+                        raise
+        self._backend._owners_ready = True
+
+    def read_ownership(self, flow_uuid: str) -> base.Ownership | None:
+        self._owners_table()
+        with self._transaction("reading a flow's owner", write=False) as conn:
+            row = conn.execute(sa.select(owners).where(owners.c.flow_uuid == flow_uuid)).first()
+        if row is None:
+            return None
+        return base.Ownership(row.owner, row.host, row.pid, int(row.token), row.expires)
+
+    def swap_ownership(
+        self, flow_uuid: str, expected_token: int | None, new: base.Ownership
+    ) -> bool:
+        self._owners_table()
+        values = {
+            "owner": new.owner,
+            "host": new.host,
+            "pid": new.pid,
+            "token": new.token,
+            "expires": new.expires,
+        }
+        with self._transaction("recording a flow's owner", write=True) as conn:
+            if expected_token is None:
+                exists = conn.execute(
+                    sa.select(owners.c.token).where(owners.c.flow_uuid == flow_uuid)
+                ).first()
+                if exists is not None:
+                    return False
+                try:
+                    with conn.begin_nested():
+                        conn.execute(owners.insert().values(flow_uuid=flow_uuid, **values))
+                except sa.exc.IntegrityError:
+                    return False  # inserted concurrently by another claimant
+                return True
+            swapped = conn.execute(
+                owners.update()
+                .where(owners.c.flow_uuid == flow_uuid, owners.c.token == expected_token)
+                .values(**values)
+            ).rowcount
+            return bool(swapped)
+
+    def _hold_fence(self, conn: sa.Connection) -> None:
+        """Refuse the transaction on ``conn`` unless this connection still owns its flow.
+
+        The owner row stays share-locked until the transaction ends, so a claim waits for
+        what this transaction writes.
+        """
+        assert self._fence is not None
+        flow_uuid, token = self._fence
+        current = conn.execute(
+            sa.select(owners.c.token)
+            .where(owners.c.flow_uuid == flow_uuid)
+            .with_for_update(read=True)
+        ).scalar()
+        if current != token:
+            raise exc.OwnershipLost(
+                self._lost_message(flow_uuid, token, self.read_ownership(flow_uuid))
+            )
+
+    def _check_fence(self) -> None:
+        """After a fenced write matched nothing: OwnershipLost if the fence is why."""
+        if self._fence is not None:
+            flow_uuid, token = self._fence
+            current = self.read_ownership(flow_uuid)
+            if current is None or current.token != token:
+                raise exc.OwnershipLost(self._lost_message(flow_uuid, token, current))
 
     def save_logbook(self, book: models.LogBook) -> models.LogBook:
         row = tables.book_values(book, self._dialect.json_limits)
@@ -631,9 +738,14 @@ class Connection(base.Connection):
             flow_detail, self._dialect.raw_time(self._now()), self._dialect.json_limits
         )
         params["p_uuid"] = flow_detail.uuid
+        statement = self._backend._flow_record
+        if self._fence is not None:
+            params["p_fence_flow"], params["p_fence_token"] = self._fence
+            statement = self._backend._flow_record_fenced
         with self._translate("saving a flow detail"):
-            matched = self._backend._hot.write(self._backend._flow_record, params)
+            matched = self._backend._hot.write(statement, params)
         if not matched:
+            self._check_fence()
             raise exc.NotFound(f"No flow details found with uuid '{flow_detail.uuid}'")
 
     def update_atom_details(
@@ -646,10 +758,15 @@ class Connection(base.Connection):
         """
         params = tables.atom_values(atom_detail, self._dialect.raw_now(), self._dialect.json_limits)
         params["p_uuid"] = atom_detail.uuid
+        statement = self._backend._atom_update
+        if self._fence is not None:
+            params["p_fence_flow"], params["p_fence_token"] = self._fence
+            statement = self._backend._atom_update_fenced
         with self._translate("saving an atom detail"):
-            matched = self._backend._hot.write(self._backend._atom_update, params)
+            matched = self._backend._hot.write(statement, params)
         if matched:
             return atom_detail
+        self._check_fence()
         if not ignore_missing:
             raise exc.NotFound(f"No atom details found with uuid '{atom_detail.uuid}'")
         params.update(

@@ -42,9 +42,25 @@ __all__ = [
     "flowdetails",
     "logbooks",
     "metadata",
+    "owners",
 ]
 
 metadata = sa.MetaData()
+
+#: Who owns each running flow (see ``Connection.claim_flow``). Not part of the migrated
+#: schema, which stays upstream TaskFlow's so that upstream engines share the database:
+#: created on first use, beside it (upstream ignores it).
+owners_metadata = sa.MetaData()
+owners = sa.Table(
+    "taskflow_owners",
+    owners_metadata,
+    sa.Column("flow_uuid", sa.String(64), primary_key=True),
+    sa.Column("owner", sa.String(255)),
+    sa.Column("host", sa.String(255)),
+    sa.Column("pid", sa.Integer),
+    sa.Column("token", sa.BigInteger, nullable=False),
+    sa.Column("expires", sa.Float(precision=53)),
+)
 
 _INTENTIONS = (states.EXECUTE, states.IGNORE, states.REVERT, states.RETRY)
 

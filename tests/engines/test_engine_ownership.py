@@ -1,0 +1,198 @@
+"""One owner per running flow: concurrent resumes, takeovers and fencing, with real processes."""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import threading
+import time
+import uuid
+from collections import Counter
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from taskflow import engines, exceptions, states, task
+from taskflow.patterns import linear_flow as lf
+from taskflow.persistence import backends, models
+from tests.helpers import services
+from tests.helpers.databases import isolated_postgres
+
+CHILD = Path(__file__).with_name("ownership_child.py")
+ROOT = Path(__file__).resolve().parents[2]
+
+
+def _conf(kind: str, request: pytest.FixtureRequest, tmp_path: Path) -> Any:
+    if kind == "sqlite":
+        services.need_module("sqlalchemy", "database")
+        yield {"connection": f"sqlite:///{tmp_path / 'flows.db'}"}
+    elif kind == "postgres":
+        url = request.getfixturevalue("postgres_url")
+        with isolated_postgres(url) as isolated:
+            yield {"connection": isolated}
+    else:
+        yield {"connection": "memory://"}
+
+
+@pytest.fixture(params=["sqlite", "postgres", "memory"])
+def conf(request: pytest.FixtureRequest, tmp_path: Path) -> Any:
+    """A backend of each kind, shared by the engines (threads) of one test."""
+    yield from _conf(request.param, request, tmp_path)
+
+
+@pytest.fixture(params=["sqlite", "postgres"])
+def shared_conf(request: pytest.FixtureRequest, tmp_path: Path) -> Any:
+    """A backend several processes share."""
+    yield from _conf(request.param, request, tmp_path)
+
+
+def _saved_flow(backend: Any) -> models.FlowDetail:
+    book = models.LogBook("owned")
+    detail = models.FlowDetail("owned", str(uuid.uuid4()))
+    book.add(detail)
+    with backend.get_connection() as conn:
+        conn.upgrade()
+        conn.save_logbook(book)
+    return detail
+
+
+def _spawn(conf: dict[str, Any], flow_uuid: str, journal: Path, *extra: str, **env: str) -> Any:
+    return subprocess.Popen(
+        [sys.executable, str(CHILD), json.dumps(conf), flow_uuid, str(journal), *extra],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        text=True,
+        cwd=ROOT,
+        env={**os.environ, "PYTHONPATH": f"{ROOT / 'src'}:{ROOT}", **env},
+    )
+
+
+def _executions(journal: Path) -> Counter[str]:
+    if not journal.exists():
+        return Counter()
+    return Counter(line.split()[1] for line in journal.read_text().splitlines())
+
+
+def test_two_processes_resuming_one_flow_run_it_once(shared_conf: dict[str, Any], tmp_path: Path):
+    conf = shared_conf
+    with backends.backend(conf) as backend:
+        detail = _saved_flow(backend)
+    journal = tmp_path / "journal"
+    children = [_spawn(conf, detail.uuid, journal) for _ in range(2)]
+    outputs = [child.communicate(timeout=60)[0] for child in children]
+    codes = sorted(child.returncode for child in children)
+    assert codes == [0, 3], outputs
+    assert any("is being run by" in out for out in outputs)
+    # Every task ran exactly once, by the winner.
+    assert _executions(journal) == Counter({f"t{i}": 1 for i in range(8)})
+    with backends.backend(conf) as backend, backend.get_connection() as conn:
+        stored = conn.get_flow_details(detail.uuid)
+        assert stored.state == states.SUCCESS
+        assert sorted(ad.name for ad in stored if ad.name.startswith("t")) == sorted(
+            f"t{i}" for i in range(8)
+        )
+        assert len(stored) == 9  # and the injector's record: no duplicate of any
+        assert conn.read_ownership(detail.uuid).held is False  # released at the end
+
+
+class Slow(task.Task):
+    def __init__(self, name: str, started: threading.Event, gate: threading.Event) -> None:
+        super().__init__(name)
+        self.started, self.gate = started, gate
+
+    def execute(self) -> None:
+        self.started.set()
+        self.gate.wait(10)
+
+
+def test_two_threads_with_fresh_flow_details_do_not_both_run(conf: dict[str, Any]):
+    started, gate = threading.Event(), threading.Event()
+    with backends.backend(conf) as backend:
+        detail = _saved_flow(backend)
+
+        def load() -> Any:
+            with backend.get_connection() as conn:
+                fresh = conn.get_flow_details(detail.uuid)
+            flow = lf.Flow("owned").add(Slow("a", started, gate), Slow("b", started, gate))
+            return engines.load(flow, flow_detail=fresh, backend=backend)
+
+        first, second = load(), load()
+        errors: list[BaseException] = []
+        runner = threading.Thread(target=lambda: first.run())
+        runner.start()
+        assert started.wait(10)
+        try:
+            second.run()
+        except exceptions.FlowOwned as err:
+            errors.append(err)
+        gate.set()
+        runner.join(20)
+        assert len(errors) == 1
+        with backend.get_connection() as conn:
+            stored = conn.get_flow_details(detail.uuid)
+        assert stored.state == states.SUCCESS
+        assert sorted(ad.name for ad in stored) == ["a", "b"]  # not four records
+
+
+def test_ownership_is_released_however_a_run_ends(conf: dict[str, Any]):
+    class Boom(task.Task):
+        def execute(self) -> None:
+            raise RuntimeError("boom")
+
+    with backends.backend(conf) as backend:
+        detail = _saved_flow(backend)
+        engine = engines.load(lf.Flow("f").add(Boom("x")), flow_detail=detail, backend=backend)
+        with pytest.raises(RuntimeError):
+            engine.run()
+        with backend.get_connection() as conn:
+            after_failure = conn.read_ownership(detail.uuid)
+        assert after_failure is not None
+        assert not after_failure.held
+        # Another engine may run it now (and gets the next token).
+        with backend.get_connection() as conn:
+            fresh = conn.get_flow_details(detail.uuid)
+        other = engines.load(lf.Flow("f").add(Boom("x")), flow_detail=fresh, backend=backend)
+        with pytest.raises(RuntimeError):
+            other.run()
+        with backend.get_connection() as conn:
+            assert conn.read_ownership(detail.uuid).token == after_failure.token + 1
+
+
+def test_a_paused_owner_is_taken_over_after_its_lease_and_then_fenced(tmp_path: Path):
+    services.need_module("sqlalchemy", "database")
+    conf = {"connection": f"sqlite:///{tmp_path / 'flows.db'}"}
+    with backends.backend(conf) as backend:
+        detail = _saved_flow(backend)
+    journal = tmp_path / "journal"
+    slow = {"OWNERSHIP_STEP": "0.3"}
+    first = _spawn(conf, detail.uuid, journal, "1.0", **slow)
+    assert first.stdout.readline().strip() == "ready"
+    deadline = time.monotonic() + 20
+    while not _executions(journal) and time.monotonic() < deadline:
+        time.sleep(0.05)
+    os.kill(first.pid, signal.SIGSTOP)  # paused mid-run: its lease stops being renewed
+    try:
+        time.sleep(1.5)  # past the lease
+        second = _spawn(conf, detail.uuid, journal, "30")
+        output = second.communicate(timeout=60)[0]
+        assert second.returncode == 0, output
+    finally:
+        os.kill(first.pid, signal.SIGCONT)
+    output = first.communicate(timeout=60)[0]
+    assert first.returncode == 4, output  # woke up, was refused, stopped
+    with backends.backend(conf) as backend, backend.get_connection() as conn:
+        stored = conn.get_flow_details(detail.uuid)
+        assert stored.state == states.SUCCESS
+        assert {ad.name: ad.state for ad in stored if ad.name.startswith("t")} == {
+            f"t{i}": states.SUCCESS for i in range(8)
+        }
+        owner = conn.read_ownership(detail.uuid)
+        assert not owner.held  # released by the second process
+    # The paused process did at most the one task it was in the middle of after waking.
+    runs = _executions(journal)
+    assert all(count <= 2 for count in runs.values())
+    assert sum(count - 1 for count in runs.values()) <= 1
