@@ -206,18 +206,21 @@ def test_upstream_fixture_opens_and_stays_writable(tmp_path):
             conn.get_atom_details(_atom(n))
 
 
-def test_dangling_links_are_skipped_and_destroy_finishes(tmp_path):
+def test_dangling_links_are_named_and_destroy_finishes(tmp_path):
     conn = _open(tmp_path)
     book = _book(atoms=2)
     book.add(models.FlowDetail("second", "second-" + book.uuid))
     conn.save_logbook(book)
     first = next(iter(book))
-    # As if a destroy had been interrupted after removing one atom and one flow.
-    shutil.rmtree(tmp_path / "atom_details" / next(iter(first)).uuid)
+    lost = next(iter(first)).uuid
+    # As if a destroy had been interrupted after removing one atom and one flow: reading
+    # the book names what is missing (leaving it out would let an engine run it again).
+    shutil.rmtree(tmp_path / "atom_details" / lost)
     shutil.rmtree(tmp_path / "flow_details" / ("second-" + book.uuid))
-    stored = conn.get_logbook(book.uuid)
-    assert [fd.uuid for fd in stored] == [first.uuid]
-    assert len(next(iter(stored))) == 1
+    with pytest.raises(exc.NotFound, match=f"Missing record '.*flow_details/second-{book.uuid}"):
+        conn.get_logbook(book.uuid)
+    with pytest.raises(exc.NotFound, match=f"Missing record '.*atom_details/{lost}/metadata'"):
+        conn.get_flow_details(first.uuid)
     conn.destroy_logbook(book.uuid)
     assert sorted(os.listdir(tmp_path / "flow_details")) == []
     assert sorted(os.listdir(tmp_path / "atom_details")) == []

@@ -39,7 +39,7 @@ from taskflow import exceptions as exc
 from taskflow.persistence import base, models
 
 if TYPE_CHECKING:
-    from collections.abc import Callable, Iterator, Sequence
+    from collections.abc import Callable, Iterator, Mapping, Sequence
 
 __all__ = [
     "ATOMS",
@@ -438,17 +438,39 @@ class PathConnection(base.Connection, Generic[R, B]):
         except (KeyError, TypeError, ValueError, AttributeError) as err:
             raise corrupt(self._store.where(path), err) from err
 
-    def _load_atoms(self, uuids: list[str]) -> dict[str, models.AtomDetail]:
-        """The atoms that exist among ``uuids`` (a link whose record is gone was cut by an
-        interrupted delete; it is skipped)."""
-        paths = [self._atom(uuid) for uuid in uuids]
-        return {
-            uuid: self._decode(self._codec.to_atom, path, entry.record)
-            for uuid, path, entry in zip(uuids, paths, self._store.read(paths), strict=True)
-            if entry is not None
-        }
+    def _missing(self, path: str, parent: str) -> exc.NotFound:
+        """The error for a linked record that is gone (named as :func:`corrupt` names one)."""
+        where = self._store.where
+        return exc.NotFound(
+            f"Missing record '{where(path)}': '{where(parent)}' links to it (removed outside"
+            " taskflow, or by a destroy that was interrupted: destroying the book finishes it)"
+        )
 
-    def _load_flows(self, uuids: list[str], lazy: bool) -> dict[str, models.FlowDetail]:
+    def _load_atoms(
+        self, uuids: list[str], parents: Mapping[str, str] | None = None
+    ) -> dict[str, models.AtomDetail]:
+        """The atoms that exist among ``uuids``.
+
+        ``parents`` (uuid -> path of the flow linking it) says the atoms were reached
+        through links: then a missing one is an error, never left out (a resumed engine
+        would create it afresh and run its task again).
+        """
+        paths = [self._atom(uuid) for uuid in uuids]
+        atoms: dict[str, models.AtomDetail] = {}
+        for uuid, path, entry in zip(uuids, paths, self._store.read(paths), strict=True):
+            if entry is not None:
+                atoms[uuid] = self._decode(self._codec.to_atom, path, entry.record)
+            elif parents is not None:
+                raise self._missing(path, parents[uuid])
+        return atoms
+
+    def _load_flows(
+        self, uuids: list[str], lazy: bool, parents: Mapping[str, str] | None = None
+    ) -> dict[str, models.FlowDetail]:
+        """The flows that exist among ``uuids``, with their atoms unless ``lazy``.
+
+        ``parents`` (uuid -> path of the book linking it): as for :meth:`_load_atoms`.
+        """
         paths = [self._flow(uuid) for uuid in uuids]
         found: dict[str, tuple[models.FlowDetail, list[str]]] = {}
         for uuid, path, entry in zip(
@@ -457,13 +479,17 @@ class PathConnection(base.Connection, Generic[R, B]):
             if entry is not None:
                 fd = self._decode(lambda r: self._codec.to_flow(r, lazy), path, entry.record)
                 found[uuid] = (fd, entry.links)
+            elif parents is not None:
+                raise self._missing(path, parents[uuid])
         if not lazy:
             # Every flow's atoms in one read (one round trip where the store pipelines).
-            atoms = self._load_atoms([uuid for _, links in found.values() for uuid in links])
+            linked = {
+                atom: self._flow(uuid) for uuid, (_, links) in found.items() for atom in links
+            }
+            atoms = self._load_atoms(list(linked), linked)
             for fd, links in found.values():
                 for uuid in links:
-                    if uuid in atoms:
-                        fd.add(atoms[uuid])
+                    fd.add(atoms[uuid])
         return {uuid: fd for uuid, (fd, _) in found.items()}
 
     def _load_books(self, uuids: list[str], lazy: bool) -> list[models.LogBook]:
@@ -474,12 +500,12 @@ class PathConnection(base.Connection, Generic[R, B]):
                 book = self._decode(lambda r: self._codec.to_book(r, lazy), path, entry.record)
                 found.append((book, entry.links))
         if not lazy:
-            flows = self._load_flows([uuid for _, links in found for uuid in links], lazy=False)
+            linked = {uuid: self._book(book.uuid) for book, links in found for uuid in links}
+            flows = self._load_flows(list(linked), lazy=False, parents=linked)
             for book, links in found:
                 stamp = book.updated_at
                 for uuid in links:
-                    if uuid in flows:
-                        book.add(flows[uuid])
+                    book.add(flows[uuid])
                 book.updated_at = stamp  # add() stamps it; the stored stamp is the one to show
         return [book for book, _ in found]
 
@@ -497,8 +523,9 @@ class PathConnection(base.Connection, Generic[R, B]):
         entry = self._store.read([self._book(book_uuid)], links=True)[0]
         if entry is None:
             raise exc.NotFound(f"No logbook found with uuid '{book_uuid}'")
-        flows = self._load_flows(entry.links, lazy)
-        return iter([flows[uuid] for uuid in entry.links if uuid in flows])
+        path = self._book(book_uuid)
+        flows = self._load_flows(entry.links, lazy, dict.fromkeys(entry.links, path))
+        return iter([flows[uuid] for uuid in entry.links])
 
     def get_flow_details(self, flow_uuid: str, lazy: bool = False) -> models.FlowDetail:
         flows = self._load_flows([flow_uuid], lazy)

@@ -29,9 +29,10 @@ the hidden directories of dead writers). So a reader sees a record whole or not 
 whenever the writer is killed, and a write that returned survives a power loss. Deleting
 renames the record out of sight first (atomic), then removes it. A transaction is applied
 in its order, each record atomically (not all of them at once): children are written
-before the links that name them, so a link can only dangle after an interrupted delete
-(readers skip such links), and deleted before their parent, whose removal waits until
-theirs is durable, so destroying an interrupted book again finishes the job.
+before the links that name them, so a link can only dangle after an interrupted delete (or
+a record removed by hand: reading it raises NotFound naming the missing record), and
+deleted before their parent, whose removal waits until theirs is durable, so destroying an
+interrupted book again finishes the job.
 
 Locking. A write of a single record (``update_atom_details``) replaces one file and takes no
 lock: the rename is atomic, so concurrent writers leave one whole record, the last renamed.
