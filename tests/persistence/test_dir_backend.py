@@ -22,6 +22,7 @@ from taskflow import states
 from taskflow.persistence import backends, models
 from taskflow.persistence.backends import impl_dir
 from taskflow.types.failure import Failure
+from tests.helpers import ownership
 
 FIXTURE = Path(__file__).parent / "fixtures" / "upstream_dir"
 BOOK = "b0000000-0000-4000-8000-000000000001"
@@ -511,3 +512,119 @@ def test_flow_record_update_writes_no_atom(tmp_path):
         assert stored.state == "RUNNING"
         assert [a.uuid for a in stored] == ["ad-1"]
         assert stored.find("ad-1").state is None
+
+
+# -- ownership ---------------------------------------------------------------------------------
+
+
+def _claimed(tmp_path: Path) -> tuple[impl_dir.Connection, models.LogBook, models.FlowDetail]:
+    conn = _open(tmp_path)
+    book = _book(atoms=2)
+    conn.save_logbook(book)
+    fd = next(iter(book))
+    conn.claim_flow(fd.uuid, lease=30)
+    return conn, book, fd
+
+
+def test_two_processes_claiming_one_flow_at_once_one_wins(tmp_path):
+    conn = _open(tmp_path)
+    flows = []
+    for _ in range(10):
+        book = _book()
+        conn.save_logbook(book)
+        flows.append(next(iter(book)).uuid)
+    answers = ownership.race_claims({"connection": f"dir://{tmp_path}"}, flows)
+    assert [sorted(each) for each in answers] == [["owned", "won 1"]] * len(flows)
+    assert all(conn.read_ownership(flow).held for flow in flows)
+
+
+def test_ownership_record_layout_and_a_tree_from_before_owners(tmp_path):
+    conn = _open(tmp_path)
+    shutil.rmtree(tmp_path / "owners")  # as a tree written before flows had owners
+    book = _book()
+    conn.save_logbook(book)
+    fd = next(iter(book))
+    assert conn.read_ownership(fd.uuid) is None
+    mine = conn.claim_flow(fd.uuid, lease=30)
+    record = tmp_path / "owners" / fd.uuid
+    assert json.loads(record.read_bytes()) == mine.to_dict()
+    assert sorted(os.listdir(tmp_path / "owners")) == [f".lock.{fd.uuid}", fd.uuid]
+    conn.upgrade()  # and upgrading a tree that has them changes nothing
+    assert conn.read_ownership(fd.uuid) == mine
+
+
+def test_corrupt_ownership_record_is_a_storage_failure_naming_the_file(tmp_path):
+    conn, _, fd = _claimed(tmp_path)
+    record = tmp_path / "owners" / fd.uuid
+    for content in (b"{nope", b"[]", b'{"owner": "x"}'):
+        record.write_bytes(content)
+        with pytest.raises(exc.StorageFailure, match="Corrupt record") as info:
+            conn.read_ownership(fd.uuid)
+        assert str(record) in str(info.value)
+        # The owner's writes are refused rather than let through unchecked.
+        with pytest.raises(exc.StorageFailure, match=str(record)):
+            conn.update_atom_details(next(iter(fd)))
+
+
+def test_an_owner_writes_through_renewals(tmp_path):
+    conn, _, fd = _claimed(tmp_path)
+    ownership.check_owner_writes(conn, _open(tmp_path), fd)
+
+
+def test_an_owner_that_wrote_is_fenced_after_a_takeover(tmp_path):
+    ownership.check_takeover_fences(_open(tmp_path), _open(tmp_path), lease=0.2)
+
+
+def _open_files_under(root: Path) -> list[str]:
+    found = []
+    for name in os.listdir("/proc/self/fd"):
+        try:
+            target = os.readlink(f"/proc/self/fd/{name}")
+        except OSError:  # the descriptor listing the directory, closed by now
+            continue
+        if target.startswith(str(root)):
+            found.append(target)
+    return found
+
+
+@pytest.mark.skipif(not os.path.isdir("/proc/self/fd"), reason="needs /proc/self/fd")
+def test_a_connection_keeps_no_file_open_once_closed(tmp_path):
+    conn, _, fd = _claimed(tmp_path)
+    conn.update_atom_details(next(iter(fd)))  # keeps the owner lock and record open
+    assert len(_open_files_under(tmp_path)) == 2
+    conn.close()
+    assert _open_files_under(tmp_path) == []
+
+
+def test_a_claim_waits_for_the_owners_write_in_progress(tmp_path):
+    """A fenced write holds the flow's owner lock shared: no claim lands mid-write."""
+    import fcntl
+    import threading
+
+    conn, _, fd = _claimed(tmp_path)
+    conn.release_flow(fd.uuid, conn.read_ownership(fd.uuid).token)
+    lock = impl_dir._lock(str(tmp_path / "owners" / f".lock.{fd.uuid}"), fcntl.LOCK_SH)
+    claimed = []
+    other = _open(tmp_path)
+    thread = threading.Thread(target=lambda: claimed.append(other.claim_flow(fd.uuid)))
+    try:
+        thread.start()
+        time.sleep(0.3)
+        assert thread.is_alive()
+        assert claimed == []
+    finally:
+        os.close(lock)
+        thread.join(10)
+    assert [o.token for o in claimed] == [2]
+
+
+def test_destroy_and_clear_remove_the_flows_ownership(tmp_path):
+    conn, book, fd = _claimed(tmp_path)
+    other = _book()
+    conn.save_logbook(other)
+    conn.claim_flow(next(iter(other)).uuid, lease=30)
+    conn.destroy_logbook(book.uuid)
+    assert conn.read_ownership(fd.uuid) is None
+    assert len(os.listdir(tmp_path / "owners")) == 2  # the other book's flow's
+    conn.clear_all()
+    assert os.listdir(tmp_path / "owners") == []

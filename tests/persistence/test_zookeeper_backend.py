@@ -21,7 +21,7 @@ from taskflow import exceptions as exc
 from taskflow import states
 from taskflow.persistence import backends, models
 from taskflow.types.failure import Failure
-from tests.helpers import services
+from tests.helpers import ownership, services
 
 kazoo_client = services.need_module("kazoo.client", "zookeeper")
 impl_zookeeper = services.need_module("taskflow.persistence.backends.impl_zookeeper", "zookeeper")
@@ -167,7 +167,7 @@ def test_layout_and_data_format(conn, raw, root):
     retry.results[-1][1]["atom-0"] = _failure("bad")
     conn.save_logbook(book)
 
-    assert sorted(raw.get_children(root)) == ["atom_details", "books", "flow_details"]
+    assert sorted(raw.get_children(root)) == ["atom_details", "books", "flow_details", "owners"]
     assert raw.get_children(f"{root}/books") == [book.uuid]
     assert raw.get_children(f"{root}/books/{book.uuid}") == [fd.uuid]
     assert raw.get(f"{root}/books/{book.uuid}/{fd.uuid}")[0] == b""
@@ -582,3 +582,112 @@ def test_update_is_durable_when_the_writer_is_killed(zk_hosts, root, conn):
     stored = conn.get_atom_details(ad.uuid)
     assert stored.state == states.SUCCESS
     assert stored.results >= acknowledged
+
+
+# -- ownership ---------------------------------------------------------------------------------
+
+
+def _claimed(conn) -> tuple[models.LogBook, models.FlowDetail]:
+    book = _book(atoms=2)
+    conn.save_logbook(book)
+    fd = next(iter(book))
+    conn.claim_flow(fd.uuid, lease=30)
+    return book, fd
+
+
+def test_two_processes_claiming_one_flow_at_once_one_wins(zk_hosts, root, conn):
+    flows = []
+    for _ in range(10):
+        book = _book()
+        conn.save_logbook(book)
+        flows.append(next(iter(book)).uuid)
+    conf = {"connection": "zookeeper://", "hosts": zk_hosts, "path": root}
+    answers = ownership.race_claims(conf, flows)
+    assert [sorted(each) for each in answers] == [["owned", "won 1"]] * len(flows)
+    assert all(conn.read_ownership(flow).held for flow in flows)
+
+
+def test_ownership_layout_and_a_tree_from_before_owners(conn, backend, raw, root):
+    raw.delete(f"{root}/owners")  # as a tree written before flows had owners
+    _, fd = _claimed(conn)
+    mine = conn.read_ownership(fd.uuid)
+    node = f"{root}/owners/{fd.uuid}"
+    assert json.loads(raw.get(node)[0]) == mine.to_dict()
+    assert raw.get_children(node) == ["token"]
+    token, stat = raw.get(f"{node}/token")
+    assert token == b"1"
+    # Renewals and releases leave the token node alone (fenced writes check its version)...
+    conn.renew_flow(fd.uuid, mine.token, lease=30)
+    conn.release_flow(fd.uuid, mine.token)
+    assert raw.get(f"{node}/token")[1].version == stat.version
+    # ...which only claims change.
+    with backend.get_connection() as other:
+        other.claim_flow(fd.uuid, lease=30)
+    assert raw.get(f"{node}/token")[0] == b"2"
+
+
+def test_corrupt_ownership_record_is_a_storage_failure_naming_it(conn, raw, root):
+    _, fd = _claimed(conn)
+    node = f"{root}/owners/{fd.uuid}"
+    for content in (b"{nope", b"[]", b'{"owner": "x"}'):
+        raw.set(node, content)
+        with pytest.raises(exc.StorageFailure, match="Corrupt record") as info:
+            conn.read_ownership(fd.uuid)
+        assert node in str(info.value)
+
+
+def test_an_owner_writes_through_renewals(conn, backend):
+    _, fd = _claimed(conn)
+    with backend.get_connection() as reader:
+        ownership.check_owner_writes(conn, reader, fd)
+
+
+def test_an_owner_that_wrote_is_fenced_after_a_takeover(backend):
+    with backend.get_connection() as owner, backend.get_connection() as thief:
+        ownership.check_takeover_fences(owner, thief, lease=0.2)
+
+
+def test_a_fence_this_connection_never_read_is_looked_up_once(conn, backend):
+    """The version a fenced write checks comes from the claim; a connection given the
+    fence otherwise (the engine's own, say) reads it once, then writes in one request."""
+    _, fd = _claimed(conn)
+    ad = next(iter(fd))
+    with backend.get_connection() as writer:
+        writer._fence = conn._fence
+        ad.state = states.RUNNING
+        writer.update_atom_details(ad)
+        with backend.get_connection() as thief:
+            conn.release_flow(fd.uuid, conn._fence[1])
+            thief.claim_flow(fd.uuid, lease=30)
+        with pytest.raises(exc.OwnershipLost):
+            writer.update_atom_details(ad)
+    assert conn.get_atom_details(ad.uuid).state == states.RUNNING
+
+
+def test_destroy_and_clear_remove_the_flows_ownership(conn, raw, root):
+    book, fd = _claimed(conn)
+    _, other = _claimed(conn)
+    conn.destroy_logbook(book.uuid)
+    assert conn.read_ownership(fd.uuid) is None
+    assert raw.get_children(f"{root}/owners") == [other.uuid]
+    conn.clear_all()
+    assert raw.get_children(f"{root}/owners") == []
+
+
+def test_ownership_and_fencing_under_a_chroot(zk_hosts, raw, root):
+    raw.ensure_path(root)
+    be = impl_zookeeper.ZkBackend({"hosts": f"{zk_hosts}{root}", "path": "/tf"})
+    try:
+        with be.get_connection() as owner, be.get_connection() as other:
+            owner.upgrade()
+            _, fd = _claimed(owner)
+            fd.state = states.RUNNING
+            owner.update_flow_details(fd)
+            owner.release_flow(fd.uuid, owner._fence[1])
+            other.claim_flow(fd.uuid, lease=30)
+            owner._fence = (fd.uuid, 1)  # as if the release had never happened
+            with pytest.raises(exc.OwnershipLost):
+                owner.update_atom_details(next(iter(fd)))
+            assert raw.exists(f"{root}/tf/owners/{fd.uuid}/token")
+    finally:
+        be.close()

@@ -6,6 +6,7 @@ tree of records under a root path::
     <root>/books/<book uuid>             the book's own fields; a link per flow (named by its uuid)
     <root>/flow_details/<flow uuid>      the flow's own fields; a link per atom
     <root>/atom_details/<atom uuid>      the atom's fields and its type
+    <root>/owners/<flow uuid>            who runs the flow (see RecordStore.swap_owner)
 
 :class:`PathConnection` implements :class:`taskflow.persistence.base.Connection` once over
 that layout: which records a call reads or writes, lazy loading, which object it returns and
@@ -52,6 +53,7 @@ __all__ = [
     "Delete",
     "Entry",
     "JsonRecords",
+    "OWNERS",
     "PathConnection",
     "RecordStore",
     "Stored",
@@ -61,11 +63,16 @@ __all__ = [
     "corrupt",
     "join",
     "ordered",
+    "pack_owner",
     "pause",
+    "unpack_owner",
 ]
 
 #: The three directories under the root, in the order stores list them.
 BOOKS, FLOWS, ATOMS = "books", "flow_details", "atom_details"
+#: The directory of the flows' ownership records, beside the three. Trees written before
+#: flows had owners lack it until ``upgrade()`` or a first claim creates it.
+OWNERS = "owners"
 
 #: How many times an operation that met a concurrent change is planned again, with a
 #: random pause of up to min(_BACKOFF * 2**attempt, _MAX_BACKOFF) seconds in between.
@@ -91,6 +98,26 @@ def pause(attempt: int) -> None:
 def corrupt(where: str, err: Exception) -> exc.StorageFailure:
     """The error for a stored record that can not be read back (``where`` names it)."""
     return exc.StorageFailure(f"Corrupt record '{where}': {type(err).__name__}: {err}")
+
+
+def pack_owner(ownership: base.Ownership) -> bytes:
+    """An ownership record as the stores that serialise keep it (compact UTF-8 JSON)."""
+    return json.dumps(ownership.to_dict(), separators=(",", ":")).encode()
+
+
+def unpack_owner(data: bytes, where: str) -> base.Ownership:
+    """Read back :func:`pack_owner`'s bytes.
+
+    Raises:
+        taskflow.exceptions.StorageFailure: not an ownership record (naming ``where``).
+    """
+    try:
+        record = json.loads(data.decode())
+        if not isinstance(record, dict):
+            raise TypeError(f"expected a JSON object, got {type(record).__name__}")
+        return base.Ownership.from_dict(record)
+    except (ValueError, TypeError, exc.StorageFailure) as err:  # JSON and Unicode errors too
+        raise corrupt(where, err) from err
 
 
 # -- the record-store contract ----------------------------------------------------------------
@@ -159,6 +186,9 @@ class Transaction(Generic[R]):
     """
 
     ops: list[Write[R] | Delete] = field(default_factory=list)
+    #: ``(flow uuid, token)``: commit only while that flow's ownership token is this one
+    #: (checked atomically with the writes); else ``OwnershipLost`` and nothing is written.
+    fence: tuple[str, int] | None = None
 
     def set(
         self,
@@ -241,6 +271,30 @@ class RecordStore(abc.ABC, Generic[R]):
     def where(self, path: str) -> str:
         """How error messages name the record at ``path`` (e.g. its file)."""
         return path
+
+    def read_owner(self, flow_uuid: str) -> base.Ownership | None:
+        """The flow's ownership record (None if the flow was never claimed)."""
+        raise exc.NotImplementedError(f"{type(self).__name__} does not record flow ownership")
+
+    def swap_owner(self, flow_uuid: str, expected_token: int | None, new: base.Ownership) -> bool:
+        """Store ``new`` as the flow's ownership if its token is ``expected_token`` (None: if
+        there is no record yet); atomic against other swaps and fenced commits. True if done.
+        """
+        raise exc.NotImplementedError(f"{type(self).__name__} does not record flow ownership")
+
+    def drop_owners(self, flow_uuids: Sequence[str]) -> None:
+        """Forget the ownership records of these (destroyed) flows; missing ones are skipped."""
+
+    def close(self) -> None:
+        """Release what the store keeps open between calls (it reopens it if used again)."""
+
+    @staticmethod
+    def fenced_out(txn: Transaction[Any], current: base.Ownership | None) -> None:
+        """Raise ``OwnershipLost`` if ``txn`` is fenced by a token ``current`` no longer has."""
+        fence = txn.fence
+        if fence is not None and (current is None or current.token != fence[1]):
+            held = base.Connection._lost_message(fence[0], fence[1], current)
+            raise exc.OwnershipLost(held)
 
 
 class Codec(Protocol[R]):
@@ -398,6 +452,7 @@ class PathConnection(base.Connection, Generic[R, B]):
 
     Attributes:
         book_path, flow_path, atom_path: the three directories of the tree.
+        owner_path: the directory of the flows' ownership records.
     """
 
     def __init__(self, backend: B, store: RecordStore[R], codec: Codec[R], root: str) -> None:
@@ -407,16 +462,18 @@ class PathConnection(base.Connection, Generic[R, B]):
         self.book_path = join(root, BOOKS)
         self.flow_path = join(root, FLOWS)
         self.atom_path = join(root, ATOMS)
+        self.owner_path = join(root, OWNERS)
 
     @property
     def backend(self) -> B:
         return self._backend
 
     def close(self) -> None:
-        """Nothing to release (the store belongs to the backend)."""
+        """Release what the store keeps open for this connection (see RecordStore.close)."""
+        self._store.close()
 
     def upgrade(self) -> None:
-        self._store.upgrade([self.book_path, self.flow_path, self.atom_path])
+        self._store.upgrade([self.book_path, self.flow_path, self.atom_path, self.owner_path])
 
     def validate(self) -> None:
         self._store.validate([self.book_path, self.flow_path, self.atom_path])
@@ -565,10 +622,23 @@ class PathConnection(base.Connection, Generic[R, B]):
             into=self.atom_path,
         )
 
+    def read_ownership(self, flow_uuid: str) -> base.Ownership | None:
+        return self._store.read_owner(flow_uuid)
+
+    def swap_ownership(
+        self, flow_uuid: str, expected_token: int | None, new: base.Ownership
+    ) -> bool:
+        return self._store.swap_owner(flow_uuid, expected_token, new)
+
+    def _apply(self, txn: Transaction[R]) -> dict[str, Stored]:
+        """Commit ``txn``, fenced by this connection's ownership of a flow, if it has one."""
+        txn.fence = self._fence
+        return self._store.commit(txn)
+
     def _commit(self, txn: Transaction[R]) -> bool:
         """Commit ``txn``; True when what the caller holds is what is stored (no need to
         read it back: nothing merged, no links beyond the caller's)."""
-        stored = self._store.commit(txn)
+        stored = self._apply(txn)
         for op in txn.ops:
             if isinstance(op, Write):
                 kept, links = stored[op.path]
@@ -623,7 +693,7 @@ class PathConnection(base.Connection, Generic[R, B]):
         self._check(flow_detail)
         txn: Transaction[R] = Transaction()
         txn.set(self._flow(flow_detail.uuid), self._codec.flow(flow_detail), links=())
-        self._store.commit(txn)
+        self._apply(txn)
 
     def update_atom_details(
         self, atom_detail: models.AtomDetail, ignore_missing: bool = False
@@ -647,7 +717,7 @@ class PathConnection(base.Connection, Generic[R, B]):
         """Commit what ``plan`` reads and plans, planning again while a delete conflicts."""
         for attempt in range(ATTEMPTS):
             try:
-                self._store.commit(plan())
+                self._apply(plan())
                 return
             except Conflict as err:
                 last = err
@@ -661,11 +731,13 @@ class PathConnection(base.Connection, Generic[R, B]):
             taskflow.exceptions.NotFound: no such book.
         """
         path = self._book(book_uuid)
+        destroyed: list[str] = []
 
         def plan() -> Transaction[R]:
             flows = self._store.children([path])[0]
             if flows is None:
                 raise exc.NotFound(f"No logbook found with uuid '{book_uuid}'")
+            destroyed[:] = flows
             txn: Transaction[R] = Transaction()
             flow_paths = [self._flow(uuid) for uuid in flows]
             for flow_path, atoms in zip(flow_paths, self._store.children(flow_paths), strict=True):
@@ -677,14 +749,17 @@ class PathConnection(base.Connection, Generic[R, B]):
             return txn
 
         self._retrying(plan, f"Could not destroy logbook '{book_uuid}'")
+        self._store.drop_owners(destroyed)
 
     def clear_all(self) -> None:
         """Delete every book, flow detail and atom detail; the directories stay."""
+        flows: list[str] = []
 
         def plan() -> Transaction[R]:
             txn: Transaction[R] = Transaction()
             parents = [self.book_path, self.flow_path]
             listed = self._store.children([*parents, self.atom_path])
+            flows[:] = listed[1] or ()
             for directory, names in zip(parents, listed[:2], strict=True):
                 paths = [join(directory, name) for name in names or ()]
                 for record, links in zip(paths, self._store.children(paths), strict=True):
@@ -695,3 +770,4 @@ class PathConnection(base.Connection, Generic[R, B]):
             return txn
 
         self._retrying(plan, "Could not clear the store")
+        self._store.drop_owners(flows)

@@ -11,6 +11,8 @@ tuples showing as our encoding's marker dicts)::
     <path>/flow_details/<flow uuid>/metadata     flow.to_dict() plus "atom_order"
     <path>/flow_details/<flow uuid>/<atom uuid>  symlink to ../../atom_details/<atom uuid>
     <path>/atom_details/<atom uuid>/metadata     {"atom": atom.to_dict(), "type": ...}
+    <path>/owners/<flow uuid>                    Ownership.to_dict(): who runs the flow
+    <path>/owners/.lock.<flow uuid>              empty; flock()ed to change or check that
 
 A link is resolved by its *name* (the child's uuid), never by following it, so trees can be
 moved or copied (upstream writes absolute link targets; ours are relative). Flow records
@@ -41,6 +43,14 @@ Writing a parent record with its links, or deleting one, locks that record's ``l
 its own descriptor) for the read-merge-write of its links and their order; one lock at a
 time, so writers can not deadlock.
 
+Ownership. A flow's ownership record is replaced like any record (temporary file, sync,
+rename, directory sync), by a compare-and-swap under its ``.lock.<flow uuid>`` held
+exclusively. A connection that owns a flow holds that lock *shared* while it checks its
+token against the record and writes, so no claim lands between the check and the writes;
+it is taken before any record lock (swaps take no other lock), so there is still no
+deadlock. The lock file and the record stay open between fenced writes, so each costs a
+lock, an unlock and a ``stat`` (see ``_HeldOwner``); ``close()`` releases them.
+
 POSIX only (symlinks, ``flock``).
 """
 
@@ -54,7 +64,9 @@ import itertools
 import os
 import shutil
 import sys
+import threading
 import time
+import weakref
 from typing import TYPE_CHECKING, Any
 from urllib import parse
 
@@ -120,14 +132,14 @@ def _write_new(path: str, data: bytes) -> None:
         os.close(fd)
 
 
-def _replace_file(directory: str, data: bytes) -> None:
-    """Atomically and durably make ``directory/metadata`` hold ``data``.
+def _replace_file(directory: str, data: bytes, name: str = _METADATA) -> None:
+    """Atomically and durably make ``directory/name`` hold ``data``.
 
     Raises:
         FileNotFoundError: ``directory`` does not exist (or was deleted meanwhile).
     """
     while True:
-        temp = _unique(directory, "metadata") + ".tmp"
+        temp = _unique(directory, name) + ".tmp"
         try:
             _write_new(temp, data)
             break
@@ -138,7 +150,7 @@ def _replace_file(directory: str, data: bytes) -> None:
                 os.unlink(temp)
             raise
     try:
-        os.replace(temp, os.path.join(directory, _METADATA))
+        os.replace(temp, os.path.join(directory, name))
     except BaseException:
         with contextlib.suppress(OSError):
             os.unlink(temp)
@@ -263,11 +275,20 @@ def _acquire(item: str) -> int:
     Raises:
         FileNotFoundError: the record does not exist (or was deleted while waiting).
     """
-    lock_path = os.path.join(item, _LOCK)
+    return _lock(os.path.join(item, _LOCK))
+
+
+def _lock(lock_path: str, operation: int = fcntl.LOCK_EX) -> int:
+    """Take the lock file ``lock_path`` (created if missing); the descriptor to close.
+
+    Raises:
+        FileNotFoundError: its directory does not exist, or the lock file was deleted
+            while waiting (its deleter held it: what it guarded is gone).
+    """
     while True:
         fd = os.open(lock_path, os.O_RDWR | os.O_CREAT | os.O_CLOEXEC, 0o644)
         try:
-            fcntl.flock(fd, fcntl.LOCK_EX)
+            fcntl.flock(fd, operation)
             # Deleted or replaced while we waited: a lock on that old file protects nothing.
             if os.path.samestat(os.fstat(fd), os.stat(lock_path)):
                 return fd
@@ -297,11 +318,73 @@ def _valid(name: str) -> bool:
     return bool(name) and name[0] != "." and "\0" not in name and os.sep not in name
 
 
+class _HeldOwner:
+    """The owner lock and ownership record of the flow a store's writes are fenced by, kept
+    open from one fenced write to the next.
+
+    A fenced write holds the flow's owner lock shared and checks the token of its record.
+    With both kept open, that costs a lock, a ``stat`` of the record's path and an unlock:
+    if the file there is still the one read (the same inode, whose number the open
+    descriptor keeps from being reused), no swap happened since, as swaps rename a new file
+    in, and no drop either, as drops unlink the record before its lock file; so the lock is
+    still the live one and the token read still holds. Otherwise both are opened again.
+    """
+
+    def __init__(self) -> None:
+        #: Held by the thread using the descriptors (a flock is per open file, not thread).
+        self.mutex = threading.Lock()
+        self.flow_uuid = ""
+        self.paths = ("", "")  # the record, its lock file
+        self.lock = -1
+        self.record = -1
+        self.record_stat: os.stat_result | None = None
+        self.ownership: base.Ownership | None = None
+
+    def close(self) -> None:
+        for fd in (self.lock, self.record):
+            if fd >= 0:
+                os.close(fd)
+        self.lock = self.record = -1
+        self.record_stat = self.ownership = None
+
+    def acquire(self) -> base.Ownership | None:
+        """Take the lock shared (hold :attr:`mutex`, and :meth:`release` after); the flow's
+        ownership record (None: none, or no owners directory)."""
+        if self.record_stat is not None:
+            fcntl.flock(self.lock, fcntl.LOCK_SH)
+            with contextlib.suppress(FileNotFoundError):
+                if os.path.samestat(self.record_stat, os.stat(self.paths[0])):
+                    return self.ownership
+        self.close()
+        try:
+            self.lock = _lock(self.paths[1], fcntl.LOCK_SH)
+            fd = os.open(self.paths[0], os.O_RDONLY | os.O_CLOEXEC)
+        except FileNotFoundError:  # no owners directory, no record, or dropped meanwhile
+            return None
+        try:
+            chunks = []
+            while chunk := os.read(fd, 65536):
+                chunks.append(chunk)
+            self.ownership = ps.unpack_owner(b"".join(chunks), self.paths[0])
+        except BaseException:
+            os.close(fd)
+            raise
+        self.record, self.record_stat = fd, os.fstat(fd)
+        return self.ownership
+
+    def release(self) -> None:
+        if self.lock >= 0:
+            fcntl.flock(self.lock, fcntl.LOCK_UN)
+
+
 class _Store(ps.RecordStore[dict[str, Any]]):
     """Records as files under ``root`` (see the module docstring)."""
 
     def __init__(self, root: str, encoding: str, limits: _serialization.Limits) -> None:
         self._prefix = root.rstrip(os.sep) + os.sep
+        self._owners = self._prefix + ps.OWNERS
+        self._held = _HeldOwner()
+        weakref.finalize(self, self._held.close)
         self._json = ps.JsonRecords(_ORDER, encoding)
         self.limits = limits
 
@@ -360,7 +443,7 @@ class _Store(ps.RecordStore[dict[str, Any]]):
                 raise ValueError(f"'{op.path}' can not be stored by a directory backend")
             encoded.append(self._json.encode(op.record) if isinstance(op, ps.Write) else None)
         stored: dict[str, ps.Stored] = {}
-        with _errors():
+        with _errors(), self._fenced(txn):
             if len(txn.ops) > 1:
                 for op in txn.ops:
                     missing = isinstance(op, ps.Write) and not op.create
@@ -498,6 +581,98 @@ class _Store(ps.RecordStore[dict[str, Any]]):
         else:
             trash.append(_discard(root, name))
         dirty.add(root)
+
+    # -- ownership ----------------------------------------------------------------------------
+
+    def _owner_files(self, flow_uuid: str) -> tuple[str, str]:
+        """The flow's ownership record and the lock file guarding it."""
+        if not _valid(flow_uuid):
+            raise ValueError(f"'{flow_uuid}' can not name a flow in a directory backend")
+        path = os.path.join(self._owners, flow_uuid)
+        return path, os.path.join(self._owners, f".lock.{flow_uuid}")
+
+    @staticmethod
+    def _load_owner(path: str) -> base.Ownership | None:
+        try:
+            data = _read(path)
+        except (FileNotFoundError, NotADirectoryError):
+            return None
+        return ps.unpack_owner(data, path)
+
+    def read_owner(self, flow_uuid: str) -> base.Ownership | None:
+        """The flow's ownership, read without a lock (records are replaced atomically)."""
+        path, _ = self._owner_files(flow_uuid)
+        with _errors():
+            return self._load_owner(path)
+
+    def swap_owner(self, flow_uuid: str, expected_token: int | None, new: base.Ownership) -> bool:
+        """Compare and replace the flow's ownership record under its lock, held exclusively."""
+        path, lock_path = self._owner_files(flow_uuid)
+        data = ps.pack_owner(new)
+        with _errors():
+            try:
+                lock = _lock(lock_path)
+            except FileNotFoundError:  # a tree from before flows had owners (or a drop raced)
+                self._make_dir(self._owners)
+                lock = _lock(lock_path)
+            try:
+                current = self._load_owner(path)
+                if (None if current is None else current.token) != expected_token:
+                    return False
+                _replace_file(self._owners, data, flow_uuid)
+                return True
+            finally:
+                os.close(lock)
+
+    @contextlib.contextmanager
+    def _fenced(self, txn: ps.Transaction[Any]) -> Iterator[None]:
+        """Check ``txn``'s fence and keep it valid while writing.
+
+        The lock of the fence's flow, held shared for the check and the writes, makes them
+        atomic against swaps (which hold it exclusively): a new owner's claim waits for the
+        writes under way, and any write after it sees the new token and is refused.
+        """
+        if txn.fence is None:
+            yield
+            return
+        held = self._held
+        with held.mutex:
+            if held.flow_uuid != txn.fence[0]:
+                held.close()
+                held.paths = self._owner_files(txn.fence[0])
+                held.flow_uuid = txn.fence[0]
+            try:
+                self.fenced_out(txn, held.acquire())
+                yield
+            finally:
+                held.release()
+
+    def close(self) -> None:
+        with self._held.mutex:
+            self._held.close()
+
+    def drop_owners(self, flow_uuids: Sequence[str]) -> None:
+        """Delete the records (and lock files) of the flows that were ever claimed."""
+        dropped = False
+        with _errors():
+            for flow_uuid in flow_uuids:
+                path, lock_path = self._owner_files(flow_uuid)
+                if not os.path.exists(lock_path):  # never claimed (created before the record)
+                    continue
+                try:
+                    lock = _lock(lock_path)
+                except FileNotFoundError:  # dropped meanwhile
+                    continue
+                try:
+                    with contextlib.suppress(FileNotFoundError):
+                        os.unlink(path)
+                    # Deleted while held: whoever waits for it sees that and starts over.
+                    os.unlink(lock_path)
+                    dropped = True
+                finally:
+                    os.close(lock)
+            if dropped:
+                _sync_dir(self._owners)
 
     def upgrade(self, directories: Sequence[str]) -> None:
         """Create the directories (durably) and sweep what dead writers left behind."""

@@ -9,6 +9,8 @@ and directory backends::
                                           the flow's uuid, with no data (a link)
     <root>/flow_details/<flow uuid>       the flow's JSON; one child link per atom
     <root>/atom_details/<atom uuid>       {"atom": <to_dict()>, "type": "TASK_DETAIL"|...}
+    <root>/owners/<flow uuid>             Ownership.to_dict(): who runs the flow
+    <root>/owners/<flow uuid>/token       its token (changed by claims only: see below)
 
 Values are encoded with :mod:`taskflow._serialization` (tuples stay tuples). Book and flow
 records also carry an ``"order"`` list: the uuids of their children in the order they were
@@ -20,7 +22,8 @@ Writes:
 
 * A transaction of one leaf record (``update_atom_details``, the engine's hot path) is a
   single ``set`` of its znode: the whole record, no read first, so no concurrent writer's
-  change can be lost in between and no version check is needed.
+  change can be lost in between and no version check is needed. With a fence (below), the
+  same ``set`` in a transaction after the fence's check: still one round trip.
 * Any other transaction reads the parent records it writes (data, version and children)
   in one pipelined round trip, then writes every record and missing link in ONE ZooKeeper
   transaction, children before the links naming them. A parent's ``order`` list is read,
@@ -38,6 +41,17 @@ reconnecting in the background; a write that timed out may still be applied if t
 connection comes back, so a StorageFailure means "outcome unknown".)
 ZooKeeper writes are logged (and by default fsynced) by a quorum before they are
 acknowledged, so a record is durable once the call returns.
+
+Ownership. A swap of a flow's ownership record is a versioned ``set`` of its znode (a
+``create`` when there is none yet: of two, one fails with NodeExists). Fencing needs a
+version that only a *claim* moves, since renewals rewrite the record: that is the record's
+``token`` child, rewritten in the same transaction as the record whenever the token
+changes. A fenced write carries ``check(token node, version)`` as the first operation of
+its own transaction, so the check and the write are one atomic request; the version comes
+from this connection's claim (or, once, from reading the token node back), so fencing adds
+no round trip. A check that fails (a new claim, or a dropped record) is looked at again:
+a token still ours (its node rewritten with the same value) retries, any other refuses
+the write with OwnershipLost.
 """
 
 from __future__ import annotations
@@ -56,6 +70,8 @@ from taskflow.utils import kazoo_utils
 
 try:
     from kazoo import exceptions as k_exc
+    from kazoo import security as k_security
+    from kazoo.protocol import serialization as k_proto
 except ImportError as _err:  # pragma: no cover - kazoo_utils already checked this
     raise ImportError(
         "ZooKeeper support needs the kazoo package: pip install taskflow[zookeeper]",
@@ -80,6 +96,8 @@ _ORDER = "order"
 #: Budget (bytes) of one transaction; ZooKeeper rejects requests above ~1 MiB by default.
 _TXN_BYTES = 512 * 1024
 _OP_OVERHEAD = 64
+#: The child of a flow's ownership record holding its token (see the module docstring).
+_TOKEN = "token"
 #: Transaction failures caused by a concurrent change (worth planning again).
 _CONFLICTS = (
     k_exc.BadVersionError,
@@ -104,10 +122,38 @@ class _Node(NamedTuple):
 
 
 class _Op(NamedTuple):
-    kind: str  # "create", "set" or "delete"
+    kind: str  # "create", "set", "delete" or "check"
     path: str
     data: bytes = b""
     version: int = -1
+
+
+#: ``(flow uuid, token)`` a write is fenced by (see Transaction.fence), or None.
+_Fence = tuple[str, int] | None
+
+
+def _token_bytes(token: int) -> bytes:
+    """The data of a token node."""
+    return str(token).encode()
+
+
+class _Multi:
+    """A ZooKeeper transaction of kazoo requests, for :func:`kazoo_utils.checked_commit`.
+
+    Made of kazoo's request types directly (see ``_Store._request``): the fenced hot path
+    then costs little more than a plain ``set``. ``client.transaction()`` would validate,
+    normalise and log every path on every write.
+    """
+
+    def __init__(self, client: Any, operations: list[Any]) -> None:
+        self._client = client
+        self.operations = operations
+
+    def commit_async(self) -> Any:
+        """Send it (what ``TransactionRequest.commit_async`` does); the async result."""
+        result = self._client.handler.async_result()
+        self._client._call(k_proto.Transaction(self.operations), result)
+        return result
 
 
 def _failed_with(err: kazoo_utils.KazooTransactionException, kinds: Any) -> bool:
@@ -217,6 +263,12 @@ class _Store(ps.RecordStore[dict[str, Any]]):
         self._timeout_error: type[Exception] = client.handler.timeout_exception
         self._json = ps.JsonRecords(_ORDER)
         self.limits = backend._limits
+        self._owners = ps.join(backend._root, ps.OWNERS)
+        # Flow uuid -> (token, check of its token node's version): our claims' fence checks.
+        self._fences: dict[str, tuple[int, Any]] = {}
+        # What kazoo adds to the requests it builds: the client's chroot, the default ACL.
+        self._chroot = (getattr(client, "chroot", None) or "").rstrip("/")
+        self._acl = getattr(client, "default_acl", None) or k_security.OPEN_ACL_UNSAFE
 
     @contextlib.contextmanager
     def _errors(self) -> Iterator[None]:
@@ -313,12 +365,12 @@ class _Store(ps.RecordStore[dict[str, Any]]):
         with self._errors():
             leaf = txn.ops[0] if len(txn.ops) == 1 else None
             if isinstance(leaf, ps.Write) and leaf.links is None:
-                self._set_leaf(leaf, self._json.pack(encoded[0]))
+                self._set_leaf(leaf, self._json.pack(encoded[0]), txn.fence)
                 return {leaf.path: ps.Stored(True, [])}
             for attempt in range(ps.ATTEMPTS):
                 ops, stored = self._plan(txn, encoded, checked=attempt > 0)
                 try:
-                    self._commit(ops)
+                    self._commit(ops, txn.fence)
                 except kazoo_utils.KazooTransactionException as err:
                     if _failed_with(err, k_exc.NotEmptyError):
                         raise ps.Conflict(str(err)) from err  # the caller's plan is stale
@@ -333,17 +385,32 @@ class _Store(ps.RecordStore[dict[str, Any]]):
             f" nodes: has upgrade() run?): {last}"
         ) from last
 
-    def _set_leaf(self, op: ps.Write[dict[str, Any]], data: bytes) -> None:
+    def _set_leaf(self, op: ps.Write[dict[str, Any]], data: bytes, fence: _Fence) -> None:
         try:
-            self._client.set_async(op.path, data).get(timeout=self._timeout)
+            self._write_leaf("set", op.path, data, fence)
         except k_exc.NoNodeError:
             if not op.create:
                 raise exc.NotFound(f"Node not found: {op.path}") from None
-            created = self._collect(
-                [self._client.create_async(op.path, data)], ignore=(k_exc.NodeExistsError,)
-            )
-            if created[0] is None:  # created concurrently by someone else: ours is the latest
-                self._client.set_async(op.path, data).get(timeout=self._timeout)
+            try:
+                self._write_leaf("create", op.path, data, fence)
+            except k_exc.NodeExistsError:  # created concurrently by someone else
+                self._write_leaf("set", op.path, data, fence)  # ours is the latest
+
+    def _write_leaf(self, kind: str, path: str, data: bytes, fence: _Fence) -> None:
+        """One ``set`` or ``create`` request; with a fence, a transaction checking it first.
+
+        Raises:
+            kazoo.exceptions.KazooException: the write's own error (as without a fence).
+            taskflow.exceptions.OwnershipLost: the fence no longer holds.
+        """
+        if fence is None:
+            write = self._client.set_async if kind == "set" else self._client.create_async
+            write(path, data).get(timeout=self._timeout)
+            return
+        try:
+            self._send([_Op(kind, path, data)], fence)
+        except kazoo_utils.KazooTransactionException as err:
+            raise err.failures[-1][1] from None  # the write is the last operation
 
     def _plan(
         self, txn: ps.Transaction[dict[str, Any]], encoded: list[Any], checked: bool
@@ -445,30 +512,149 @@ class _Store(ps.RecordStore[dict[str, Any]]):
             write = _Op("set", op.path, record, node.version)
         return write, [_Op("create", ps.join(op.path, name)) for name in added], order
 
-    def _commit(self, ops: list[_Op]) -> None:
-        """Apply ``ops`` in one transaction (in order-preserving chunks if too large)."""
+    def _commit(self, ops: list[_Op], fence: _Fence = None) -> None:
+        """Apply ``ops`` in one transaction (in order-preserving chunks if too large, each
+        checking the fence)."""
         chunk: list[_Op] = []
         size = 0
         for op in ops:
             cost = _OP_OVERHEAD + len(op.path) + len(op.data)
             if chunk and size + cost > _TXN_BYTES:
-                self._commit_chunk(chunk)
+                self._send(chunk, fence)
                 chunk, size = [], 0
             chunk.append(op)
             size += cost
         if chunk:
-            self._commit_chunk(chunk)
+            self._send(chunk, fence)
 
-    def _commit_chunk(self, ops: list[_Op]) -> None:
-        txn = self._client.transaction()
-        for op in ops:
-            if op.kind == "create":
-                txn.create(op.path, op.data)
-            elif op.kind == "set":
-                txn.set_data(op.path, op.data, op.version)
+    def _send(self, ops: list[_Op], fence: _Fence = None) -> list[Any]:
+        """Apply ``ops`` in one ZooKeeper transaction, first checking ``fence`` if given.
+
+        Returns:
+            The results of ``ops`` (paths created, stats of nodes set...).
+
+        Raises:
+            kazoo_utils.KazooTransactionException: one of ``ops`` failed (nothing applied).
+            taskflow.exceptions.OwnershipLost: the fence no longer holds (nothing applied).
+        """
+        flow = "" if fence is None else fence[0]
+        requests = [self._request(op) for op in ops]
+        for _ in range(ps.ATTEMPTS):
+            check = None if fence is None else self._fence_check(fence)
+            txn = _Multi(self._client, requests if check is None else [check, *requests])
+            try:
+                results = kazoo_utils.checked_commit(txn, timeout=self._timeout)
+            except kazoo_utils.KazooTransactionException as err:
+                if check is None or not any(
+                    op is txn.operations[0]
+                    and isinstance(failure, (k_exc.BadVersionError, k_exc.NoNodeError))
+                    for op, failure in err.failures
+                ):
+                    raise
+                self._fences.pop(flow, None)  # moved since: read it again
+                continue
+            return results if check is None else results[1:]
+        raise exc.StorageFailure(f"The ownership token of flow detail '{flow}' kept changing")
+
+    def _request(self, op: _Op) -> Any:
+        """The kazoo request of ``op``."""
+        path = self._chroot + op.path
+        if op.kind == "create":
+            return k_proto.Create(path, op.data, self._acl, 0)
+        if op.kind == "set":
+            return k_proto.SetData(path, op.data, op.version)
+        if op.kind == "check":
+            return k_proto.CheckVersion(path, op.version)
+        return k_proto.Delete(path, op.version)
+
+    # -- ownership ----------------------------------------------------------------------------
+
+    def _owner(self, flow_uuid: str) -> str:
+        return ps.join(self._owners, flow_uuid)
+
+    def _fence_check(self, fence: tuple[str, int]) -> Any:
+        """The check that ``fence``'s token is its flow's (reading it if not known yet).
+
+        Raises:
+            taskflow.exceptions.OwnershipLost: it is not.
+        """
+        flow_uuid, token = fence
+        known = self._fences.get(flow_uuid)
+        if known is not None and known[0] == token:
+            return known[1]
+        path = ps.join(self._owner(flow_uuid), _TOKEN)
+        got = self._collect([self._client.get_async(path)])[0]
+        if got is None or got[0] != _token_bytes(token):
+            lost = base.Connection._lost_message(flow_uuid, token, self.read_owner(flow_uuid))
+            raise exc.OwnershipLost(lost)
+        return self._remember(flow_uuid, token, got[1].version)
+
+    def _remember(self, flow_uuid: str, token: int, version: int) -> Any:
+        """Note that ``flow_uuid``'s token node holds ``token`` at ``version``; its check."""
+        path = ps.join(self._owner(flow_uuid), _TOKEN)
+        check = self._request(_Op("check", path, version=version))
+        self._fences[flow_uuid] = (token, check)
+        return check
+
+    def read_owner(self, flow_uuid: str) -> base.Ownership | None:
+        path = self._owner(flow_uuid)
+        with self._errors():
+            got = self._collect([self._client.get_async(path)])[0]
+        return None if got is None else ps.unpack_owner(got[0], path)
+
+    def swap_owner(self, flow_uuid: str, expected_token: int | None, new: base.Ownership) -> bool:
+        """A create of the record and its token node (expected None), else a versioned set
+        of the record (and of its token node if the token changes), in one transaction."""
+        path = self._owner(flow_uuid)
+        token_path = ps.join(path, _TOKEN)
+        data = ps.pack_owner(new)
+        with self._errors():
+            # ...and what our transaction fails with when another swap (or a drop) came first.
+            lost: tuple[type[Exception], ...]
+            if expected_token is None:
+                ops = [
+                    _Op("create", path, data),
+                    _Op("create", token_path, _token_bytes(new.token)),
+                ]
+                lost = (k_exc.NodeExistsError,)
             else:
-                txn.delete(op.path, op.version)
-        kazoo_utils.checked_commit(txn, timeout=self._timeout)
+                got = self._collect([self._client.get_async(path)])[0]
+                if got is None or ps.unpack_owner(got[0], path).token != expected_token:
+                    return False
+                ops = [_Op("set", path, data, got[1].version)]
+                if new.token != expected_token:
+                    ops.append(_Op("set", token_path, _token_bytes(new.token)))
+                lost = (k_exc.BadVersionError, k_exc.NoNodeError)
+            made = False
+            while True:
+                try:
+                    results = self._send(ops)
+                    break
+                except kazoo_utils.KazooTransactionException as err:
+                    if _failed_with(err, lost):
+                        return False  # somebody else came first
+                    if made or not _failed_with(err, k_exc.NoNodeError):
+                        raise
+                # A tree from before flows had owners: make their directory, then again.
+                self.upgrade([self._owners])
+                made = True
+            if len(ops) == 2:  # a new token: what our fenced writes will check
+                version = 0 if ops[1].kind == "create" else results[1].version
+                self._remember(flow_uuid, new.token, version)
+            return True
+
+    def drop_owners(self, flow_uuids: Sequence[str]) -> None:
+        """Delete the records (with their token nodes) of those flows that have one."""
+        with self._errors():
+            present = self._collect([self._client.get_children_async(self._owners)])[0] or []
+            pending = []
+            for flow_uuid in set(flow_uuids).intersection(present):
+                self._fences.pop(flow_uuid, None)
+                path = self._owner(flow_uuid)
+                ops = [_Op("delete", ps.join(path, _TOKEN)), _Op("delete", path)]
+                requests = [self._request(op) for op in ops]
+                pending.append(_Multi(self._client, requests).commit_async())
+            self._collect(pending)  # failed ones (dropped meanwhile) come back as results
 
     def upgrade(self, directories: Sequence[str]) -> None:
         """Create the root and its directories if missing (idempotent)."""
