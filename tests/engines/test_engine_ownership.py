@@ -20,7 +20,7 @@ from taskflow import engines, exceptions, states, task
 from taskflow.patterns import linear_flow as lf
 from taskflow.persistence import backends, models
 from tests.helpers import services
-from tests.helpers.databases import isolated_postgres
+from tests.helpers.databases import isolated_postgres, isolated_zookeeper_root
 
 CHILD = Path(__file__).with_name("ownership_child.py")
 ROOT = Path(__file__).resolve().parents[2]
@@ -34,17 +34,24 @@ def _conf(kind: str, request: pytest.FixtureRequest, tmp_path: Path) -> Any:
         url = request.getfixturevalue("postgres_url")
         with isolated_postgres(url) as isolated:
             yield {"connection": isolated}
+    elif kind == "dir":
+        yield {"connection": f"dir://{tmp_path / 'store'}"}
+    elif kind == "zookeeper":
+        hosts = request.getfixturevalue("zk_hosts")
+        services.need_module("kazoo", "zookeeper")
+        with isolated_zookeeper_root(hosts) as root:
+            yield {"connection": "zookeeper", "hosts": hosts, "path": root}
     else:
         yield {"connection": "memory://"}
 
 
-@pytest.fixture(params=["sqlite", "postgres", "memory"])
+@pytest.fixture(params=["sqlite", "postgres", "dir", "zookeeper", "memory"])
 def conf(request: pytest.FixtureRequest, tmp_path: Path) -> Any:
     """A backend of each kind, shared by the engines (threads) of one test."""
     yield from _conf(request.param, request, tmp_path)
 
 
-@pytest.fixture(params=["sqlite", "postgres"])
+@pytest.fixture(params=["sqlite", "postgres", "dir", "zookeeper"])
 def shared_conf(request: pytest.FixtureRequest, tmp_path: Path) -> Any:
     """A backend several processes share."""
     yield from _conf(request.param, request, tmp_path)

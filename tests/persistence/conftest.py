@@ -21,6 +21,14 @@ def connection(_backend):
 
 
 @pytest.fixture
+def other_connection(_backend):
+    """A second connection to the same backend (another engine, say)."""
+    backend, _ = _backend
+    with backend.get_connection() as conn:
+        yield conn
+
+
+@pytest.fixture
 def isolated(_backend):
     """Whether the backend hands out copies rather than its stored objects."""
     return _backend[1]

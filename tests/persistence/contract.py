@@ -442,4 +442,152 @@ def test_update_flow_record_of_unknown_flow_is_not_found(connection):
         connection.update_flow_record(models.FlowDetail("ghost", _uuid()))
 
 
+# -- ownership: one owner per running flow, fenced ------------------------------------------
+
+
+def _saved_flow(connection) -> tuple[models.LogBook, models.FlowDetail]:
+    book = _book_with(flows=1, atoms=2)
+    connection.save_logbook(book)
+    return book, next(iter(book))
+
+
+def _dead_pid() -> int:
+    """A pid no process has: one of our own children, waited for."""
+    import subprocess
+    import sys
+
+    child = subprocess.Popen([sys.executable, "-c", "pass"])
+    child.wait()
+    return child.pid
+
+
+def test_a_claim_records_its_owner_and_a_first_token(connection):
+    import os
+    import socket
+
+    _book, fd = _saved_flow(connection)
+    assert connection.read_ownership(fd.uuid) is None
+    mine = connection.claim_flow(fd.uuid, lease=30)
+    assert mine.token == 1
+    assert (mine.host, mine.pid) == (socket.gethostname(), os.getpid())
+    stored = connection.read_ownership(fd.uuid)
+    assert stored == mine
+    assert stored.held
+
+
+def test_a_second_claim_is_refused_naming_the_owner(connection, other_connection):
+    _book, fd = _saved_flow(connection)
+    mine = connection.claim_flow(fd.uuid, lease=30)
+    with pytest.raises(exc.FlowOwned) as caught:
+        other_connection.claim_flow(fd.uuid, lease=30)
+    assert mine.owner in str(caught.value)
+    assert connection.read_ownership(fd.uuid) == mine
+
+
+def test_after_a_release_the_next_owner_gets_a_larger_token(connection, other_connection):
+    _book, fd = _saved_flow(connection)
+    first = connection.claim_flow(fd.uuid, lease=30)
+    connection.release_flow(fd.uuid, first.token)
+    released = connection.read_ownership(fd.uuid)
+    assert released is not None
+    assert not released.held
+    assert released.token == first.token
+    second = other_connection.claim_flow(fd.uuid, lease=30)
+    assert second.token == first.token + 1
+
+
+def test_a_lapsed_lease_is_taken_over_and_the_old_owner_is_fenced(connection, other_connection):
+    import time
+
+    _book, fd = _saved_flow(connection)
+    old = connection.claim_flow(fd.uuid, lease=0.2)
+    time.sleep(0.3)
+    new = other_connection.claim_flow(fd.uuid, lease=30)
+    assert new.token > old.token
+    before = other_connection.get_flow_details(fd.uuid)
+    ad = next(iter(fd))
+    ad.state = states.RUNNING
+    with pytest.raises(exc.OwnershipLost, match=new.owner):
+        connection.update_atom_details(ad)
+    fd.state = states.RUNNING
+    with pytest.raises(exc.OwnershipLost):
+        connection.update_flow_record(fd)
+    with pytest.raises(exc.OwnershipLost):
+        connection.update_flow_details(fd)
+    with pytest.raises(exc.OwnershipLost):
+        connection.renew_flow(fd.uuid, old.token, lease=30)
+    after = other_connection.get_flow_details(fd.uuid)
+    assert after.state == before.state
+    assert [a.state for a in after] == [a.state for a in before]
+    # Releasing a lost ownership changes nothing.
+    connection.release_flow(fd.uuid, old.token)
+    assert connection.read_ownership(fd.uuid) == new
+
+
+def test_renewing_keeps_the_flow(connection, other_connection):
+    import time
+
+    _book, fd = _saved_flow(connection)
+    mine = connection.claim_flow(fd.uuid, lease=0.3)
+    renewed = connection.renew_flow(fd.uuid, mine.token, lease=30)
+    assert renewed.token == mine.token
+    assert renewed.expires > mine.expires
+    time.sleep(0.4)  # past the first lease, within the renewed one
+    with pytest.raises(exc.FlowOwned):
+        other_connection.claim_flow(fd.uuid, lease=30)
+
+
+def test_an_owner_on_this_host_whose_process_is_gone_is_taken_over_at_once(connection):
+    import socket
+    import time
+
+    from taskflow.persistence import base
+
+    _book, fd = _saved_flow(connection)
+    dead = base.Ownership(
+        f"{socket.gethostname()}:gone", socket.gethostname(), _dead_pid(), 7, time.time() + 3600
+    )
+    assert connection.swap_ownership(fd.uuid, None, dead)
+    mine = connection.claim_flow(fd.uuid, lease=30)
+    assert mine.token == 8
+    # ...but not an owner on another host, whose lease still runs.
+    elsewhere = base.Ownership("far:1", "another-host", 1, 20, time.time() + 3600)
+    assert connection.swap_ownership(fd.uuid, mine.token, elsewhere)
+    with pytest.raises(exc.FlowOwned, match="another-host"):
+        connection.claim_flow(fd.uuid, lease=30)
+
+
+def test_of_many_concurrent_claims_exactly_one_wins(connection, other_connection):
+    _book, fd = _saved_flow(connection)
+    outcomes: list[object] = []
+    barrier = threading.Barrier(6)
+
+    def claim() -> None:
+        with other_connection.backend.get_connection() as conn:
+            barrier.wait(10)
+            try:
+                outcomes.append(conn.claim_flow(fd.uuid, lease=30))
+            except exc.FlowOwned as err:
+                outcomes.append(err)
+
+    threads = [threading.Thread(target=claim) for _ in range(6)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join(30)
+    winners = [o for o in outcomes if not isinstance(o, Exception)]
+    assert len(outcomes) == 6
+    assert len(winners) == 1
+    assert connection.read_ownership(fd.uuid) == winners[0]
+
+
+def test_a_connection_that_never_claimed_writes_unfenced(connection, other_connection):
+    _book, fd = _saved_flow(connection)
+    other_connection.claim_flow(fd.uuid, lease=30)
+    ad = next(iter(fd))
+    ad.state = states.SUCCESS
+    connection.update_atom_details(ad)  # an operator's tool, say: not an engine
+    assert connection.get_atom_details(ad.uuid).state == states.SUCCESS
+
+
 __all__ = sorted(name for name in globals() if name.startswith("test_"))

@@ -117,6 +117,31 @@ class _Store(ps.RecordStore[_Detail]):
         self.records: dict[str, dict[str, _Detail]] = {}
         # Record path -> link name -> the path it links to, in link order.
         self.links: dict[str, dict[str, str]] = {}
+        # Flow uuid -> who owns it (see Connection.claim_flow).
+        self.owners: dict[str, base.Ownership] = {}
+
+    def read_owner(self, flow_uuid: str) -> base.Ownership | None:
+        return self.owners.get(flow_uuid)
+
+    def swap_owner(self, flow_uuid: str, expected_token: int | None, new: base.Ownership) -> bool:
+        with self.lock:
+            current = self.owners.get(flow_uuid)
+            if (None if current is None else current.token) != expected_token:
+                return False
+            self.owners[flow_uuid] = new
+            return True
+
+    def drop_owners(self, flow_uuids: Sequence[str]) -> None:
+        with self.lock:
+            for flow_uuid in flow_uuids:
+                self.owners.pop(flow_uuid, None)
+
+    def check_fence(self, fence: tuple[str, int] | None) -> None:
+        """Refuse a write fenced by a token its flow no longer has (hold the lock)."""
+        if fence is not None:
+            current = self.owners.get(fence[0])
+            if current is None or current.token != fence[1]:
+                raise exc.OwnershipLost(base.Connection._lost_message(*fence, current))
 
     def get(self, path: str) -> _Detail | None:
         """The record at ``path`` (hold the lock, unless a momentary answer will do)."""
@@ -146,6 +171,7 @@ class _Store(ps.RecordStore[_Detail]):
 
     def commit(self, txn: ps.Transaction[_Detail]) -> dict[str, ps.Stored]:
         with self.lock:
+            self.check_fence(txn.fence)
             for op in txn.ops:
                 if isinstance(op, ps.Write):
                     if not op.create and self.get(op.path) is None:
@@ -194,6 +220,7 @@ class _Store(ps.RecordStore[_Detail]):
             for records in self.records.values():
                 records.clear()
             self.links.clear()
+            self.owners.clear()
 
 
 class MemoryBackend(base.Backend):
@@ -262,6 +289,7 @@ class Connection(ps.PathConnection[_Detail, MemoryBackend]):
         # The engine's hot path when sharing: the caller's object is the stored record, so
         # there is nothing to write. (Unlocked: only the caller could replace its record.)
         if self._records.get(self._atom(atom_detail.uuid)) is atom_detail:
+            self._records.check_fence(self._fence)  # nothing to write, but the fence holds
             return atom_detail
         return super().update_atom_details(atom_detail, ignore_missing)
 
