@@ -158,3 +158,39 @@ def test_suspend_during_a_retry_delay_ends_the_wait_at_once():
     assert len(attempts) == 1
     # Resumed later, the retry runs again and the flow finishes (its delay still applies).
     assert states_seen == [states.RETRYING]
+
+
+LONG_RUN = """
+import sys, time
+from taskflow import engines, task
+from taskflow.patterns import unordered_flow as uf
+
+class Long(task.Task):
+    def execute(self):
+        time.sleep(20)
+
+flow = uf.Flow("f").add(*[Long(f"t{i}") for i in range(8)])
+print("running", flush=True)
+engines.run(flow, engine="parallel", executor=sys.argv[1], max_workers=4)
+"""
+
+
+@pytest.mark.parametrize("executor", ["threads", "processes"])
+def test_a_second_ctrl_c_does_not_wait_for_the_tasks_under_way(executor):
+    child = subprocess.Popen(
+        [sys.executable, "-c", LONG_RUN, executor],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+        cwd=ROOT,
+        env={**os.environ, "PYTHONPATH": f"{ROOT / 'src'}:{ROOT}"},
+    )
+    assert child.stdout.readline().strip() == "running"
+    time.sleep(1.0)  # four 20 s tasks under way
+    child.send_signal(signal.SIGINT)  # the engine stops scheduling and waits for them...
+    time.sleep(0.5)
+    second = time.monotonic()
+    child.send_signal(signal.SIGINT)  # ...until the second one
+    child.communicate(timeout=30)
+    assert time.monotonic() - second < 5  # not the 20 s the tasks under way would take
+    assert child.returncode != 0

@@ -25,6 +25,8 @@ import concurrent.futures as cf
 import contextlib
 import os
 import pickle
+import queue
+import threading
 from typing import TYPE_CHECKING, Any, TypeAlias
 
 from taskflow._config import as_int
@@ -223,15 +225,81 @@ class _FuturesExecutor(AtomExecutor):
         return False
 
 
+class _DaemonThreadPool(cf.Executor):
+    """A thread pool whose workers are daemon threads, started as work arrives.
+
+    ``concurrent.futures.ThreadPoolExecutor`` joins its workers when the interpreter exits,
+    so a second Ctrl-C (after the first stopped the engine) would still wait for every task
+    under way. Daemon workers are abandoned at exit instead: their atoms stay RUNNING and a
+    resumed run executes them again, as after a crash.
+    """
+
+    def __init__(self, max_workers: int, name: str) -> None:
+        self._max_workers = max_workers
+        self._name = name
+        self._work: queue.SimpleQueue[Any] = queue.SimpleQueue()
+        self._threads: list[threading.Thread] = []
+        self._idle = threading.Semaphore(0)
+        self._lock = threading.Lock()
+        self._closed = False
+
+    def submit(self, fn: Callable[..., Any], /, *args: Any, **kwargs: Any) -> cf.Future[Any]:
+        future: cf.Future[Any] = cf.Future()
+        with self._lock:
+            if self._closed:
+                raise RuntimeError("cannot schedule new futures after shutdown")
+            self._work.put((future, fn, args, kwargs))
+            if not self._idle.acquire(blocking=False) and len(self._threads) < self._max_workers:
+                thread = threading.Thread(
+                    target=self._run, name=f"{self._name}_{len(self._threads)}", daemon=True
+                )
+                thread.start()
+                self._threads.append(thread)
+        return future
+
+    def _run(self) -> None:
+        while True:
+            item = self._work.get()
+            if item is None:
+                return
+            future, fn, args, kwargs = item
+            if future.set_running_or_notify_cancel():
+                try:
+                    result = fn(*args, **kwargs)
+                except BaseException as err:
+                    future.set_exception(err)
+                else:
+                    future.set_result(result)
+                del future, fn, args, kwargs, item  # nothing of a call outlives it
+            self._idle.release()
+
+    def shutdown(self, wait: bool = True, *, cancel_futures: bool = False) -> None:
+        with self._lock:
+            self._closed = True
+            threads = list(self._threads)
+        if cancel_futures:
+            pending = []
+            while not self._work.empty():
+                pending.append(self._work.get())
+            for item in pending:
+                if item is not None:
+                    item[0].cancel()
+        for _ in threads:
+            self._work.put(None)
+        if wait:
+            for thread in threads:
+                thread.join()
+
+
 class ThreadExecutor(_FuturesExecutor):
-    """A thread pool owned by the engine for the duration of each run."""
+    """A thread pool owned by the engine for the duration of each run (daemon workers)."""
 
     def __init__(self, max_workers: int | None = None) -> None:
         self._max_workers = max_workers or (os.cpu_count() or 1) + 1
 
     def start(self, report: Callable[[Completion], None], progress: ProgressSink) -> None:
         super().start(report, progress)
-        self._pool = cf.ThreadPoolExecutor(self._max_workers, thread_name_prefix="taskflow")
+        self._pool = _DaemonThreadPool(self._max_workers, "taskflow")
 
     def shutdown(self) -> None:
         # Idle workers exit as soon as they see the shutdown; nothing waits on a timeout.
@@ -282,7 +350,15 @@ class ProcessExecutor(_FuturesExecutor):
         self._pool = cf.ProcessPoolExecutor(self._max_workers)
 
     def shutdown(self) -> None:
-        self._pool.shutdown(wait=True)
+        try:
+            self._pool.shutdown(wait=True)
+        except KeyboardInterrupt:
+            # A second Ctrl-C while waiting for the children's calls: stop them rather than
+            # leave the interpreter waiting at exit (their atoms stay RUNNING, to run again).
+            for process in list(getattr(self._pool, "_processes", {}).values()):
+                process.terminate()
+            self._pool.shutdown(wait=False, cancel_futures=True)
+            raise
 
     def _launch(self, call: Call) -> cf.Future[Completion]:
         return self._pool.submit(_call_in_child, call)
