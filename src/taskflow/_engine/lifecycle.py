@@ -255,7 +255,9 @@ class Lifecycle:
             yield
             return
         self._ownership = ownership
-        if self._last_token is None or ownership.token != self._last_token + 1:
+        # Token 1: nobody ever ran the flow. The next token after this engine's own last
+        # one: nobody ran it since. Otherwise what this engine holds may be stale.
+        if ownership.token != 1 and ownership.token != (self._last_token or 0) + 1:
             self._refresh()
         self._last_token = ownership.token
         stop = threading.Event()

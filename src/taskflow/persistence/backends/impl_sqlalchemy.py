@@ -58,7 +58,6 @@ that contain themselves, and values over ``max_value_bytes``. Database errors be
 
 from __future__ import annotations
 
-import atexit
 import contextlib
 import logging
 import os
@@ -66,7 +65,7 @@ import threading
 import time
 import weakref
 from datetime import UTC, datetime, timedelta
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, TypeVar
 
 try:
     import sqlalchemy as sa
@@ -87,10 +86,11 @@ from taskflow.persistence.backends._sqlalchemy.tables import (
 )
 
 if TYPE_CHECKING:
-    from collections.abc import Iterable, Iterator, Mapping
+    from collections.abc import Callable, Iterable, Iterator, Mapping
 
 __all__ = ["Connection", "SQLAlchemyBackend"]
 
+_T = TypeVar("_T")
 LOG = logging.getLogger(__name__)
 
 #: Keys per ``IN (...)`` list, well below every database's limit on parameters.
@@ -153,6 +153,29 @@ class _Statements:
             .with_for_update(read=True)
         )
         self.atom_update_fenced = atomdetails.update().where(by_uuid, fence).values(atom_set)
+        # The owner rows (see Connection.claim_flow): compare-and-swap on the token.
+        owner_of = owners.c.flow_uuid == sa.bindparam("p_flow_uuid")
+        owner_set: dict[str, Any] = {
+            c: sa.bindparam(f"p_{c}") for c in ("owner", "host", "pid", "token", "expires")
+        }
+        self.owner_insert = owners.insert().values(
+            {**owner_set, "flow_uuid": sa.bindparam("p_flow_uuid")}
+        )
+        self.owner_swap = (
+            owners.update()
+            .where(owner_of, owners.c.token == sa.bindparam("p_expected"))
+            .values(owner_set)
+        )
+        self.owner_renew = (
+            owners.update()
+            .where(owner_of, owners.c.token == sa.bindparam("p_token"), owners.c.owner.is_not(None))
+            .values(expires=sa.bindparam("p_expires"))
+        )
+        self.owner_release = (
+            owners.update()
+            .where(owner_of, owners.c.token == sa.bindparam("p_token"))
+            .values(owner=sa.null(), host=sa.null(), pid=sa.null(), expires=sa.null())
+        )
         insert_columns = ("uuid", "parent_uuid", "atom_type", "name", "created_at")
         self.atom_insert = atomdetails.insert().values(
             {**atom_set, **{c: sa.bindparam(f"p_{c}") for c in insert_columns}}
@@ -282,6 +305,10 @@ class SQLAlchemyBackend(base.Backend):
         self._atom_insert = _Compiled(engine, self._statements.atom_insert)
         self._flow_record = _Compiled(engine, self._statements.flow_record)
         self._atom_update_fenced = _Compiled(engine, self._statements.atom_update_fenced)
+        self._owner_insert = _Compiled(engine, self._statements.owner_insert)
+        self._owner_swap = _Compiled(engine, self._statements.owner_swap)
+        self._owner_renew = _Compiled(engine, self._statements.owner_renew)
+        self._owner_release = _Compiled(engine, self._statements.owner_release)
         self._flow_record_fenced = _Compiled(engine, self._statements.flow_record_fenced)
         self._owners_ready = False  # the owners table is known to exist
         self._clock = _Clock()
@@ -294,8 +321,19 @@ class SQLAlchemyBackend(base.Backend):
         if isinstance(driver_error, type) and issubclass(driver_error, BaseException):
             errors.append(driver_error)
         self._errors = tuple(errors)
-        self._closed = False
-        _OPEN.add(self)
+        # The driver's "duplicate key" error: a claim that lost an insert race.
+        integrity = getattr(dbapi, "IntegrityError", None)
+        self._integrity_errors: tuple[type[BaseException], ...] = (
+            (sa.exc.IntegrityError, integrity)
+            if isinstance(integrity, type) and issubclass(integrity, BaseException)
+            else (sa.exc.IntegrityError,)
+        )
+        # Closes what this backend opened when it is closed, dropped (garbage collected) or
+        # still open at interpreter exit (so that SQLite checkpoints its WAL and removes its
+        # -wal/-shm files, as when a program closes it itself). Holds no reference to self.
+        self._finalizer = weakref.finalize(
+            self, _release, self._hot, engine if self._owns_engine else None
+        )
 
     @property
     def engine(self) -> sa.Engine:
@@ -307,42 +345,37 @@ class SQLAlchemyBackend(base.Backend):
         return Connection(self)
 
     def close(self) -> None:
-        """Close the pooled database connections (of an engine this backend created)."""
-        self._hot.close()
-        if self._owns_engine and not self._closed:
-            self._engine.dispose()
-            self._remove_orphan_wal()
-        self._closed = True
-        _OPEN.discard(self)
+        """Close the database connections this backend opened; idempotent.
 
-    def _remove_orphan_wal(self) -> None:
-        """Remove a SQLite database's -wal/-shm files when the database itself was deleted.
-
-        SQLite removes them when the last connection closes, unless the database file was
-        deleted while open (as some programs do to discard a store): then they would stay
-        behind, belonging to nothing.
+        Also done when the backend is garbage collected, and at interpreter exit.
         """
-        url = self._engine.url
-        if url.get_backend_name() != "sqlite" or url.database in (None, "", ":memory:"):
-            return
-        path = str(url.database)
-        if os.path.exists(path):
-            return
-        for suffix in ("-wal", "-shm"):
-            with contextlib.suppress(FileNotFoundError):
-                os.unlink(path + suffix)
+        self._finalizer()
 
 
-#: Backends not closed yet; closed at interpreter exit, so that SQLite checkpoints its WAL
-#: and removes its -wal/-shm files as it does when a program closes them itself.
-_OPEN: weakref.WeakSet[SQLAlchemyBackend] = weakref.WeakSet()
+def _release(hot: dialects.PooledConnections, engine: sa.Engine | None) -> None:
+    """Close a backend's hot-path connection and dispose of the engine it created."""
+    with contextlib.suppress(Exception):
+        hot.close()
+    if engine is not None:
+        engine.dispose()
+        _remove_orphan_wal(engine.url)
 
 
-@atexit.register
-def _close_at_exit() -> None:
-    for backend in list(_OPEN):
-        with contextlib.suppress(Exception):
-            backend.close()
+def _remove_orphan_wal(url: sa.URL) -> None:
+    """Remove a SQLite database's -wal/-shm files when the database itself was deleted.
+
+    SQLite removes them when the last connection closes, unless the database file was
+    deleted while open (as some programs do to discard a store): then they would stay
+    behind, belonging to nothing.
+    """
+    if url.get_backend_name() != "sqlite" or url.database in (None, "", ":memory:"):
+        return
+    path = str(url.database)
+    if os.path.exists(path):
+        return
+    for suffix in ("-wal", "-shm"):
+        with contextlib.suppress(FileNotFoundError):
+            os.unlink(path + suffix)
 
 
 class Connection(base.Connection):
@@ -410,6 +443,7 @@ class Connection(base.Connection):
         # migration.upgrade() refuses a newer taskflow's schema itself, before any write.
         with self._translate("upgrading the schema", check_schema=False):
             migration.upgrade(self._engine, self._dialect)
+        self._owners_table()
         self._backend._schema_checked = True
 
     def validate(self) -> None:
@@ -613,9 +647,11 @@ class Connection(base.Connection):
     # -- ownership ----------------------------------------------------------------------------
 
     def _owners_table(self) -> None:
-        """Create the owners table on first use (it is not part of the migrated schema)."""
-        if self._backend._owners_ready:
-            return
+        """Create the owners table if missing (it is not part of the migrated schema).
+
+        ``upgrade()`` does it; ownership calls do it once per backend when a database was
+        upgraded before the table existed (see :meth:`_owned`).
+        """
         with self._translate("creating the flow owners table"):
             try:
                 owners.create(self._engine, checkfirst=True)
@@ -626,44 +662,89 @@ class Connection(base.Connection):
                         raise
         self._backend._owners_ready = True
 
+    def _owned(self, call: Callable[[], _T]) -> _T:
+        """Run an ownership ``call``; the first time, create the table if it is missing."""
+        if self._backend._owners_ready:
+            return call()
+        try:
+            result = call()
+        except exc.StorageFailure:
+            self._owners_table()  # missing (a database upgraded before it existed)?
+            result = call()
+        self._backend._owners_ready = True
+        return result
+
     def read_ownership(self, flow_uuid: str) -> base.Ownership | None:
-        self._owners_table()
+        return self._owned(lambda: self._read_ownership(flow_uuid))
+
+    def _read_ownership(self, flow_uuid: str) -> base.Ownership | None:
         with self._transaction("reading a flow's owner", write=False) as conn:
             row = conn.execute(sa.select(owners).where(owners.c.flow_uuid == flow_uuid)).first()
         if row is None:
             return None
         return base.Ownership(row.owner, row.host, row.pid, int(row.token), row.expires)
 
+    def _owner_write(self, statement: _Compiled, what: str, **params: Any) -> int:
+        """Run one owner-row statement on the hot connection; the rows it matched."""
+        with self._translate(what):
+            return self._backend._hot.write(statement, {f"p_{k}": v for k, v in params.items()})
+
+    def renew_flow(
+        self, flow_uuid: str, token: int, lease: float = base.DEFAULT_LEASE
+    ) -> base.Ownership:
+        """As :meth:`base.Connection.renew_flow`, in one conditional ``UPDATE``."""
+        renewed = self._owner_write(
+            self._backend._owner_renew,
+            "renewing a flow's lease",
+            flow_uuid=flow_uuid,
+            token=token,
+            expires=time.time() + lease,
+        )
+        current = self.read_ownership(flow_uuid)
+        if not renewed or current is None:
+            raise exc.OwnershipLost(self._lost_message(flow_uuid, token, current))
+        return current
+
+    def release_flow(self, flow_uuid: str, token: int) -> None:
+        """As :meth:`base.Connection.release_flow`, in one conditional ``UPDATE``."""
+        if self._fence == (flow_uuid, token):
+            self._fence = None
+        self._owner_write(
+            self._backend._owner_release, "releasing a flow", flow_uuid=flow_uuid, token=token
+        )
+
     def swap_ownership(
         self, flow_uuid: str, expected_token: int | None, new: base.Ownership
     ) -> bool:
-        self._owners_table()
+        return self._owned(lambda: self._swap_ownership(flow_uuid, expected_token, new))
+
+    def _swap_ownership(
+        self, flow_uuid: str, expected_token: int | None, new: base.Ownership
+    ) -> bool:
         values = {
+            "flow_uuid": flow_uuid,
             "owner": new.owner,
             "host": new.host,
             "pid": new.pid,
             "token": new.token,
             "expires": new.expires,
         }
-        with self._transaction("recording a flow's owner", write=True) as conn:
-            if expected_token is None:
-                exists = conn.execute(
-                    sa.select(owners.c.token).where(owners.c.flow_uuid == flow_uuid)
-                ).first()
-                if exists is not None:
-                    return False
-                try:
-                    with conn.begin_nested():
-                        conn.execute(owners.insert().values(flow_uuid=flow_uuid, **values))
-                except sa.exc.IntegrityError:
-                    return False  # inserted concurrently by another claimant
-                return True
-            swapped = conn.execute(
-                owners.update()
-                .where(owners.c.flow_uuid == flow_uuid, owners.c.token == expected_token)
-                .values(**values)
-            ).rowcount
-            return bool(swapped)
+        if expected_token is None:
+            try:
+                self._owner_write(self._backend._owner_insert, "recording a flow's owner", **values)
+            except exc.StorageFailure as err:
+                if isinstance(err.__cause__, self._backend._integrity_errors):
+                    return False  # the row exists: another claimant was first
+                raise
+            return True
+        return bool(
+            self._owner_write(
+                self._backend._owner_swap,
+                "recording a flow's owner",
+                expected=expected_token,
+                **values,
+            )
+        )
 
     def _hold_fence(self, conn: sa.Connection) -> None:
         """Refuse the transaction on ``conn`` unless this connection still owns its flow.
