@@ -194,3 +194,32 @@ def test_a_second_ctrl_c_does_not_wait_for_the_tasks_under_way(executor):
     child.communicate(timeout=30)
     assert time.monotonic() - second < 5  # not the 20 s the tasks under way would take
     assert child.returncode != 0
+
+
+class NanRetry(retry.Times):
+    """A retry controller whose own result is a value no backend stores."""
+
+    def execute(self, history: Any, *args: Any, **kwargs: Any) -> Any:
+        return float("nan")
+
+
+def test_a_retry_whose_result_can_not_be_stored_fails_and_the_flow_reverts(tmp_path: Path):
+    services.need_module("sqlalchemy", "database")
+
+    class Step(task.Task):
+        def execute(self) -> int:
+            return 1
+
+    flow = lf.Flow("f", retry=NanRetry(2)).add(Step("step"))
+    with backends.backend({"connection": f"sqlite:///{tmp_path / 'flows.db'}"}) as backend:
+        engine = engines.load(flow, backend=backend)
+        with pytest.raises(Exception, match="can not be stored") as caught:
+            engine.run()
+        assert isinstance(caught.value, TypeError)  # UnstorableValue
+        with backend.get_connection() as conn:
+            stored = {ad.name: ad for ad in conn.get_flow_details(engine.storage.flow_uuid)}
+    retry_name = next(name for name in stored if name != "step")
+    assert stored[retry_name].state in (states.FAILURE, states.REVERTED)
+    assert stored["step"].state == states.PENDING  # never ran
+    assert engine.storage.get_flow_state() in (states.REVERTED, states.FAILURE)
+    assert engine.storage.get_flow_state() != states.RUNNING

@@ -503,14 +503,20 @@ class Runner:
             is_task = not self.plan.is_retry[node]
             if is_task:
                 ad.meta[META_PROGRESS] = 1.0
+                kept = None
+            else:
+                kept = list(ad.results or ())  # a retry's put() appends to its history
             ad.put(_SUCCESS, value)
             if self.persists:
                 try:
                     self.save(ad)
                 except UnstorableValue as err:
-                    # The result can't be persisted: the task fails (and is reverted) rather
-                    # than the flow going on with a result a resumed run could not see.
+                    # The result can't be persisted: the atom fails (and is reverted) rather
+                    # than the flow going on with a result a resumed run could not see. The
+                    # record must not keep the value either, or its failure can't be saved.
                     ad.state = old
+                    if kept is not None:
+                        ad.results = kept
                     self._complete_execute(node, False, self._unstorable(atom.name, "result", err))
                     return
             if self.atom_notifier:
