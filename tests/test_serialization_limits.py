@@ -36,14 +36,44 @@ def test_what_can_not_be_stored_is_named_with_where_and_why(value: Any, message:
         ser.dumps_checked(value, ser.Limits(max_bytes=100), "results")
 
 
-def test_deep_nesting_is_refused() -> None:
+def _nested(depth: int) -> list[Any]:
     value: list[Any] = []
     inner = value
-    for _ in range(5000):
+    for _ in range(depth - 1):
         inner.append([])
         inner = inner[0]
-    with pytest.raises(ser.UnstorableValue, match="more than 500 levels deep"):
-        ser.dumps_checked(value, ser.Limits())
+    return value
+
+
+def test_deep_nesting_is_refused() -> None:
+    assert ser.dumps_checked(_nested(200), ser.Limits()) == "[" * 200 + "]" * 200
+    with pytest.raises(ser.UnstorableValue, match=r"^the value nests .* more than 200 levels"):
+        ser.dumps_checked(_nested(201), ser.Limits())
+    with pytest.raises(ser.UnstorableValue, match="more than 200 deep"):
+        ser.dumps(_nested(5000))
+
+
+def test_a_cycle_is_refused_far_from_the_recursion_limit() -> None:
+    # At the limit, a finalizer the collector happens to run (a dropped backend closing its
+    # pool) would fail with RecursionError and never release what it holds.
+    deepest = [0]
+
+    def profile(frame: Any, event: str, arg: Any) -> None:
+        if event == "call":
+            depth = 0
+            while frame is not None:
+                depth, frame = depth + 1, frame.f_back
+            deepest[0] = max(deepest[0], depth)
+
+    cycle: list[Any] = [1]
+    cycle.append({"again": cycle})
+    sys.setprofile(profile)
+    try:
+        with pytest.raises(ser.UnstorableValue, match=r"\[1\]\['again'\] is a container"):
+            ser.dumps_checked(cycle, ser.Limits(), "results")
+    finally:
+        sys.setprofile(None)
+    assert deepest[0] < sys.getrecursionlimit() - 300
 
 
 @pytest.mark.parametrize(

@@ -73,13 +73,19 @@ _MARKERS = frozenset((_TUPLE, _SET, _FROZENSET, _DICT))
 _SCALARS = (str, int, float, bool, type(None))
 
 
-def _items(values: set[Any] | frozenset[Any]) -> list[Any]:
+#: Containers nested deeper than this are refused. JSON parsers recurse once per level,
+#: and so does encoding: a value that contains itself stops here too, far from the
+#: interpreter's recursion limit (where a finalizer the collector runs would fail).
+_MAX_DEPTH = 200
+
+
+def _items(values: set[Any] | frozenset[Any], depth: int) -> list[Any]:
     try:
         ordered = sorted(values)
     except TypeError:
         # Mixed or unorderable items: any order still round-trips to an equal set.
         ordered = list(values)
-    return [to_jsonable(v) for v in ordered]
+    return [_jsonable(v, depth) for v in ordered]
 
 
 def to_jsonable(obj: Any) -> Any:
@@ -93,32 +99,44 @@ def to_jsonable(obj: Any) -> Any:
 
     Raises:
         TypeError: ``obj`` contains a value of a type that cannot be stored (the message
-            names the type).
+            names the type), or nests containers more than 200 deep (a value that contains
+            itself does). The error is an :class:`UnstorableValue`.
     """
+    return _jsonable(obj, 0)
+
+
+def _jsonable(obj: Any, depth: int) -> Any:
+    """:func:`to_jsonable` of a value ``depth`` containers deep."""
     kind = type(obj)
     if kind in _SCALARS:
         return obj
+    depth += 1
+    if depth > _MAX_DEPTH:
+        raise UnstorableValue(
+            f"Containers nested more than {_MAX_DEPTH} deep (or one containing itself)"
+            " cannot be stored as JSON"
+        )
     if kind is list:
-        return [to_jsonable(v) for v in obj]
+        return [_jsonable(v, depth) for v in obj]
     if kind is dict:
         if all(type(k) is str and k not in _MARKERS for k in obj):
-            return {k: to_jsonable(v) for k, v in obj.items()}
-        return {_DICT: [[to_jsonable(k), to_jsonable(v)] for k, v in obj.items()]}
+            return {k: _jsonable(v, depth) for k, v in obj.items()}
+        return {_DICT: [[_jsonable(k, depth), _jsonable(v, depth)] for k, v in obj.items()]}
     if kind is tuple:
-        return {_TUPLE: [to_jsonable(v) for v in obj]}
+        return {_TUPLE: [_jsonable(v, depth) for v in obj]}
     if kind is set:
-        return {_SET: _items(obj)}
+        return {_SET: _items(obj, depth)}
     if kind is frozenset:
-        return {_FROZENSET: _items(obj)}
+        return {_FROZENSET: _items(obj, depth)}
     # Subclasses (IntEnum, StrEnum, OrderedDict, namedtuple...) are stored as their base.
     if isinstance(obj, _SCALARS):
         return obj
     if isinstance(obj, dict):
-        return to_jsonable(dict(obj))
+        return _jsonable(dict(obj), depth - 1)
     if isinstance(obj, tuple):
-        return to_jsonable(tuple(obj))
+        return _jsonable(tuple(obj), depth - 1)
     if isinstance(obj, list):
-        return to_jsonable(list(obj))
+        return _jsonable(list(obj), depth - 1)
     raise UnstorableValue(
         f"Object of type '{kind.__module__}.{kind.__qualname__}' cannot be stored as JSON"
         " (supported: None, bool, int, float, str, list, tuple, dict, set, frozenset)"
@@ -194,9 +212,6 @@ def loads(s: str | bytes) -> Any:
 #: databases accept with any number of digits, so this reader's limit is the one that binds.
 INT_DIGITS = 4300
 
-#: Nesting deeper than this is refused (JSON parsers recurse once per level).
-_MAX_DEPTH = 500
-
 # Values JSON holds as they are (exact types; subclasses take the general path).
 _PLAIN = frozenset((str, int, float, bool, type(None)))
 _CONTAINERS = (list, tuple, dict, set, frozenset)
@@ -267,6 +282,7 @@ def dumps_checked(obj: Any, limits: Limits, name: str = "the value") -> str:
             text = _STRICT(to_jsonable(obj))
     except (ValueError, TypeError, RecursionError) as err:
         # UnstorableValue (a TypeError) included: find where the problem is, to name it.
+        # (RecursionError only when called from deep down a stack already.)
         raise UnstorableValue(_find_problem(obj, limits, name) or f"{name}: {err}") from None
     if limits.max_bytes is not None and len(text) > limits.max_bytes:
         # ASCII text (the encoder escapes the rest), so characters are bytes.

@@ -60,6 +60,7 @@ import contextlib
 import posixpath
 import threading
 import time
+import weakref
 from typing import TYPE_CHECKING, Any, NamedTuple
 
 from taskflow import _config, _serialization
@@ -204,6 +205,11 @@ class ZkBackend(base.Backend):
         self._lock = threading.Lock()
         self._started = False
         self._validated = False
+        if self._owned:
+            # A backend dropped without close() still stops the client it made: the client's
+            # threads hold it (not the backend), so it would otherwise run on for good. (Its
+            # threads are daemons: at exit there is nothing to stop.)
+            weakref.finalize(self, _stop_dropped, client).atexit = False
 
     @property
     def path(self) -> str:
@@ -250,6 +256,21 @@ class ZkBackend(base.Backend):
                         f" within {self._timeout:g} seconds"
                     ) from err
             self._started = True
+
+
+def _stop_dropped(client: Any) -> None:
+    """Stop the client of a backend dropped without being closed, from a thread of its own.
+
+    The collector runs this in whatever thread it happens to run, maybe one of the client's
+    own, where stopping the client would wait for that very thread.
+    """
+    with contextlib.suppress(RuntimeError):  # no new threads once the interpreter shuts down
+        threading.Thread(
+            target=kazoo_utils.finalize_client,
+            args=(client,),
+            name="taskflow-zookeeper-stop",
+            daemon=True,
+        ).start()
 
 
 class _Store(ps.RecordStore[dict[str, Any]]):
