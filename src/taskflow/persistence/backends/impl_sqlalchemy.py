@@ -34,6 +34,12 @@ Configuration keys (URI query parameters arrive as strings and are converted):
                        empty keeps the server's
 ``sqlite_synchronous`` ``'normal'`` (default) or ``'full'``, see below
 ``sqlite_busy_timeout`` seconds a SQLite writer waits for another's lock (default 30)
+``connect_timeout``    seconds to wait for a PostgreSQL/MySQL connection to open (default 10;
+                       0: no limit)
+``read_timeout``       seconds to wait for a PostgreSQL/MySQL server (default 120; 0: no
+                       limit): PyMySQL's read/write timeouts; on PostgreSQL, TCP keepalives
+                       after that many idle seconds and ``tcp_user_timeout`` (libpq has no
+                       timeout on a reply). A driver option given in the URI wins
 ``max_value_bytes``    the most bytes of JSON one stored value (a result, revert result or
                        metadata) may take: default 16 MiB, 4 MiB on MySQL (whose
                        ``max_allowed_packet`` must hold a whole row); MySQL's ``TEXT``

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import contextlib
 import logging
+import math
 import threading
 import time
 from datetime import UTC, datetime
@@ -63,10 +64,24 @@ CONF_KEYS = frozenset(
         "sqlite_synchronous",
         "sqlite_busy_timeout",
         "max_value_bytes",
+        "connect_timeout",
+        "read_timeout",
     )
 )
 
 _MIB = 1024 * 1024
+
+
+def _timeout(conf: Mapping[str, Any], key: str, default: float) -> float | None:
+    """``conf[key]`` in seconds (``default`` when absent); None for 0, meaning no limit.
+
+    Raises:
+        ValueError: not a number, or a negative one.
+    """
+    seconds = as_float(conf, key, default)
+    if seconds < 0 or math.isnan(seconds):
+        raise ValueError(f"'{key}' must be 0 (no limit) or a number of seconds, not {seconds!r}")
+    return seconds or None
 
 
 def _log_level(value: Any) -> int:
@@ -98,11 +113,23 @@ class Dialect:
     default_max_value_bytes: ClassVar[int] = 16 * _MIB
     #: JSON columns (``table.column``) holding fewer bytes than that, whatever is configured.
     column_bytes: ClassVar[dict[str, int]] = {}
+    #: Seconds to wait for a server to accept a connection, unless ``connect_timeout``
+    #: says otherwise (0: no limit). Servers only: SQLite has ``sqlite_busy_timeout``.
+    default_connect_timeout: ClassVar[float] = 10.0
+    #: Seconds to wait for a server's answer, unless ``read_timeout`` says otherwise (0: no
+    #: limit): above the longest wait a statement of ours can meet on a healthy server (a
+    #: lock held by another writer, the schema upgrade lock's 60 seconds).
+    default_read_timeout: ClassVar[float] = 120.0
 
     def __init__(self, conf: Mapping[str, Any]) -> None:
         self.conf = conf
         self.log_statements = as_bool(conf, "log_statements", False)
         self.log_level = _log_level(conf.get("log_statements_level", logging.DEBUG))
+        #: (connect, read) timeouts in seconds; None: no limit.
+        self.timeouts = (
+            _timeout(conf, "connect_timeout", self.default_connect_timeout),
+            _timeout(conf, "read_timeout", self.default_read_timeout),
+        )
         limits = _serialization.limits_from_conf(conf, self.default_max_value_bytes)
         #: What each JSON column (``table.column``) can store, checked before any write.
         self.json_limits: dict[str, _serialization.Limits] = {
@@ -139,6 +166,13 @@ class Dialect:
         if timeout is not None:
             options["pool_timeout"] = timeout
         return options
+
+    def connect_args(self, url: sa.URL) -> dict[str, Any]:
+        """The driver's connection arguments for :attr:`timeouts` (none by default).
+
+        An argument the URI's query already gives the driver is left to it.
+        """
+        return {}
 
     def engine_options(self, url: sa.URL) -> dict[str, Any]:
         """Keyword arguments for :func:`sqlalchemy.create_engine` built from the configuration."""
@@ -392,6 +426,21 @@ class PostgreSQL(Dialect):
         # psycopg already parsed the json column; only our markers are left to decode.
         return _serialization.from_jsonable(raw)
 
+    def connect_args(self, url: sa.URL) -> dict[str, Any]:
+        # libpq waits for no reply with a timeout of its own once connected: a server or a
+        # network gone silent is caught by TCP instead, keepalive probes after read_timeout
+        # idle seconds and TCP_USER_TIMEOUT for unacknowledged data. A server that still
+        # acknowledges but never replies is bounded only while connecting.
+        connect, read = self.timeouts
+        args: dict[str, Any] = {}
+        if connect is not None:
+            args["connect_timeout"] = max(1, math.ceil(connect))  # whole seconds (at least 2)
+        if read is not None:
+            args["keepalives"] = 1
+            args["keepalives_idle"] = max(1, math.ceil(read))
+            args["tcp_user_timeout"] = math.ceil(read * 1000)  # milliseconds
+        return {key: value for key, value in args.items() if key not in url.query}
+
     def lock_for_upgrade(self, conn: sa.Connection) -> None:
         # Per schema, released when the transaction ends.
         conn.execute(
@@ -425,6 +474,17 @@ class MySQL(Dialect):
         super().__init__(conf)
         mode = conf.get("mysql_sql_mode", "TRADITIONAL")
         self.sql_mode = None if mode is None else str(mode)
+
+    def connect_args(self, url: sa.URL) -> dict[str, Any]:
+        # PyMySQL's connect_timeout covers the TCP connection; the server's greeting and every
+        # reply after it are read under read_timeout (writes under the same write_timeout).
+        connect, read = self.timeouts
+        args: dict[str, Any] = {}
+        if connect is not None:
+            args["connect_timeout"] = connect
+        if read is not None:
+            args["read_timeout"] = args["write_timeout"] = read
+        return {key: value for key, value in args.items() if key not in url.query}
 
     def setup_connection(self, dbapi_conn: Any) -> None:
         if not self.sql_mode:
@@ -465,10 +525,21 @@ def create_engine(conf: Mapping[str, Any]) -> tuple[sa.Engine, Dialect]:
         ValueError: a malformed URI or option.
     """
     url = sa.make_url(conf["connection"])
-    dialect = for_name(url.get_backend_name())(conf)
+    # Our keys in the URI's query are configuration (backends.fetch() merges them already).
+    given = {key: value for key, value in url.query.items() if key in CONF_KEYS}
+    dialect = for_name(url.get_backend_name())({**given, **conf})
     url = dialect.url(url)
     options = dialect.engine_options(url)
-    options.update(conf.get("engine_args") or {})
+    engine_args = dict(conf.get("engine_args") or {})
+    # Connection arguments merge: the configuration's engine_args win over ours.
+    connect_args = {
+        **options.get("connect_args", {}),
+        **dialect.connect_args(url),
+        **engine_args.pop("connect_args", {}),
+    }
+    if connect_args:
+        options["connect_args"] = connect_args
+    options.update(engine_args)
     try:
         engine = sa.create_engine(url, **options)
     except ImportError as err:
