@@ -2,11 +2,15 @@
 
 from __future__ import annotations
 
+import gc
 import threading
 import time
+import weakref
 from typing import Any
 
-from taskflow import task
+import pytest
+
+from taskflow import engines, task
 from taskflow.patterns import linear_flow as lf
 from taskflow.task import PROGRESS_SINK
 
@@ -71,3 +75,20 @@ def test_a_run_leaves_no_progress_context_behind(load_local):
     engine.run()
     assert PROGRESS_SINK.get() is before
     assert engine.storage.get_task_progress("t") == 1.0
+
+
+@pytest.mark.parametrize("kind", ["serial", "parallel"])
+def test_an_engine_is_freed_as_soon_as_it_is_dropped(kind):
+    """No reference cycle keeps a finished engine (and its storage) for the collector."""
+    flow = lf.Flow("f").add(Reports("t", threading.Barrier(1), threading.Barrier(1)))
+    engine = engines.load(flow, engine=kind, store={"p": 0.5})
+    engine.run()
+    dropped = [weakref.ref(engine), weakref.ref(engine.storage)]
+    enabled = gc.isenabled()
+    gc.disable()
+    try:
+        del engine
+        assert [ref() for ref in dropped] == [None, None]
+    finally:
+        if enabled:
+            gc.enable()

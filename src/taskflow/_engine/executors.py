@@ -118,6 +118,10 @@ def call_atom(
     return (token, method, True, result, None)
 
 
+def _detached(*args: Any) -> None:
+    """Where a detached executor's late reports go (nowhere: the run is over)."""
+
+
 class AtomExecutor(abc.ABC):
     """Runs calls of atoms and reports their completions (see the module docstring)."""
 
@@ -138,6 +142,11 @@ class AtomExecutor(abc.ABC):
     def cancel(self, token: int) -> bool:
         """Withdraw the call ``token`` if it has not started; True if it never will run."""
         return False
+
+    def detach(self) -> None:
+        """Forget the run's ``report`` and ``progress`` (after :meth:`shutdown`): they refer
+        back to the engine, which is then freed as soon as it is dropped."""
+        self._report = self._progress = _detached
 
     def shutdown(self) -> None:  # noqa: B027 (nothing to release by default)
         """End the run: wait for calls under way and release what :meth:`start` took."""

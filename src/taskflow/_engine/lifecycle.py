@@ -13,6 +13,7 @@ import contextlib
 import logging
 import threading
 import time
+import weakref
 from typing import TYPE_CHECKING, Any
 
 from taskflow import exceptions as exc
@@ -62,7 +63,10 @@ class Lifecycle:
         atom_notifier: Notifier,
         make_executor: Callable[[], AtomExecutor],
     ) -> None:
-        self._engine = engine
+        # Weak references: nothing here refers back to the engine object strongly, so that
+        # an engine (with its storage and backend) is freed as soon as it is dropped, not
+        # at the collector's next full collection.
+        self._engine = weakref.ref(engine)
         self._flow = flow
         self._flow_detail = flow_detail
         self._backend = backend
@@ -90,7 +94,7 @@ class Lifecycle:
         # The token of this engine's last ownership: a claim that gets the next one knows
         # nobody else ran the flow meanwhile; any other claim reloads it from the backend.
         self._last_token: int | None = None
-        self.storage.set_write_guard(self._owning)
+        self.storage.set_write_guard(_weak_guard(self))
 
     # -- compile, prepare, validate, reset --------------------------------------------------
 
@@ -207,7 +211,7 @@ class Lifecycle:
             self._notifier.notify(
                 state,
                 {
-                    "engine": self._engine,
+                    "engine": self._engine(),
                     "flow_name": storage.flow_name,
                     "flow_uuid": storage.flow_uuid,
                     "old_state": old,
@@ -232,7 +236,7 @@ class Lifecycle:
             return
         self._flow_detail = flow_detail
         self.storage = Storage(flow_detail, backend=backend)
-        self.storage.set_write_guard(self._owning)
+        self.storage.set_write_guard(_weak_guard(self))
         if self.plan is not None:
             self.storage.set_scope_fetcher(self.plan.scope_fetcher)
         self._stale = False
@@ -378,6 +382,17 @@ class Lifecycle:
             if self._gather_statistics:
                 self.statistics = _statistics(runner, time.monotonic() - started)
         _raise_failures(runner, final)
+
+
+def _weak_guard(lifecycle: Lifecycle) -> Callable[[], contextlib.AbstractContextManager[None]]:
+    """``lifecycle._owning``, held weakly (the storage it guards belongs to the lifecycle)."""
+    method = weakref.WeakMethod(lifecycle._owning)
+
+    def guard() -> contextlib.AbstractContextManager[None]:
+        owning = method()
+        return owning() if owning is not None else contextlib.nullcontext()
+
+    return guard
 
 
 def _statistics(runner: Runner, active_for: float) -> dict[str, Any]:

@@ -844,6 +844,8 @@ class Runner:
             self.retry_executor.shutdown()
             if aborted:
                 self._drain()
+            executor.detach()
+            self.retry_executor.detach()
 
     def _progress_sink(self) -> Callable[[int, float], None]:
         """Where executors send progress reported during calls (see the executor contract)."""

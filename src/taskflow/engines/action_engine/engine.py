@@ -6,6 +6,7 @@ These classes are the public face; what they do lives in :mod:`taskflow._engine`
 from __future__ import annotations
 
 import contextlib
+import functools
 from typing import TYPE_CHECKING, Any
 
 from taskflow import exceptions as exc
@@ -64,7 +65,7 @@ class ActionEngine(base.Engine):
             self._options,
             self._notifier,
             self._atom_notifier,
-            lambda: executors.from_options(self._options, self._parallel),
+            functools.partial(executors.from_options, self._options, self._parallel),
         )
 
     @property
