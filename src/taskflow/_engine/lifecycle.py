@@ -356,23 +356,16 @@ class Lifecycle:
             yield final
         except GeneratorExit:
             raise
-        except UnstorableValue:
-            # A StorageFailure, but no outage: a value no backend can hold, in a write that
-            # fails no atom (the same write would fail again). The run fails as below.
-            with contextlib.suppress(Exception):
-                self.change_flow_state(states.FAILURE)
-            self._reload_from_backend()
-            raise
-        except exc.StorageFailure:
-            # What is in memory may now be ahead of what was written: forget it, so a later
-            # run starts again from the backend's records (which resumption relies on).
-            self._reload_from_backend()
-            raise
-        except Exception:
+        except Exception as err:
+            if isinstance(err, exc.StorageFailure) and not isinstance(err, UnstorableValue):
+                # An outage: what is in memory may now be ahead of what was written. Forget
+                # it, so a later run starts again from the backend's records.
+                self._reload_from_backend()
+                raise
             # Something outside any atom broke (a retry's bad decision, an exception thrown
-            # into run_iter, a backend's own error): the flow can not go on, so it ends
-            # FAILURE and the error reaches the caller. Memory may be ahead of the backend
-            # when a write is what broke: the next run starts from the backend's records.
+            # into run_iter, a backend's own error, a value no backend can hold in a write
+            # that fails no atom): the flow can not go on, so it ends FAILURE and the error
+            # reaches the caller. The next run starts from the backend's records too.
             with contextlib.suppress(Exception):
                 self.change_flow_state(states.FAILURE)
             self._reload_from_backend()
