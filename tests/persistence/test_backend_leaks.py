@@ -19,7 +19,9 @@ import gc
 import os
 import sys
 import threading
+import time
 import uuid
+import weakref
 from typing import TYPE_CHECKING, Any
 
 import pytest
@@ -105,3 +107,56 @@ def test_zookeeper_backends_dropped_in_a_loop_stop_their_clients(zk_hosts: str) 
             assert _open_fds() - fds < 90
         finally:
             gc.collect()
+
+
+def _dropped_backend_is_freed_at_once(conf: dict[str, Any]) -> None:
+    """A backend used for a run is freed when its last reference goes, with no collection.
+
+    The engine tuning the collector around its steps is harmless only if nothing of ours
+    waits for the collector: the engine, its storage and the backend form no reference
+    cycle, so dropping them frees them (and the backend's finalizer closes what it opened).
+    """
+    backend = backends.fetch(conf)
+    with backend.get_connection() as conn:
+        conn.upgrade()
+    gone = weakref.ref(backend)
+    enabled = gc.isenabled()
+    gc.disable()
+    try:
+        engines.run(lf.Flow("f").add(Step("a"), Step("b")), backend=backend)
+        del backend, conn
+        assert gone() is None, [type(r).__name__ for r in gc.get_referrers(gone())]
+    finally:
+        if enabled:
+            gc.enable()
+
+
+def test_a_dropped_sqlite_backend_is_freed_without_a_collection(tmp_path: Path) -> None:
+    services.need_module("sqlalchemy", "database")
+    _dropped_backend_is_freed_at_once({"connection": f"sqlite:///{tmp_path / 'flows.db'}"})
+
+
+def test_a_dropped_directory_backend_is_freed_without_a_collection(tmp_path: Path) -> None:
+    _dropped_backend_is_freed_at_once({"connection": "dir", "path": str(tmp_path / "books")})
+
+
+@pytest.mark.zookeeper
+def test_a_dropped_zookeeper_backend_is_freed_without_a_collection(zk_hosts: str) -> None:
+    with isolated_zookeeper_root(zk_hosts) as root:
+        threads = threading.active_count()
+        _dropped_backend_is_freed_at_once(
+            {"connection": "zookeeper", "hosts": zk_hosts, "path": root}
+        )
+        # Its finalizer stopped the client: the client's threads end (they are joined by
+        # the finalizer's own thread, so give them a moment).
+        deadline = time.monotonic() + 10
+        while threading.active_count() > threads and time.monotonic() < deadline:
+            time.sleep(0.05)
+        assert threading.active_count() <= threads
+
+
+@pytest.mark.postgres
+def test_a_dropped_postgres_backend_is_freed_without_a_collection(postgres_url: str) -> None:
+    services.need_module("sqlalchemy", "postgresql")
+    with isolated_postgres(postgres_url) as url:
+        _dropped_backend_is_freed_at_once({"connection": url})

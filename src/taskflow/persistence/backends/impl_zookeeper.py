@@ -321,7 +321,11 @@ class _Store(ps.RecordStore[dict[str, Any]]):
         for request in pending:
             try:
                 results.append(request.get(timeout=max(deadline - time.monotonic(), 0.0)))
-            except (k_exc.NoNodeError, *ignore):
+            except (k_exc.NoNodeError, *ignore) as err:
+                # The request keeps the exception it raised, and raising it chained this
+                # frame (holding the requests) to it: a cycle that would keep a dropped
+                # backend, and its client's threads, alive until a full collection.
+                err.__traceback__ = None
                 results.append(None)
         return results
 
