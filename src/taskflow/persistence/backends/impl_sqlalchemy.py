@@ -71,7 +71,7 @@ import threading
 import time
 import weakref
 from datetime import UTC, datetime, timedelta
-from typing import TYPE_CHECKING, Any, TypeVar
+from typing import TYPE_CHECKING, Any, ClassVar, TypeVar
 
 try:
     import sqlalchemy as sa
@@ -128,7 +128,19 @@ def _naive(when: datetime) -> datetime:
 
 
 class _Statements:
-    """The statements the backend runs, built once per backend for its dialect."""
+    """The statements the backend runs, built once per dialect class (:meth:`of`)."""
+
+    #: Shared by every backend of a process: they depend only on the dialect's class, and a
+    #: script that fetches a backend per run would otherwise build them again each time.
+    _by_dialect: ClassVar[dict[type[dialects.Dialect], _Statements]] = {}
+
+    @classmethod
+    def of(cls, dialect: dialects.Dialect) -> _Statements:
+        """The statements for ``dialect`` (built on first use; a race builds equal ones)."""
+        statements = cls._by_dialect.get(type(dialect))
+        if statements is None:
+            statements = cls._by_dialect[type(dialect)] = cls(dialect)
+        return statements
 
     def __init__(self, dialect: dialects.Dialect) -> None:
         json = {*tables.ATOM_JSON, "meta"}
@@ -222,6 +234,12 @@ class _Statements:
         )
 
 
+#: Compiled statements by statement and server (see ``_Compiled._compile``): shared by every
+#: backend of a process, as the statements are (``_Statements.of``), so a backend fetched
+#: per run does not compile them again.
+_COMPILED: dict[tuple[Any, ...], tuple[str, tuple[str, ...], bool]] = {}
+
+
 class _Compiled:
     """A statement compiled once for the engine's dialect, run straight on driver cursors.
 
@@ -240,13 +258,27 @@ class _Compiled:
         self._positional = True
 
     def _compile(self) -> str:
-        compiled = self._stmt.compile(dialect=self._engine.dialect)
-        self._positional = bool(compiled.positional)
-        if self._positional:
-            self._names = list(compiled.positiontup or ())
-        else:
-            self._names = list(compiled.bind_names.values())
-        self._sql = sql = str(compiled.string)
+        dialect = self._engine.dialect
+        # What the SQL text depends on besides the statement: the driver's dialect and
+        # parameter style, and the server's version and quoting modes (MySQL's).
+        key = (
+            self._stmt,
+            type(dialect),
+            dialect.paramstyle,
+            dialect.server_version_info,
+            getattr(dialect, "is_mariadb", None),
+            getattr(dialect, "_server_ansiquotes", None),
+            getattr(dialect, "_backslash_escapes", None),
+        )
+        known = _COMPILED.get(key)
+        if known is None:
+            compiled = self._stmt.compile(dialect=dialect)
+            positional = bool(compiled.positional)
+            names = compiled.positiontup if positional else compiled.bind_names.values()
+            known = _COMPILED[key] = (str(compiled.string), tuple(names or ()), positional)
+        sql, names, self._positional = known
+        self._names = list(names)
+        self._sql = sql
         return sql
 
     def prepare(self, params: Mapping[str, Any]) -> tuple[str, Any]:
@@ -304,7 +336,7 @@ class SQLAlchemyBackend(base.Backend):
         self._max_retries = retries
         self._engine = engine
         self._dialect = dialect
-        self._statements = _Statements(dialect)
+        self._statements = _Statements.of(dialect)
         self._hot = dialect.hot_connections(engine)
         self._atom_update = _Compiled(engine, self._statements.atom_update)
         self._atom_update_parent = _Compiled(engine, self._statements.atom_update_parent)
