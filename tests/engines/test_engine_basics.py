@@ -230,6 +230,17 @@ def test_execution_graph_has_atoms_and_edges():
         assert not nx.has_path(graph, by_name[u], by_name[v]), (u, v)
 
 
+def test_execution_graph_is_a_taskflow_digraph():
+    from taskflow.types import graph as tf_graph
+
+    for root in (lf.Flow("f").add(Work("a"), Work("b")), Work("alone")):
+        engine = engines.load(root)
+        engine.compile()
+        graph = engine.compilation.execution_graph
+        assert isinstance(graph, tf_graph.DiGraph)
+        assert {atom.name for atom in graph.nodes} <= {"a", "b", "alone"}
+
+
 def test_execution_graph_orders_retry_before_its_atoms():
     from taskflow import retry
 

@@ -7,6 +7,7 @@ import threading
 import pytest
 
 from taskflow import engines, states, task
+from taskflow import exceptions as exc
 from taskflow.engines.action_engine.engine import SerialActionEngine
 from taskflow.patterns import linear_flow as lf
 from taskflow.patterns import unordered_flow as uf
@@ -222,3 +223,34 @@ def test_parallel_engine_runs_atoms_concurrently(executor):
         engine.run()
     assert engine.storage.get_flow_state() == states.SUCCESS
     assert not barrier.broken
+
+
+@pytest.mark.parametrize(
+    "thing", [Work, "a string", 42, None, object()], ids=["atom class", "str", "int", "None", "obj"]
+)
+def test_load_accepts_anything_and_compile_refuses_it(thing, memory_backend):
+    # As upstream: load() does not look at what it is given (its flow detail is named after
+    # its uuid); compiling it is what fails, with a TypeError naming the value.
+    for backend in (None, memory_backend):
+        engine = engines.load(thing, backend=backend)
+        flow_detail = engine.storage._flowdetail
+        assert flow_detail.name == flow_detail.uuid
+        with pytest.raises(TypeError, match="requested to compile") as info:
+            engine.compile()
+        assert f"'{thing}'" in str(info.value)
+        with pytest.raises(exc.InvalidState):
+            engine.prepare()
+        with pytest.raises(TypeError, match="requested to compile"):
+            engine.run()
+
+
+def test_a_lone_task_loads_and_runs():
+    engine = engines.load(Work("alone", value=3, provides="x"))
+    rec = Recorder(engine)
+    engine.run()
+    assert engine.storage._flowdetail.name == "alone"
+    assert rec.atom_events() == [
+        ("alone", states.RUNNING, states.PENDING),
+        ("alone", states.SUCCESS, states.RUNNING),
+    ]
+    assert engines.run(Work("alone", value=4, provides="x")) == {"x": 4}

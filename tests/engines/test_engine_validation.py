@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from taskflow import engines, task
+from taskflow import atom, engines, retry, task
 from taskflow import exceptions as exc
 from taskflow.patterns import graph_flow as gf
 from taskflow.patterns import linear_flow as lf
@@ -164,3 +164,45 @@ def test_graph_flow_missing_dependency():
     with pytest.raises(exc.MissingDependencies) as info:
         validate(flow)
     assert info.value.missing_requirements == ["y"]
+
+
+@pytest.mark.parametrize("name", ["r", None], ids=["named", "unnamed"])
+@pytest.mark.parametrize("pattern", [lf, uf, gf], ids=["linear", "unordered", "graph"])
+def test_a_retry_added_like_a_task_is_refused_when_the_engine_runs(pattern, name):
+    # As upstream: a retry belongs in a flow's retry slot. Added as a child it is accepted by
+    # the flow, named or not, and the engine refuses it (TypeError), not its missing name.
+    controller = retry.Times(2, name=name)
+    flow = pattern.Flow("f").add(Work("t"), controller)
+    assert controller.name == name
+    engine = engines.load(flow)
+    with pytest.raises(TypeError, match="requested to compile") as info:
+        engine.run()
+    assert f"'{controller}'" in str(info.value)
+
+
+@pytest.mark.parametrize("name", ["r", None], ids=["named", "unnamed"])
+def test_a_retry_run_alone_is_refused(name):
+    controller = retry.Times(2, name=name)
+    engine = engines.load(controller)
+    with pytest.raises(TypeError, match="requested to compile"):
+        engine.run()
+    with pytest.raises(TypeError, match="requested to compile"):
+        engines.run(retry.ForEach([1, 2], name=name))
+
+
+def test_a_plain_atom_is_not_compiled():
+    class Plain(atom.Atom):
+        def execute(self):
+            return 1
+
+    for root in (Plain("p"), lf.Flow("f").add(Plain("p"))):
+        with pytest.raises(TypeError, match="requested to compile"):
+            engines.load(root).compile()
+
+
+def test_an_unnamed_retry_in_a_flows_retry_slot_runs():
+    controller = retry.Times(2)
+    assert controller.name is None
+    flow = lf.Flow("f", controller).add(Work("t", value=1, provides="x"))
+    assert controller.name == "f_retry"
+    assert engines.run(flow) == {"x": 1}

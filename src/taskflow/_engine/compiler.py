@@ -21,7 +21,6 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, TypeAlias
 
 from taskflow import exceptions as exc
-from taskflow.atom import Atom
 from taskflow.deciders import Depth
 from taskflow.flow import Flow
 from taskflow.retry import Retry
@@ -30,6 +29,7 @@ from taskflow.storage import Binding
 if TYPE_CHECKING:
     from collections.abc import Callable, Generator, Iterator
 
+    from taskflow.atom import Atom
     from taskflow.storage import Providers
     from taskflow.types import graph as tf_graph
     from taskflow.types import tree
@@ -37,24 +37,35 @@ if TYPE_CHECKING:
 __all__ = ["Compilation", "Decider", "Plan", "compile_flow"]
 
 
-#: Per class of child: (Flow, Atom or None, is it a retry?, does it report progress itself?).
+#: Per class: (Flow, Task or None: what it compiles as; is it a retry?; does it report
+#: progress itself?).
 ClassInfo: TypeAlias = "tuple[type | None, bool, bool]"
 _CLASSES: dict[type, ClassInfo] = {}
 
 
 def _classify(cls: type) -> ClassInfo:
-    """What the compiler needs to know of a child's class (cached: ABC checks are slow)."""
+    """What the compiler needs to know of a class (cached: ABC checks are slow).
+
+    Only flows and tasks compile as a flow's children or as the root (as upstream): a retry
+    has its own place, a flow's ``retry``, and refusing one anywhere else (TypeError) keeps a
+    retry from being run as if it were a task; other atoms have nothing an engine can run.
+    """
     known = _CLASSES.get(cls)
     if known is None:
         from taskflow.task import Task
 
-        kind = Flow if issubclass(cls, Flow) else Atom if issubclass(cls, Atom) else None
-        retry = kind is Atom and issubclass(cls, Retry)
+        kind = Flow if issubclass(cls, Flow) else Task if issubclass(cls, Task) else None
+        retry = issubclass(cls, Retry)
         # A task with an update_progress of its own gets the engine's 0.0/1.0 calls even
         # when nobody listens (upstream calls the method).
-        progress = kind is Atom and not retry and cls.update_progress is not Task.update_progress  # type: ignore[attr-defined]
+        progress = kind is Task and cls.update_progress is not Task.update_progress  # type: ignore[attr-defined]
         known = _CLASSES[cls] = (kind, retry, progress)
     return known
+
+
+def _unknown(item: object) -> TypeError:
+    """The error for something that can not be compiled (the message names it, as upstream)."""
+    return TypeError(f"Unknown object '{item}' ({type(item)}) requested to compile")
 
 
 @dataclass(slots=True)
@@ -414,19 +425,19 @@ class _Compiler:
     def compile(self, root: Flow | Atom) -> Plan:
         plan = self.plan
         plan.root = root
-        if isinstance(root, Atom):
-            self._check_item(root)
+        kind = _classify(type(root))[0]
+        if kind is None:
+            raise _unknown(root)
+        self._check_item(root)
+        if isinstance(root, Flow):
+            self._flow(root, -1, None)
+        else:  # a lone task
             info = _FlowInfo(None, -1, -1, -1)
             plan.flows.append(info)
             self.flow_providers.append({})
             node = self._atom_node(root, -1, 0, None)
             info.children.append(root)
             info.spans.append((node, node))
-        elif isinstance(root, Flow):
-            self._check_item(root)
-            self._flow(root, -1, None)
-        else:
-            raise TypeError(f"Unknown object '{root}' ({type(root)}) requested to compile")
         walk = plan.walk = _ScopeWalk(plan, self.flow_providers, self.node_path, self.flow_paths)
         empty: tuple[Binding, ...] = ()
         for node in plan.atom_nodes:
@@ -533,8 +544,8 @@ class _Compiler:
                 spans.append((first, last))
                 self._subflow_provides(providers, pos, first, last)
                 continue
-            if kind is not Atom:
-                raise TypeError(f"Unknown object '{child}' ({type(child)}) requested to compile")
+            if kind is None:
+                raise _unknown(child)
             name = child.name
             if name in by_name:
                 raise exc.Duplicate(f"Atoms with duplicate names found: ['{name}']")

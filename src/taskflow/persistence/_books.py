@@ -68,13 +68,17 @@ def create_flow_detail(
     """A new flow detail named after ``flow`` (with a new uuid), added to ``book``.
 
     Args:
-        flow: the flow the detail is for.
+        flow: the flow the detail is for. Anything else is accepted too (engines check what
+            they were given when they compile it, as upstream): a detail for something without
+            a string ``name`` is named after its uuid.
         book: the book to add it to; with a backend but no book, a temporary book is made
             (and a warning logged).
         backend: if given, the book is saved to it.
         meta: the flow detail's metadata.
     """
-    flow_detail = models.FlowDetail(flow.name, str(uuid.uuid4()))
+    flow_uuid = str(uuid.uuid4())
+    name = getattr(flow, "name", None)
+    flow_detail = models.FlowDetail(name if isinstance(name, str) else flow_uuid, flow_uuid)
     if meta is not None:
         flow_detail.meta = meta
     if backend is not None and book is None:
