@@ -308,3 +308,83 @@ def test_parallel_resume_of_unordered_flow(memory_backend):
     assert atom_states(resumed, "a", "b", "c") == dict.fromkeys(
         "abc", (states.REVERTED, states.REVERT)
     )
+
+
+class SuspendWhen:
+    """An atom listener suspending ``engine`` once atom ``name`` enters ``state``."""
+
+    def __init__(self, engine, name, state):
+        self.engine, self.name, self.state = engine, name, state
+        engine.atom_notifier.register("*", self)
+
+    def __call__(self, state, details):
+        if details.get("task_name") == self.name and state == self.state:
+            self.engine.suspend()
+
+
+def test_failure_of_a_task_gone_from_the_flow_is_still_raised(load_local, memory_backend):
+    _book, flow_detail = persistence_utils.temporary_flow_detail(memory_backend)
+    engine = load_local(
+        lf.Flow("f").add(Work("a"), Work("b"), Work("c", fail=True)),
+        flow_detail=flow_detail,
+        backend=memory_backend,
+    )
+    SuspendWhen(engine, "b", states.REVERTED)
+    engine.run()
+    assert engine.storage.get_flow_state() == states.SUSPENDED
+    assert atom_states(engine, "a", "b", "c") == {
+        "a": (states.SUCCESS, states.REVERT),
+        "b": (states.REVERTED, states.REVERT),
+        "c": (states.REVERTED, states.REVERT),
+    }
+
+    # The flow object run next has no task c; the flow detail still records c's failure,
+    # which a finishes reverting with and the run raises (as upstream).
+    resumed = load_local(
+        lf.Flow("f").add(Work("a"), Work("b")),
+        flow_detail=reloaded(memory_backend, flow_detail),
+        backend=memory_backend,
+    )
+    rec = Recorder(resumed)
+    with pytest.raises(RuntimeError, match=r"^boom c$"):
+        resumed.run()
+    assert rec.events == [
+        ("flow", states.RUNNING, states.SUSPENDED),
+        ("a", states.REVERTING, states.SUCCESS),
+        ("a", states.REVERTED, states.REVERTING),
+        ("flow", states.REVERTED, states.RUNNING),
+    ]
+    assert resumed.storage.get_revert_result("a")["flow_failures"] == {"c": "boom c"}
+
+
+def test_retry_caught_retrying_resets_its_scope_and_runs_again(load):
+    # Resumed with the retry RETRYING, its first task already back to PENDING and the others
+    # still REVERTED: those are reset (notified), then the retry and its tasks run, as upstream.
+    flow = lf.Flow("f", retry.Times(3, name="r")).add(Work("t1"), Work("t2"), Work("t3"))
+    engine = load(flow)
+    engine.compile()
+    engine.prepare()
+    storage = engine.storage
+    storage.set_atom_state("r", states.RETRYING)
+    storage.set_atom_state("t2", states.REVERTED)
+    storage.set_atom_state("t3", states.REVERTED)
+    rec = Recorder(engine)
+    engine.run()
+    assert rec.events == [
+        ("flow", states.RUNNING, states.PENDING),
+        ("t2", states.PENDING, states.REVERTED),
+        ("t3", states.PENDING, states.REVERTED),
+        ("r", states.RUNNING, states.RETRYING),
+        ("r", states.SUCCESS, states.RUNNING),
+        ("t1", states.RUNNING, states.PENDING),
+        ("t1", states.SUCCESS, states.RUNNING),
+        ("t2", states.RUNNING, states.PENDING),
+        ("t2", states.SUCCESS, states.RUNNING),
+        ("t3", states.RUNNING, states.PENDING),
+        ("t3", states.SUCCESS, states.RUNNING),
+        ("flow", states.SUCCESS, states.RUNNING),
+    ]
+    assert rec.results[("r", states.SUCCESS)] == [1]
+    assert atom_states(engine, "r", "t1", "t2", "t3") == dict.fromkeys(
+        ("r", "t1", "t2", "t3"), (states.SUCCESS, states.EXECUTE)
+    )

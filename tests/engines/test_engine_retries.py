@@ -388,3 +388,101 @@ def test_no_delay_by_default():
     controller = retry.Times(3, name="r")
     assert controller.delay_for(1) == 0.0
     assert controller.delay_for(2) == 0.0
+
+
+def _consumer_after_retried_subflow(attempts):
+    """``a`` needs ``x`` from ``b``, inside a subflow [b, c] whose retry gives ``attempts``;
+    the retry, ``b`` and ``a`` have results already (as upstream's tests seed storage)."""
+    from taskflow.patterns import graph_flow as gf
+
+    sub = lf.Flow("sub", retry.Times(attempts, name="r")).add(
+        Work("b", value=5, provides="x"), Work("c", fail=True)
+    )
+    return gf.Flow("root").add(Work("a", requires="x"), sub)
+
+
+def _seeded(load, flow):
+    engine = load(flow)
+    engine.compile()
+    engine.prepare()
+    engine.storage.save("r", 1)
+    engine.storage.save("b", 5)
+    engine.storage.save("a", 5)
+    return engine
+
+
+REVERT_A_C_B = [
+    ("c", states.RUNNING, states.PENDING),
+    ("c", states.FAILURE, states.RUNNING),
+    ("a", states.REVERTING, states.SUCCESS),
+    ("a", states.REVERTED, states.REVERTING),
+    ("c", states.REVERTING, states.FAILURE),
+    ("c", states.REVERTED, states.REVERTING),
+    ("b", states.REVERTING, states.SUCCESS),
+    ("b", states.REVERTED, states.REVERTING),
+]
+
+
+def test_retry_reverts_and_reruns_atoms_that_used_its_subflows_results(load):
+    # As upstream: a retry's decision covers its subflow and everything after it, so `a`
+    # (outside, but fed by `b`) is reverted first, then reset and left to run again.
+    engine = _seeded(load, _consumer_after_retried_subflow(2))
+    rec = Recorder(engine)
+    assert run_failing(engine) == ["RuntimeError: boom c"]
+    assert rec.atom_events() == [
+        *REVERT_A_C_B,
+        ("r", states.RETRYING, states.SUCCESS),
+        ("b", states.PENDING, states.REVERTED),
+        ("c", states.PENDING, states.REVERTED),
+        ("a", states.PENDING, states.REVERTED),
+        ("r", states.RUNNING, states.RETRYING),
+        ("r", states.SUCCESS, states.RUNNING),
+        ("b", states.RUNNING, states.PENDING),
+        ("b", states.SUCCESS, states.RUNNING),
+        ("c", states.RUNNING, states.PENDING),
+        ("c", states.FAILURE, states.RUNNING),
+        ("c", states.REVERTING, states.FAILURE),
+        ("c", states.REVERTED, states.REVERTING),
+        ("b", states.REVERTING, states.SUCCESS),
+        ("b", states.REVERTED, states.REVERTING),
+        ("r", states.REVERTING, states.SUCCESS),
+        ("r", states.REVERTED, states.REVERTING),
+    ]
+    assert engine.storage.get_flow_state() == states.REVERTED
+    assert atom_states(engine, "r", "b", "c", "a") == {
+        "r": (RV, RT),
+        "b": (RV, RT),
+        "c": (RV, RT),
+        "a": (states.PENDING, RT),
+    }
+
+
+def test_retry_reverting_reverts_atoms_that_used_its_subflows_results(load):
+    engine = _seeded(load, _consumer_after_retried_subflow(1))
+    rec = Recorder(engine)
+    assert run_failing(engine) == ["RuntimeError: boom c"]
+    assert rec.atom_events() == [
+        *REVERT_A_C_B,
+        ("r", states.REVERTING, states.SUCCESS),
+        ("r", states.REVERTED, states.REVERTING),
+    ]
+    assert atom_states(engine, "r", "b", "c", "a") == dict.fromkeys("rbca", (RV, RT))
+
+
+def test_atoms_after_a_reverted_retry_subflow_are_marked_reverted_too(load):
+    # What comes after the subflow never ran, but it belongs to what the retry reverted: its
+    # intention says so (as upstream), and the flow still ends REVERTED.
+    flow = lf.Flow("o").add(
+        Work("x"), lf.Flow("f", retry.Times(2, name="r")).add(FailUnless("b")), Work("after")
+    )
+    engine = load(flow)
+    rec = Recorder(engine)
+    assert run_failing(engine) == ["RuntimeError: fail b None"]
+    assert "after" not in rec.names_in(states.RUNNING)
+    assert atom_states(engine, "x", "r", "b", "after") == {
+        "x": (S, E),
+        "r": (RV, RT),
+        "b": (RV, RT),
+        "after": (states.PENDING, RT),
+    }
+    assert engine.storage.get_flow_state() == states.REVERTED

@@ -149,6 +149,8 @@ class Plan:
         # each call even when nobody listens (upstream calls it); other tasks get those calls
         # only while their notifier has listeners.
         self.reports_progress: list[bool] = []
+        # Retry node -> its subgraph (see retry_subgraph), filled in on first use.
+        self._subgraphs: dict[int, tuple[int, ...]] = {}
 
     def _add(self, atom: Atom | None, owner: int, flow_index: int) -> int:
         node = len(self.atoms)
@@ -171,6 +173,32 @@ class Plan:
     def scope(self, retry_node: int) -> range:
         """Nodes governed by a retry (excluding the retry itself)."""
         return range(retry_node + 1, self.scope_end[retry_node] + 1)
+
+    def retry_subgraph(self, retry_node: int) -> tuple[int, ...]:
+        """The retry and every node after it: what its decisions revert, and a retry resets.
+
+        That is the retry's scope and also every node reachable from the scope's end, as
+        upstream has it: an atom after the retry's subflow may have used what the scope
+        provided, so it is reverted (and runs again) with the scope. Depth first, the last
+        linked successor first: the order in which upstream resets a retried subgraph.
+
+        Worked out on a retry's first decision rather than at compile time: most retries never
+        decide anything, and compiling a chain of many retries would pay for each one's tail.
+        """
+        known = self._subgraphs.get(retry_node)
+        if known is None:
+            succ = self.succ
+            seen = {retry_node}
+            order = [retry_node]
+            stack = list(succ[retry_node])
+            while stack:
+                node = stack.pop()
+                if node not in seen:
+                    seen.add(node)
+                    order.append(node)
+                    stack.extend(succ[node])
+            known = self._subgraphs[retry_node] = tuple(order)
+        return known
 
     def atoms_between(self, start: int, end: int) -> Iterator[int]:
         for node in range(start, end + 1):

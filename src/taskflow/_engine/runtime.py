@@ -13,11 +13,12 @@ whose counter reaches zero is *ready*: deciders on its incoming links are evalua
 are submitted. Finishing (SUCCESS or IGNORE) decrements each successor's counter, so every edge
 is touched once per run.
 
-Revert: a failure is resolved by the nearest retry controller into a *scope* (the retry's
-subflow, the retry and its subflow, or everything). Every node of the scope enters revert mode
-with ``rev_remaining`` = its successors in revert mode not yet reverted; nodes reaching zero
-revert (atoms that ran) or pass through (joins, atoms that never ran). When the walk reaches a
-retry whose intention is RETRY, the scope is reset and the retry executes again.
+Revert: a failure is resolved by the nearest retry controller into a *scope*: the retry's
+subgraph (its subflow and every node after it, which may have used the subflow's results), that
+and the retry itself, or everything. Every node of the scope enters revert mode with
+``rev_remaining`` = its successors in revert mode not yet reverted; nodes reaching zero revert
+(atoms that ran) or pass through (joins, atoms that never ran). When the walk reaches a retry
+whose intention is RETRY, the subgraph is reset and the retry executes again.
 
 Durability: each transition is written (one atom record) before the loop acts on it: RUNNING
 before a call is submitted, the result with SUCCESS before successors are released, intentions
@@ -45,7 +46,7 @@ from taskflow.task import EVENT_UPDATE_PROGRESS
 from taskflow.types.failure import Failure
 
 if TYPE_CHECKING:
-    from collections.abc import Callable, Generator, Iterable
+    from collections.abc import Callable, Generator, Iterable, Sequence
 
     from taskflow._engine.compiler import Plan
     from taskflow._engine.executors import AtomExecutor, Completion
@@ -62,6 +63,7 @@ _RUNNING = states.RUNNING
 _EXECUTE = states.EXECUTE
 _REVERT = states.REVERT
 _RETRY = states.RETRY
+_RETRYING = states.RETRYING
 _FINISHED = frozenset((states.SUCCESS, states.IGNORE))
 _NOTHING_TO_REVERT = frozenset((states.PENDING, states.IGNORE, states.REVERTED))
 _RESULT_STATES = frozenset((states.SUCCESS, states.FAILURE, states.REVERTED, states.REVERT_FAILURE))
@@ -81,6 +83,7 @@ class RunStore(Protocol):
     def save_retry_failure(
         self, retry_name: str, failed_atom_name: str, failure: Failure
     ) -> None: ...
+    def get_execute_failures(self) -> dict[str, Failure]: ...
     @property
     def persists(self) -> bool: ...
 
@@ -195,11 +198,7 @@ class Runner:
     def prepare(self) -> None:
         """Rebuild every counter from the persisted atom states and intentions."""
         unresolved, scopes = self._restore_counters()
-        for node in unresolved:
-            ad = self.ads[node]
-            assert ad is not None
-            if ad.failure is not None:
-                self.failures[ad.name] = ad.failure
+        self._restore_failures(unresolved)
         for scope in scopes:
             # Persisted: a crash in the middle of writing the intentions must end with the
             # same records as a run that was never interrupted.
@@ -220,7 +219,21 @@ class Runner:
             if remaining[n] == 0 and not done[n] and not rev_mode[n]
         ]
 
-    def _restore_counters(self) -> tuple[list[int], list[range]]:
+    def _restore_failures(self, unresolved: list[int]) -> None:
+        """Add the failures of ``unresolved`` atoms (others came with their atoms' flags), and
+        those of atoms the flow no longer has (a new flow object run on an old flow detail):
+        they still count, as upstream has it; reverts see them and the run raises them."""
+        for node in unresolved:
+            ad = self.ads[node]
+            assert ad is not None
+            if ad.failure is not None:
+                self.failures[ad.name] = ad.failure
+        by_name = self.plan.by_name
+        for name, failure in self.store.get_execute_failures().items():
+            if name not in by_name:
+                self.failures.setdefault(name, failure)
+
+    def _restore_counters(self) -> tuple[list[int], list[Sequence[int]]]:
         """One pass in node order (a topological order): done flags and counters.
 
         Returns the atoms that failed with nobody deciding about it yet, and the scopes that
@@ -231,7 +244,7 @@ class Runner:
         done = self.done
         remaining = self.remaining
         preds_of = plan.pred
-        scopes: list[range] = []
+        scopes: list[Sequence[int]] = []
         covered: set[int] = set()
         reverting: list[int] = []
         unresolved: list[int] = []
@@ -252,33 +265,38 @@ class Runner:
                 unresolved.append(node)
             elif kind is _REVERT:
                 reverting.append(node)
-            elif isinstance(kind, range):
+            elif isinstance(kind, tuple):
                 scopes.append(kind)
                 covered.update(kind)
         if any(node not in covered for node in reverting):
             scopes = [range(len(plan.atoms))]
         return unresolved, scopes
 
-    def _restore_atom(self, node: int, ad: AtomDetail) -> str | range | None:
-        """Restore one atom's flags: FAILURE (unresolved), REVERT, a scope to revert, or None.
+    def _restore_atom(self, node: int, ad: AtomDetail) -> str | tuple[int, ...] | None:
+        """Restore one atom's flags: FAILURE (unresolved), REVERT, nodes to revert, or None.
 
         An atom left RUNNING with intention EXECUTE was interrupted mid-call: it is not done,
         so it runs again once its predecessors are.
         """
         state, intention = ad.state, ad.intention
-        if intention == _EXECUTE:
+        if intention == _EXECUTE and state != _RETRYING:
             if state in _FINISHED:
                 self.done[node] = True
             return _FAILURE if state == _FAILURE else None
-        kind: str | range | None = None
+        kind: str | tuple[int, ...] | None = None
         if intention == _IGNORE or state == _IGNORE:
             self.done[node] = True
-        elif self.plan.is_retry[node] and intention in (_RETRY, _REVERT):
-            # A scope caught mid-revert (or retry) continues from where it was.
-            span = self.plan.scope(node)
-            kind = span if intention == _RETRY else range(node, span.stop)
-            if intention == _RETRY:
-                # It waits, in revert mode, for its scope to be reverted, then retries (as
+        elif self.plan.is_retry[node] and (intention in (_RETRY, _REVERT) or state == _RETRYING):
+            # A subgraph caught mid-revert (or retry) continues from where it was. A retry
+            # caught RETRYING (its subgraph reverted, maybe partly reset) retries, whatever
+            # its intention says, as upstream resumes it.
+            subgraph = self.plan.retry_subgraph(node)
+            if intention == _REVERT and state != _RETRYING:
+                kind = subgraph
+            else:
+                kind = subgraph[1:]
+                ad.intention = _RETRY
+                # It waits, in revert mode, for its subgraph to be reverted, then retries (as
                 # _revert_scope arranges on the live path).
                 self.rev_mode[node] = True
                 self.rev_done[node] = False
@@ -582,7 +600,7 @@ class Runner:
             return
         decision = self._decide(owner, node, failure)
         if decision == Decision.RETRY:
-            self._revert_scope(plan.scope(owner), retry=owner)
+            self._revert_scope(plan.retry_subgraph(owner)[1:], retry=owner)
         elif decision == Decision.REVERT_ALL:
             self._revert_scope(range(len(plan.atoms)))
         elif plan.owner[owner] != -1:
@@ -590,7 +608,7 @@ class Runner:
         elif self.defer_reverts:
             self._revert_scope(range(len(plan.atoms)))
         else:
-            self._revert_scope(range(owner, plan.scope(owner).stop))
+            self._revert_scope(plan.retry_subgraph(owner))
 
     def _resolve_from(self, retry_node: int, failure: Failure, defer: bool = True) -> None:
         """Ask the retries around ``retry_node`` (which said REVERT), innermost first."""
@@ -601,15 +619,15 @@ class Runner:
             return
         decision = self._decide(grand, retry_node, failure)
         if decision == Decision.RETRY:
-            self._revert_scope(plan.scope(grand), retry=grand)
+            self._revert_scope(plan.retry_subgraph(grand)[1:], retry=grand)
         elif decision == Decision.REVERT_ALL:
             self._revert_scope(range(len(plan.atoms)))
         elif defer:
             self._resolve_from(grand, failure)
         else:
-            self._revert_scope(range(retry_node, plan.scope(retry_node).stop))
+            self._revert_scope(plan.retry_subgraph(retry_node))
 
-    def _revert_scope(self, scope: range, retry: int | None = None) -> None:
+    def _revert_scope(self, scope: Sequence[int], retry: int | None = None) -> None:
         if retry is not None and not self.rev_mode[retry]:
             ad = self.ads[retry]
             assert ad is not None
@@ -620,7 +638,7 @@ class Runner:
         self._mark_revert(scope, persist=True)
         self._recompute_revert()
 
-    def _mark_revert(self, scope: range, persist: bool) -> None:
+    def _mark_revert(self, scope: Iterable[int], persist: bool) -> None:
         ads = self.ads
         rev_mode = self.rev_mode
         for node in scope:
@@ -752,22 +770,23 @@ class Runner:
                         stack.append(pred)
 
     def _retry_again(self, retry_node: int) -> None:
-        """Its scope is reverted: reset the scope and execute the retry again."""
+        """Its subgraph is reverted: reset the subgraph and execute the retry again."""
         plan = self.plan
         ad = self.ads[retry_node]
         assert ad is not None
         retry = plan.atoms[retry_node]
         assert isinstance(retry, Retry)
-        self._set_state(retry_node, states.RETRYING)
+        self._set_state(retry_node, _RETRYING)
         ad.intention = _EXECUTE
-        scope = plan.scope(retry_node)
-        for node in scope:
+        subgraph = plan.retry_subgraph(retry_node)
+        for node in subgraph[1:]:
             self._reset_for_retry(node)
-        for node in (retry_node, *scope):
+        for node in subgraph:
             self.rev_mode[node] = False
             self.rev_done[node] = False
             self.done[node] = False
-        for node in (retry_node, *scope):
+        # Every successor of a node of the subgraph is in it too: only its counters change.
+        for node in subgraph:
             self.remaining[node] = sum(1 for p in plan.pred[node] if not self.done[p])
         attempts = len(ad.results or [])
         delay = retry.delay_for(attempts) if attempts else 0.0
@@ -777,7 +796,7 @@ class Runner:
             self.ready.append(retry_node)
 
     def _reset_for_retry(self, node: int) -> None:
-        """Put one node of a retried scope back to PENDING/EXECUTE (persisted, notified)."""
+        """Put one node of a retried subgraph back to PENDING/EXECUTE (persisted, notified)."""
         ad = self.ads[node]
         if ad is None:
             return
