@@ -3,8 +3,9 @@
 Theory of operation: a :class:`Failure` is either *live* (built from an exception, so it
 holds ``exc_info`` and can re-raise the original) or *data only* (built from a dict or
 keyword arguments, after a trip through storage or the network). Both kinds expose the same
-data (type names, message, JSON-safe arguments, traceback text, causes) and compare by that
-data, so a failure equals its own ``from_dict(to_dict())`` round trip.
+data (type names, message, JSON-safe arguments, traceback text, causes). ``matches`` compares
+that data, so a live failure matches its own ``from_dict(to_dict())`` round trip; ``==``
+(upstream's rule) also wants equal ``exc_info``, so live and data-only failures are unequal.
 
 Engines build one live failure per failing atom, so building one is cheap: the class names
 come from a cache and the traceback text, the argument copy and the cause chain are only
@@ -109,12 +110,13 @@ class Failure:
     failure is built from data instead: ``exception_str`` (required), ``exc_type_names``,
     ``exc_args``, ``traceback_str`` and ``causes`` (failures).
 
-    Two failures are equal when their data matches (see :meth:`matches`); a failure equals its
-    own round trip through :meth:`to_dict`/:meth:`from_dict` and through json. Failures are
-    not hashable.
+    A failure :meth:`matches` its own round trip through :meth:`to_dict`/:meth:`from_dict`,
+    json or pickle; ``==`` also compares ``exc_info`` (see :meth:`__eq__`). Failures are not
+    hashable.
 
     Raises:
-        TypeError: no exception is being handled (or ``exc_info`` holds none).
+        TypeError: no exception is being handled, or it is not an ``Exception`` (a
+            ``SystemExit`` or ``KeyboardInterrupt``); unknown keyword arguments.
         KeyError: data is given without ``exception_str``.
     """
 
@@ -171,6 +173,12 @@ class Failure:
         if not kwargs:
             if exc_info is None:
                 exc_info = sys.exc_info()
+            exc_type = exc_info[0]
+            # Only errors are captured: SystemExit, KeyboardInterrupt and friends are meant
+            # to stop the program, not to be stored and reverted around (upstream's rule and
+            # its message, which names the type).
+            if not (isinstance(exc_type, type) and issubclass(exc_type, Exception)):
+                raise TypeError(f"Invalid exception type '{exc_type!r}' ({type(exc_type)})")
             self._capture(exc_info[1], exc_info[2])
             return
         self._exc_info = _as_exc_info(exc_info) if exc_info is not None else None
@@ -180,7 +188,8 @@ class Failure:
         self._traceback_str = kwargs.pop("traceback_str", None)
         self._causes = tuple(kwargs.pop("causes", ()))
         if kwargs:
-            raise TypeError(f"Unexpected failure data: {sorted(kwargs)}")
+            unexpected = ", ".join(kwargs)
+            raise TypeError(f"Failure.__init__ got unexpected keyword argument(s): {unexpected}")
 
     def _capture(self, value: Any, tb: TracebackType | None) -> None:
         if not isinstance(value, BaseException):
@@ -194,7 +203,12 @@ class Failure:
 
     @classmethod
     def from_exception(cls, exception: BaseException) -> Failure:
-        """Capture ``exception`` (with its ``__traceback__``, if it was raised)."""
+        """Capture ``exception`` (with its ``__traceback__``, if it was raised).
+
+        Unlike ``Failure()`` this accepts any ``BaseException``: the engine uses it to report
+        a future that died of one (a task that raised ``SystemExit`` in a worker thread),
+        where refusing would leave the engine waiting for a result that never comes.
+        """
         failure = cls.__new__(cls)
         failure._capture(exception, getattr(exception, "__traceback__", None))
         return failure
@@ -277,35 +291,51 @@ class Failure:
         return None
 
     def matches(self, other: object) -> bool:
-        """Whether ``other`` is a failure with the same data.
+        """Whether ``other`` is a failure of the same error, wherever each side came from.
 
-        Compares type names, message, arguments, traceback text and causes. When both sides
-        still hold ``exc_info``, their exception classes must also be the same object; a
-        data-only side (from a dict, json or pickle) matches on data alone.
+        Compares type names, message, arguments, traceback text and causes (each cause with
+        :meth:`matches` too). When both sides still hold ``exc_info`` they must also be
+        equal (``==``); a data-only side (from a dict, json or pickle) matches on data
+        alone, so a live failure matches its own round trip through storage.
         """
         if self is other:
             return True
         if not isinstance(other, Failure):
             return False
-        if (
-            self._exc_info is not None
-            and other._exc_info is not None
-            and self._exc_info[0] is not other._exc_info[0]
-        ):
-            return False
+        if self._exc_info is not None and other._exc_info is not None:
+            return self == other
+        return self._same_data(other) and all(
+            a.matches(b) for a, b in zip(self.causes, other.causes, strict=True)
+        )
+
+    def __eq__(self, other: object) -> bool:
+        """Equal data *and* equal ``exc_info`` (upstream's rule).
+
+        A live failure and a data-only one are never equal, even when one is the round
+        trip of the other: use :meth:`matches` to compare across storage. Two ``exc_info``
+        are equal when they hold the same exception class, the same message and the same
+        traceback text, so the same error raised twice from the same place gives equal
+        failures, while one re-raised elsewhere (its traceback grew) does not.
+        """
+        if self is other:
+            return True
+        if not isinstance(other, Failure):
+            return NotImplemented
+        return (
+            self._same_data(other)
+            and self.causes == other.causes
+            and _same_exc_info(self._exc_info, other._exc_info)
+        )
+
+    def _same_data(self, other: Failure) -> bool:
+        """Whether the data (causes aside, left to the caller's rule) is the same."""
         return (
             self._exception_str == other._exception_str
             and self._exc_type_names == other._exc_type_names
             and self.exception_args == other.exception_args
             and self.traceback_str == other.traceback_str
             and len(self.causes) == len(other.causes)
-            and all(a.matches(b) for a, b in zip(self.causes, other.causes, strict=True))
         )
-
-    def __eq__(self, other: object) -> bool:
-        if not isinstance(other, Failure):
-            return NotImplemented
-        return self.matches(other)
 
     # Failures compare by (mutable-looking) data, so they must not be dict keys.
     __hash__ = None  # type: ignore[assignment]
@@ -412,6 +442,21 @@ class Failure:
     def __reduce__(self) -> tuple[Any, ...]:
         # Tracebacks cannot be pickled and exceptions may not be: ship the data only.
         return (type(self).from_dict, (self.to_dict(),))
+
+
+def _same_exc_info(a: ExcInfo | None, b: ExcInfo | None) -> bool:
+    """Whether two ``exc_info`` are equal: both absent, or same class, message and traceback.
+
+    The exception objects themselves are not compared (exceptions compare by identity), and
+    tracebacks compare by their text since two raises never share a traceback object.
+    """
+    if a is None or b is None:
+        return a is b
+    if a[0] is not b[0]:
+        return False
+    if a[1] is not b[1] and _safe_str(a[1]) != _safe_str(b[1]):
+        return False
+    return a[2] is b[2] or _format_tb(a[2]) == _format_tb(b[2])
 
 
 def _as_exc_info(value: Any) -> ExcInfo:
