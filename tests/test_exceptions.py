@@ -76,6 +76,17 @@ def test_cause_chain_in_str_and_pformat():
     assert e.args == ("top",)
 
 
+@pytest.mark.parametrize("indent", [-1, -100])
+def test_pformat_refuses_a_negative_indent(indent):
+    for e in (exc.TaskFlowException("plain"), exc.NotFound("top", cause=exc.Empty("low"))):
+        with pytest.raises(ValueError) as info:
+            e.pformat(indent=indent)
+        assert str(info.value) == (
+            f"Provided 'indent' must be greater than or equal to zero instead of {indent}"
+        )
+    assert exc.NotFound("top", cause=exc.Empty("low")).pformat(indent=0) == "top\nEmpty: low"
+
+
 def test_foreign_cause_is_shown_with_its_str():
     assert str(exc.NotFound("mid", cause=KeyError("k"))) == "mid\n  KeyError: 'k'"
     assert str(exc.NotFound("mid", cause=ValueError("a", "b"))) == "mid\n  ValueError: ('a', 'b')"

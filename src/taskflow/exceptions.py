@@ -100,7 +100,15 @@ class TaskFlowException(Exception):
     def pformat(
         self, indent: int = 2, indent_text: str = " ", show_root_class: bool = False
     ) -> str:
-        """Render this exception and its chain of causes, one indented level per cause."""
+        """Render this exception and its chain of causes, one indented level per cause.
+
+        Raises:
+            ValueError: ``indent`` is negative.
+        """
+        if indent < 0:
+            raise ValueError(
+                f"Provided 'indent' must be greater than or equal to zero instead of {indent}"
+            )
         lines: list[str] = []
         current: BaseException | None = self
         depth = 0
