@@ -201,6 +201,129 @@ def test_merge_graphs_with_overlap_detector():
         merge_graphs(a, b, overlap_detector=lambda left, right: 7)
 
 
+def test_frozen_reports_freeze():
+    for cls in (DiGraph, OrderedDiGraph, Graph, OrderedGraph):
+        g = cls()
+        assert g.frozen is False
+        g.freeze()
+        assert g.frozen is True
+        assert g.copy().frozen is False
+    g = DiGraph()
+    nx.freeze(g)
+    assert g.frozen is True
+
+
+def test_merge_graphs_allow_overlaps_merges_shared_nodes_without_detection():
+    a = DiGraph()
+    a.add_node("x", v=1, w=1)
+    a.add_edge("x", "y", e=1)
+    b = DiGraph()
+    b.add_node("x", v=2)
+    b.add_edge("x", "y", e=2, f=3)
+    called = []
+
+    def detector(left, right):
+        called.append(1)
+        return 1
+
+    merged = merge_graphs(a, b, allow_overlaps=True, overlap_detector=detector)
+    assert called == []
+    assert list(merged.nodes(data=True)) == [("x", {"v": 2, "w": 1}), ("y", {})]
+    assert list(merged.edges(data=True)) == [("x", "y", {"e": 2, "f": 3})]
+    with pytest.raises(ValueError, match="there are 2 overlapping nodes"):
+        merge_graphs(a, b)
+
+
+@pytest.mark.parametrize("detector", [1, "x", object()])
+def test_merge_graphs_refuses_a_non_callable_overlap_detector(detector):
+    a = DiGraph()
+    for graphs in ((), (DiGraph(),)):
+        with pytest.raises(ValueError) as info:
+            merge_graphs(a, *graphs, overlap_detector=detector)
+        assert str(info.value) == "Overlap detection callback expected to be callable"
+    with pytest.raises(ValueError, match="expected to be callable"):
+        merge_graphs(a, DiGraph(), overlap_detector=detector, allow_overlaps=True)
+
+
+def test_export_to_dot_writes_nodes_then_edges_with_attributes():
+    g = DiGraph(name="x")
+    g.add_edge("a", "b", meta=1)
+    assert g.export_to_dot() == 'strict digraph "x" {\na;\nb;\na -> b [meta=1];\n}\n'
+    assert DiGraph().export_to_dot() == "strict digraph {\n}\n"
+    u = Graph()
+    u.add_edge("a", "b", w=1)
+    assert u.export_to_dot() == "strict graph {\na;\nb;\na -- b [w=1];\n}\n"
+
+
+def test_export_to_dot_quotes_like_upstream():
+    # What upstream (pydot) writes for the shapes a compiled flow graph has.
+    g = DiGraph(name="f")
+    g.add_node("linear_flow.Flow: f(len=2)", kind="flow", noop=True)
+    g.add_node("a==1.0", kind="task")
+    g.add_node("f[$]", kind="flow_end", noop=True)
+    g.add_edge("linear_flow.Flow: f(len=2)", "a==1.0", invariant=True)
+    g.add_edge("a==1.0", "f[$]", invariant=True)
+    assert g.export_to_dot().splitlines() == [
+        'strict digraph "f" {',
+        '"linear_flow.Flow: f(len=2)" [kind=flow, noop=True];',
+        '"a==1.0" [kind=task];',
+        '"f[$]" [kind="flow_end", noop=True];',
+        '"linear_flow.Flow: f(len=2)" -> "a==1.0" [invariant=True];',
+        '"a==1.0" -> "f[$]" [invariant=True];',
+        "}",
+    ]
+
+
+@pytest.mark.parametrize(
+    ("node", "written"),
+    [
+        ("a_b", "a_b"),
+        ("é", "é"),
+        ("1", "1"),
+        ("1.5", "1.5"),
+        (".5", ".5"),
+        ("-2", '"-2"'),
+        ("1a", '"1a"'),
+        ("a b", '"a b"'),
+        ("a.b", '"a.b"'),
+        ('x y"z', '"x y\\"z"'),
+        ("a\nb", '"a\\nb"'),
+        ('"quoted"', '"quoted"'),
+        ("<html>", "<html>"),
+        ("strict", '"strict"'),
+        (("t", 1), "\"('t', 1)\""),
+        # pydot writes these bare or drops them, which Graphviz can not read back.
+        ("graph", '"graph"'),
+        ("Node", '"Node"'),
+        ('q"t', '"q\\"t"'),
+        ("", '""'),
+    ],
+)
+def test_export_to_dot_node_ids(node, written):
+    g = DiGraph()
+    g.add_node(node)
+    assert g.export_to_dot() == f"strict digraph {{\n{written};\n}}\n"
+
+
+@pytest.mark.parametrize(
+    ("value", "written"),
+    [
+        (1, "1"),
+        (None, "None"),
+        ("x", "x"),
+        ("x_y", '"x_y"'),
+        ("a b", '"a b"'),
+        ([1, 2], '"[1, 2]"'),
+        ("", '""'),
+        ("Graph", '"Graph"'),
+    ],
+)
+def test_export_to_dot_attribute_values(value, written):
+    g = DiGraph()
+    g.add_node("n", a=value)
+    assert g.export_to_dot() == f"strict digraph {{\nn [a={written}];\n}}\n"
+
+
 def test_module_exports():
     assert set(graph.__all__) == {
         "DiGraph",
