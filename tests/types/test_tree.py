@@ -184,6 +184,49 @@ def test_freeze():
     assert root.child_count(only_direct=False) == 8
 
 
+def test_frozen_node_refuses_disassociate():
+    root = build()
+    root.freeze()
+    for node in (root[1], root[0][0][0], root):  # a child, a leaf, the root itself
+        with pytest.raises(FrozenNode, match="Frozen node"):
+            node.disassociate()
+    assert items(root) == ["a", "b"]
+    # A frozen subtree under a mutable parent stays attached too.
+    parent, child = Node("p"), Node("c")
+    parent.add(child)
+    child.freeze()
+    with pytest.raises(FrozenNode):
+        child.disassociate()
+    assert child.parent is parent
+
+
+def test_disassociate_guards_the_node_not_its_parent():
+    # Upstream: only the node's own frozen flag counts (freeze() covers descendants).
+    parent, child = Node("p"), Node("c")
+    parent.add(child)
+    parent.frozen = True
+    assert child.disassociate() == 1
+    assert child.parent is None
+
+
+def test_to_digraph_keeps_metadata_as_node_attributes():
+    root = Node("r", a=1)
+    child = Node("c", kind="x")
+    root.add(child)
+    child.add(Node("d"))
+    child.metadata[1] = "non-string key"
+    g = root.to_digraph()
+    assert list(g.nodes(data=True)) == [
+        ("r", {"a": 1}),
+        ("c", {"kind": "x", 1: "non-string key"}),
+        ("d", {}),
+    ]
+    assert type(g).__name__ == "OrderedDiGraph"
+    # A copy of the mapping, so editing the graph's attributes leaves the tree alone.
+    g.nodes["r"]["b"] = 2
+    assert root.metadata == {"a": 1}
+
+
 def test_to_digraph():
     g = build().to_digraph()
     assert list(g.nodes) == ["root", "a", "b", "a1", "a2", "b1", "b2", "a11", "b11"]

@@ -116,11 +116,17 @@ class Node:
         return node
 
     def disassociate(self) -> int:
-        """Detach this node from its parent; returns how many links were removed."""
+        """Detach this node from its parent; returns how many links were removed.
+
+        Raises:
+            FrozenNode: this node is frozen (even a root, which has nothing to detach from).
+        """
+        # Upstream guards the node itself, not its parent: detaching rewrites this node's
+        # parent link, and a frozen tree (freeze covers every descendant) stays whole.
+        self._check_mutable()
         parent = self.parent
         if parent is None:
             return 0
-        parent._check_mutable()
         kept = [child for child in parent._children if child is not self]
         removed = len(parent._children) - len(kept)
         parent._children = kept
@@ -205,12 +211,18 @@ class Node:
                 stack.append((node._children[index], child_prefix, index == count - 1))
         return linesep.join(lines)
 
-    def to_digraph(self) -> graph.DiGraph:
-        """This tree as a directed graph of items (parent -> child)."""
-        result = graph.DiGraph()
+    def to_digraph(self) -> graph.OrderedDiGraph:
+        """This tree as a directed graph of items (parent -> child).
+
+        Each node's :attr:`metadata` becomes the attributes of its item's graph node (a
+        shallow copy: the values are shared).
+        """
+        result = graph.OrderedDiGraph()
         # Level by level, in insertion order (so node and edge order follow the tree's).
         for node in self.bfs_iter(include_self=True, right_to_left=True):
             result.add_node(node.item)
+            # update() rather than **metadata: metadata keys need not be strings.
+            result.nodes[node.item].update(node.metadata)
             if node.parent is not None and node is not self:
                 result.add_edge(node.parent.item, node.item)
         return result
