@@ -7,6 +7,7 @@ import re
 import time
 from typing import TYPE_CHECKING, Any
 
+from taskflow import exceptions as exc
 from taskflow import states
 from taskflow.listeners import timing
 from taskflow.patterns import linear_flow as lf
@@ -137,3 +138,55 @@ def test_event_time_listener_selected_states(load: Any) -> None:
         engine.run()
     assert [k for k in _meta(engine, "a") if k.endswith("-timestamp")] == ["SUCCESS-timestamp"]
     assert not any(k.endswith("-timestamp") for k in engine.storage.flow_meta)
+
+
+def test_duration_storage_failure_is_logged_once_and_the_run_goes_on(
+    load_serial: Any, caplog: pytest.LogCaptureFixture, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    engine = load_serial(lf.Flow("t").add(Sleep("a", 0), Sleep("b", 0)))
+
+    def refuse(*args: Any) -> None:
+        raise exc.StorageFailure("metadata write refused")
+
+    monkeypatch.setattr(engine.storage, "update_atom_metadata", refuse)
+    monkeypatch.setattr(engine.storage, "update_flow_metadata", refuse)
+    messages: list[str] = []
+    with (
+        caplog.at_level(logging.WARNING),
+        timing.PrintingDurationListener(engine, printer=messages.append),
+    ):
+        engine.run()
+    assert engine.storage.get_flow_state() == states.SUCCESS
+    warnings = [r for r in caplog.records if r.levelno >= logging.WARNING]
+    # One warning per lost update, from this listener (the notifier saw no exception).
+    assert [(r.name, r.getMessage().split(" {")[0]) for r in warnings] == [
+        ("taskflow.listeners.timing", "Failure to store duration update"),
+    ] * 3
+    assert [r.getMessage().rsplit(" ", 2)[1:] for r in warnings] == [
+        ["task", "a"],
+        ["task", "b"],
+        ["flow", "t"],
+    ]
+    assert all(r.exc_info and r.exc_info[0] is exc.StorageFailure for r in warnings)
+    # The end was still reported after each failure.
+    assert [m.split(" seconds")[0].rsplit(" ", 1)[0] for m in messages if "took" in m] == [
+        "It took task 'a'",
+        "It took task 'b'",
+        "It took flow 't'",
+    ]
+
+
+def test_other_duration_errors_still_reach_the_notifier(
+    load_serial: Any, caplog: pytest.LogCaptureFixture, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    engine = load_serial(lf.Flow("t").add(Sleep("a", 0)))
+
+    def broken(*args: Any) -> None:
+        raise RuntimeError("a bug, not an outage")
+
+    monkeypatch.setattr(engine.storage, "update_atom_metadata", broken)
+    with caplog.at_level(logging.WARNING), timing.DurationListener(engine):
+        engine.run()
+    assert [r.name for r in caplog.records if r.levelno >= logging.WARNING] == [
+        "taskflow.types.notifier"
+    ]

@@ -10,6 +10,7 @@ import logging
 import time
 from typing import TYPE_CHECKING, Any
 
+from taskflow import exceptions as exc
 from taskflow import states
 from taskflow.listeners import base
 
@@ -42,7 +43,8 @@ class DurationListener(base.Listener):
 
     When a task or the flow reaches a finished state after RUNNING or REVERTING, the
     elapsed seconds are stored under ``'duration'`` in its metadata (a later period
-    overwrites an earlier one). Retries are not timed.
+    overwrites an earlier one); if storage fails, a warning is logged and the run goes
+    on. Retries are not timed.
 
     Args:
         engine: the engine to listen to.
@@ -67,13 +69,27 @@ class DurationListener(base.Listener):
                 timers.clear()
 
     def _record_ending(self, elapsed: float, item_type: str, item_name: str, state: str) -> None:
-        """Store ``elapsed`` seconds as the item's ``duration``."""
+        """Store ``elapsed`` seconds as the item's ``duration``.
+
+        A storage failure is logged (one warning, with its traceback) and otherwise
+        ignored: a lost measurement must not stop the other listeners or the printing
+        subclass from hearing about the end.
+        """
         update = {"duration": elapsed}
         storage = self._engine.storage
-        if item_type == base.FLOW:
-            storage.update_flow_metadata(update)
-        else:
-            storage.update_atom_metadata(item_name, update)
+        try:
+            if item_type == base.FLOW:
+                storage.update_flow_metadata(update)
+            else:
+                storage.update_atom_metadata(item_name, update)
+        except exc.StorageFailure:
+            LOG.warning(
+                "Failure to store duration update %s for %s %s",
+                update,
+                item_type,
+                item_name,
+                exc_info=True,
+            )
 
     def _receiver(self, item_type: str, item_name: str, state: str) -> None:
         timers = self._timers[item_type]
