@@ -389,6 +389,8 @@ class Storage:
         ad = self.atom_detail(atom_name)
         ad.put(state, result)
         self.save_atom_detail(ad)
+        if atom_name == _INJECTOR:
+            self._injections_replaced()
 
     def save_retry_failure(self, retry_name: str, failed_atom_name: str, failure: Failure) -> None:
         """Add ``failure`` of ``failed_atom_name`` to the retry's latest history entry."""
@@ -496,6 +498,23 @@ class Storage:
             entry = (_INJECTOR, symbol)
             if entry not in providers:
                 providers.insert(0, entry)
+
+    def _injections_replaced(self) -> None:
+        """The injector's record was overwritten (``save``): the flow-level injections are now
+        what it holds, with the transient ones on top (as upstream reads them from it)."""
+        results = self._details[_INJECTOR].results
+        injected = self._flow_injected
+        injected.clear()  # in place: a live mapping (see flow_injected)
+        if isinstance(results, dict):
+            injected.update(results)
+        injected.update(self._transient)
+        for symbol, providers in self._providers.items():
+            if symbol not in injected and (_INJECTOR, symbol) in providers:
+                providers.remove((_INJECTOR, symbol))
+        for symbol in injected:
+            providers = self._providers.setdefault(symbol, [])
+            if (_INJECTOR, symbol) not in providers:
+                providers.insert(0, (_INJECTOR, symbol))
 
     def inject_atom_args(
         self, atom_name: str, pairs: Mapping[str, Any], transient: bool = True

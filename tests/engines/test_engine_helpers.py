@@ -173,8 +173,13 @@ def test_factory_and_detail_loaders_take_engine_none(memory_backend):
 
 def test_flow_from_detail_errors():
     _book, flow_detail = persistence_utils.temporary_flow_detail()
-    with pytest.raises(ValueError):
+    with pytest.raises(ValueError) as info:
         engines.flow_from_detail(flow_detail)
+    # Upstream's wording, final period included.
+    assert str(info.value) == (
+        f"Cannot reconstruct flow {flow_detail.name} {flow_detail.uuid}:"
+        " no factory information saved."
+    )
     flow_detail.meta["factory"] = {
         "name": "tests.helpers.engine_tasks.nope",
         "args": [],

@@ -322,6 +322,24 @@ class SuspendWhen:
             self.engine.suspend()
 
 
+def test_requirements_of_every_atom_are_checked_again_after_a_suspend(load_local):
+    # b already ran when the flow was suspended; its requirement, removed meanwhile, is still
+    # checked by the next run (as upstream), which refuses to start.
+    engine = load_local(lf.Flow("f").add(Work("b", requires="foo"), Work("c")))
+    engine.storage.inject({"foo": "bar"})
+    SuspendWhen(engine, "b", states.SUCCESS)
+    engine.run()
+    assert engine.storage.get_flow_state() == states.SUSPENDED
+    assert atom_states(engine, "b", "c")["c"] == (states.PENDING, states.EXECUTE)
+
+    engine.storage.save(engine.storage.injector_name, {}, states.SUCCESS)
+    with pytest.raises(exc.MissingDependencies) as info:
+        engine.run()
+    assert info.value.missing_requirements == ["foo"]
+    assert engine.storage.get_flow_state() == states.SUSPENDED
+    assert atom_states(engine, "c")["c"] == (states.PENDING, states.EXECUTE)
+
+
 def test_failure_of_a_task_gone_from_the_flow_is_still_raised(load_local, memory_backend):
     _book, flow_detail = persistence_utils.temporary_flow_detail(memory_backend)
     engine = load_local(

@@ -257,7 +257,7 @@ def flow_from_detail(flow_detail: FlowDetail) -> Flow:
     except (KeyError, AttributeError, TypeError):
         raise ValueError(
             f"Cannot reconstruct flow {flow_detail.name} {flow_detail.uuid}:"
-            " no factory information saved"
+            " no factory information saved."
         ) from None
     try:
         factory = _import_callable(factory_data["name"])
