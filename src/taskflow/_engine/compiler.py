@@ -170,10 +170,6 @@ class Plan:
         self.succ[u].append(v)
         self.pred[v].append(u)
 
-    def scope(self, retry_node: int) -> range:
-        """Nodes governed by a retry (excluding the retry itself)."""
-        return range(retry_node + 1, self.scope_end[retry_node] + 1)
-
     def retry_subgraph(self, retry_node: int) -> tuple[int, ...]:
         """The retry and every node after it: what its decisions revert, and a retry resets.
 
