@@ -21,8 +21,17 @@ TASKS = 8
 STEP = float(os.environ.get("OWNERSHIP_STEP", "0.05"))
 
 
+#: A file the tasks wait for before running (if set): the test creates it once the other
+#: process has been refused, so the winner can not finish before the loser even tried.
+GATE = os.environ.get("OWNERSHIP_GATE")
+
+
 class Logged(task.Task):
     def execute(self, journal: str) -> None:
+        if GATE:
+            deadline = time.monotonic() + 60
+            while not os.path.exists(GATE) and time.monotonic() < deadline:
+                time.sleep(0.01)
         time.sleep(STEP)
         with open(journal, "a") as out:
             out.write(f"{os.getpid()} {self.name}\n")

@@ -89,7 +89,14 @@ def test_two_processes_resuming_one_flow_run_it_once(shared_conf: dict[str, Any]
     with backends.backend(conf) as backend:
         detail = _saved_flow(backend)
     journal = tmp_path / "journal"
-    children = [_spawn(conf, detail.uuid, journal) for _ in range(2)]
+    gate = tmp_path / "gate"
+    children = [_spawn(conf, detail.uuid, journal, OWNERSHIP_GATE=str(gate)) for _ in range(2)]
+    # The winner's tasks wait at the gate until the other process was refused: on a loaded
+    # machine the second could otherwise start only after the first had finished.
+    deadline = time.monotonic() + 60
+    while all(child.poll() is None for child in children) and time.monotonic() < deadline:
+        time.sleep(0.01)
+    gate.touch()
     outputs = [child.communicate(timeout=60)[0] for child in children]
     codes = sorted(child.returncode for child in children)
     assert codes == [0, 3], outputs
