@@ -12,6 +12,13 @@ That rule is written once, in :meth:`Storage.fetch_args`: the engine calls it wi
 (``fetch_mapped_args(..., atom_name=X)`` and friends) build the same bindings through the scope
 fetcher the engine installs with :meth:`Storage.set_scope_fetcher`. Before a flow is compiled
 (no scope fetcher) every provider of a symbol is visible.
+
+Threads: every write reads a record held here, changes it and saves it whole, so two writers
+at once could create a record twice or save an older copy last. Each write therefore runs
+under :attr:`Storage.lock`, from its read to the backend's answer; so do the reads that walk
+every record. The engine's own argument lookups (:meth:`Storage.fetch_args`) read single
+entries and take no lock, and its saves take it only when they reach a backend: one
+uncontended acquire per write, next to a database round trip.
 """
 
 from __future__ import annotations
@@ -175,8 +182,8 @@ class Storage:
         self._private_backend = self._connection is None
         self._backend = backend
         self._scope_fetcher = scope_fetcher
-        # Kept for API compatibility; the engine owns its storage from one thread, so the hot
-        # path never takes it.
+        # Held by every write (see the module docstring). Re-entrant: writes call each other
+        # (inject creates the injector record), and the write guard may reload this storage.
         self.lock = threading.RLock()
         # Where persisted writes made outside an engine's run (``inject``) get the flow's
         # ownership from (set by the engine; re-entrant).
@@ -218,8 +225,9 @@ class Storage:
         another engine ran it, say): the flow detail this storage was made with takes its
         state, metadata and atom details. Transient injections stay; atoms must be ensured
         again."""
-        self._flowdetail.update(flow_detail)
-        self._load(self._flowdetail)
+        with self.lock:
+            self._flowdetail.update(flow_detail)
+            self._load(self._flowdetail)
 
     def set_write_guard(self, guard: Callable[[], AbstractContextManager[None]] | None) -> None:
         """Have persisted writes made outside a run (``inject``) happen inside ``guard()``."""
@@ -248,7 +256,7 @@ class Storage:
         their hot path.
         """
         if self._connection is None and self._private_backend:
-            with self._backend.get_connection() as conn:
+            with self.lock, self._backend.get_connection() as conn:
                 conn.update_flow_details(self._flowdetail, ignore_missing=True)
         return self._backend
 
@@ -260,9 +268,20 @@ class Storage:
         return self._connection is not None
 
     def save_atom_detail(self, ad: models.AtomDetail) -> None:
-        """Persist one atom record, changed in place by the caller (no-op without a backend)."""
+        """Persist one atom record, changed in place by the caller (no-op without a backend).
+
+        The engine's hot path: with a backend, one uncontended lock around the write, which
+        keeps it from interleaving with a write of the same record from another thread.
+        """
+        connection = self._connection
+        if connection is not None:
+            with self.lock:
+                # Backends raise StorageFailure (or UnstorableValue, NotFound) themselves.
+                connection.update_atom_details(ad)
+
+    def _save_atom(self, ad: models.AtomDetail) -> None:
+        """:meth:`save_atom_detail` for callers that hold the lock already."""
         if self._connection is not None:
-            # Backends raise StorageFailure (or UnstorableValue, NotFound) themselves.
             self._connection.update_atom_details(ad)
 
     def _save_flow(self) -> None:
@@ -292,9 +311,10 @@ class Storage:
         Details created here are saved together, in one write of the flow detail.
         """
         created: list[str] = []
-        uuids = [self._ensure_atom(atom, created) for atom in atoms]
-        if created:
-            self._save_flow_with_atoms()
+        with self.lock:
+            uuids = [self._ensure_atom(atom, created) for atom in atoms]
+            if created:
+                self._save_flow_with_atoms()
         return uuids
 
     def ensure_atom(self, atom: Atom) -> str:
@@ -337,20 +357,22 @@ class Storage:
         return self.atom_detail(atom_name).uuid
 
     def set_atom_state(self, atom_name: str, state: str) -> None:
-        ad = self.atom_detail(atom_name)
-        if ad.state != state:
-            ad.state = state
-            self.save_atom_detail(ad)
+        with self.lock:
+            ad = self.atom_detail(atom_name)
+            if ad.state != state:
+                ad.state = state
+                self._save_atom(ad)
 
     def get_atom_state(self, atom_name: str) -> str:
         state = self.atom_detail(atom_name).state
         return state if state is not None else states.PENDING
 
     def set_atom_intention(self, atom_name: str, intention: str) -> None:
-        ad = self.atom_detail(atom_name)
-        if ad.intention != intention:
-            ad.intention = intention
-            self.save_atom_detail(ad)
+        with self.lock:
+            ad = self.atom_detail(atom_name)
+            if ad.intention != intention:
+                ad.intention = intention
+                self._save_atom(ad)
 
     def get_atom_intention(self, atom_name: str) -> str:
         intention = self.atom_detail(atom_name).intention
@@ -364,9 +386,10 @@ class Storage:
     def update_atom_metadata(self, atom_name: str, update_with: Mapping[str, Any]) -> None:
         if not update_with:
             return
-        ad = self.atom_detail(atom_name)
-        ad.meta.update(update_with)
-        self.save_atom_detail(ad)
+        with self.lock:
+            ad = self.atom_detail(atom_name)
+            ad.meta.update(update_with)
+            self._save_atom(ad)
 
     def set_task_progress(
         self, task_name: str, progress: float, details: Mapping[str, Any] | None = None
@@ -386,43 +409,47 @@ class Storage:
 
     def save(self, atom_name: str, result: Any, state: str = states.SUCCESS) -> None:
         """Store an atom's result (or Failure) together with its new state, in one write."""
-        ad = self.atom_detail(atom_name)
-        ad.put(state, result)
-        self.save_atom_detail(ad)
-        if atom_name == _INJECTOR:
-            self._injections_replaced()
+        with self.lock:
+            ad = self.atom_detail(atom_name)
+            ad.put(state, result)
+            self._save_atom(ad)
+            if atom_name == _INJECTOR:
+                self._injections_replaced()
 
     def save_retry_failure(self, retry_name: str, failed_atom_name: str, failure: Failure) -> None:
         """Add ``failure`` of ``failed_atom_name`` to the retry's latest history entry."""
-        ad = self.atom_detail(retry_name)
-        if not isinstance(ad, models.RetryDetail):
-            raise TypeError(f"Atom '{retry_name}' is not a retry controller")
-        try:
-            failures = ad.last_failures
-        except exc.NotFound:
-            ad.results.append((None, {}))
-            failures = ad.last_failures
-        existing = failures.get(failed_atom_name)
-        if existing is None or not existing.matches(failure):
-            failures[failed_atom_name] = failure
-            self.save_atom_detail(ad)
+        with self.lock:
+            ad = self.atom_detail(retry_name)
+            if not isinstance(ad, models.RetryDetail):
+                raise TypeError(f"Atom '{retry_name}' is not a retry controller")
+            try:
+                failures = ad.last_failures
+            except exc.NotFound:
+                ad.results.append((None, {}))
+                failures = ad.last_failures
+            existing = failures.get(failed_atom_name)
+            if existing is None or not existing.matches(failure):
+                failures[failed_atom_name] = failure
+                self._save_atom(ad)
 
     def cleanup_retry_history(self, retry_name: str, state: str) -> None:
         """Forget a retry's history (after it was reverted) and set its state."""
-        ad = self.atom_detail(retry_name)
-        ad.results = []
-        ad.state = state
-        self.save_atom_detail(ad)
+        with self.lock:
+            ad = self.atom_detail(retry_name)
+            ad.results = []
+            ad.state = state
+            self._save_atom(ad)
 
     def reset(self, atom_name: str, state: str = states.PENDING) -> None:
         """Clear an atom's results and put it back in ``state`` (its intention is kept)."""
         if atom_name == _INJECTOR:
             return
-        ad = self.atom_detail(atom_name)
-        if ad.state == state and ad.results is None and ad.failure is None:
-            return
-        ad.reset(state)
-        self.save_atom_detail(ad)
+        with self.lock:
+            ad = self.atom_detail(atom_name)
+            if ad.state == state and ad.results is None and ad.failure is None:
+                return
+            ad.reset(state)
+            self._save_atom(ad)
 
     # -- reads --------------------------------------------------------------------------------
 
@@ -451,16 +478,18 @@ class Storage:
         return ad.revert_results
 
     def get_execute_failures(self) -> dict[str, Failure]:
-        return {ad.name: ad.failure for ad in self._details.values() if ad.failure is not None}
+        with self.lock:  # walks every record: none may be added meanwhile
+            return {ad.name: ad.failure for ad in self._details.values() if ad.failure is not None}
 
     get_failures = get_execute_failures
 
     def get_revert_failures(self) -> dict[str, Failure]:
-        return {
-            ad.name: ad.revert_failure
-            for ad in self._details.values()
-            if ad.revert_failure is not None
-        }
+        with self.lock:
+            return {
+                ad.name: ad.revert_failure
+                for ad in self._details.values()
+                if ad.revert_failure is not None
+            }
 
     def has_failures(self) -> bool:
         return bool(self.get_execute_failures() or self.get_revert_failures())
@@ -474,12 +503,14 @@ class Storage:
         as long as this storage object.
         """
         pairs = dict(pairs)
-        if not transient and self._write_guard is not None:
-            # Owned while writing: the guard may reload this storage first (see reload).
-            with self._write_guard():
-                self._inject(pairs, transient)
-            return
-        self._inject(pairs, transient)
+        with self.lock:
+            if not transient and self._write_guard is not None:
+                # Owned while writing: the guard may reload this storage first (see reload).
+                # Entered under the lock, so that concurrent injections claim one at a time.
+                with self._write_guard():
+                    self._inject(pairs, transient)
+                return
+            self._inject(pairs, transient)
 
     def _inject(self, pairs: dict[str, Any], transient: bool) -> None:
         if transient:
@@ -491,7 +522,7 @@ class Storage:
             merged = dict(ad.results or {})
             merged.update(pairs)
             ad.put(states.SUCCESS, merged)
-            self.save_atom_detail(ad)
+            self._save_atom(ad)
         self._flow_injected.update(pairs)
         for symbol in pairs:
             providers = self._providers.setdefault(symbol, [])
@@ -520,19 +551,20 @@ class Storage:
         self, atom_name: str, pairs: Mapping[str, Any], transient: bool = True
     ) -> None:
         """Give one atom argument values by symbol (before any other source)."""
-        ad = self._details.get(atom_name)
-        if ad is None:
-            raise exc.NotFound(f"Unknown atom name '{atom_name}'")
-        if transient:
-            self._atom_transient.setdefault(atom_name, {}).update(pairs)
-        else:
-            injected = dict(ad.meta.get(META_INJECTED, {}))
-            injected.update(pairs)
-            ad.meta[META_INJECTED] = injected
-            self.save_atom_detail(ad)
-        merged = dict(ad.meta.get(META_INJECTED, {}))
-        merged.update(self._atom_transient.get(atom_name, {}))
-        self._atom_injected[atom_name] = merged
+        with self.lock:
+            ad = self._details.get(atom_name)
+            if ad is None:
+                raise exc.NotFound(f"Unknown atom name '{atom_name}'")
+            if transient:
+                self._atom_transient.setdefault(atom_name, {}).update(pairs)
+            else:
+                injected = dict(ad.meta.get(META_INJECTED, {}))
+                injected.update(pairs)
+                ad.meta[META_INJECTED] = injected
+                self._save_atom(ad)
+            merged = dict(ad.meta.get(META_INJECTED, {}))
+            merged.update(self._atom_transient.get(atom_name, {}))
+            self._atom_injected[atom_name] = merged
 
     def injected_atom_names(self) -> set[str]:
         """Names of the atoms that have values injected for them (transient or persisted)."""
@@ -677,10 +709,11 @@ class Storage:
                 return values[0] if len(values) == 1 else values
 
         results: dict[str, Any] = {}
-        for symbol in list(self._providers):
-            values = self._fetch_all_of(symbol)
-            if values:
-                results[symbol] = many_handler(values)
+        with self.lock:  # walks every provider: none may be added meanwhile
+            for symbol in list(self._providers):
+                values = self._fetch_all_of(symbol)
+                if values:
+                    results[symbol] = many_handler(values)
         return results
 
     def fetch_mapped_args(
@@ -747,7 +780,9 @@ class Storage:
         if self._connection is None:
             return None
         try:
-            return self._connection.claim_flow(self.flow_uuid, lease)
+            # Under the lock: claiming fences the connection every write goes through.
+            with self.lock:
+                return self._connection.claim_flow(self.flow_uuid, lease)
         except exc.NotImplementedError:
             LOG.warning(
                 "Backend %s does not record flow ownership: flow '%s' runs unfenced",
@@ -768,13 +803,15 @@ class Storage:
     def release(self, ownership: Ownership) -> None:
         """Give up ``ownership`` (nothing happens if another engine holds the flow since)."""
         if self._connection is not None:
-            self._connection.release_flow(self.flow_uuid, ownership.token)
+            with self.lock:
+                self._connection.release_flow(self.flow_uuid, ownership.token)
 
     # -- flow ---------------------------------------------------------------------------------
 
     def set_flow_state(self, state: str) -> None:
-        self._flowdetail.state = state
-        self._save_flow()
+        with self.lock:
+            self._flowdetail.state = state
+            self._save_flow()
 
     def get_flow_state(self) -> str:
         state = self._flowdetail.state
@@ -782,16 +819,18 @@ class Storage:
 
     def change_flow_state(self, state: str) -> tuple[bool, str]:
         """Move the flow to ``state`` if allowed; (moved, old state)."""
-        old = self.get_flow_state()
-        if states.check_flow_transition(old, state):
-            self.set_flow_state(state)
-            return True, old
-        return False, old
+        with self.lock:
+            old = self.get_flow_state()
+            if states.check_flow_transition(old, state):
+                self.set_flow_state(state)
+                return True, old
+            return False, old
 
     def update_flow_metadata(self, update_with: Mapping[str, Any]) -> None:
         if update_with:
-            self._flowdetail.meta.update(update_with)
-            self._save_flow()
+            with self.lock:
+                self._flowdetail.meta.update(update_with)
+                self._save_flow()
 
     def get_retry_history(self, retry_name: str) -> History:
         from taskflow.retry import History
@@ -802,8 +841,9 @@ class Storage:
         return History(list(ad.results), failure=ad.failure)
 
     def get_retry_histories(self) -> list[tuple[str, History]]:
-        return [
-            (name, self.get_retry_history(name))
-            for name, ad in self._details.items()
-            if isinstance(ad, models.RetryDetail)
-        ]
+        with self.lock:
+            return [
+                (name, self.get_retry_history(name))
+                for name, ad in self._details.items()
+                if isinstance(ad, models.RetryDetail)
+            ]
