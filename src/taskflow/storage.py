@@ -131,14 +131,16 @@ _NOTHING: Final[Any] = object()
 def _result_value(ad: models.AtomDetail, key: Any) -> Any:
     """The value ``ad`` provides under ``key``, its Failure, or ``_NOTHING``.
 
-    A provider counts once it has executed (SUCCESS or FAILURE) and while it reverts; a retry
-    provides the value of its latest attempt. A result that lacks ``key`` provides nothing,
-    so the lookup moves on to the next provider.
+    An atom whose execution failed provides its Failure until it is reset, whatever its state
+    (REVERTED after the failure, say), as upstream. Otherwise a provider counts once it has
+    executed (SUCCESS) and while it reverts; a retry provides the value of its latest attempt.
+    A result that lacks ``key`` provides nothing, so the lookup moves on to the next provider.
     """
+    failure = ad.failure
+    if failure is not None:
+        return failure
     if ad.state not in _EXECUTE_RESULT_STATES:
         return _NOTHING
-    if ad.failure is not None:
-        return ad.failure
     value = ad.results
     if type(ad) is models.RetryDetail:
         if not value:
@@ -454,27 +456,37 @@ class Storage:
     # -- reads --------------------------------------------------------------------------------
 
     def get_execute_result(self, atom_name: str) -> Any:
-        """The atom's execute result, or its Failure (NotFound if it has none)."""
+        """The atom's execute result, or its Failure (NotFound if it has none).
+
+        As upstream, a failed atom's Failure is returned in any state until the atom is reset
+        (after it was REVERTED, say); a result only while SUCCESS, FAILURE or REVERTING (a
+        task that succeeded and was then reverted has none).
+        """
         ad = self.atom_detail(atom_name)
+        if ad.failure is not None:
+            return ad.failure
         if ad.state not in _EXECUTE_RESULT_STATES:
             raise exc.NotFound(
                 f"Result for atom '{atom_name}' is not currently known (state {ad.state})"
             )
-        if ad.failure is not None:
-            return ad.failure
         # A retry's result is its whole history (as upstream); lookups use the latest value.
         return ad.results
 
     get = get_execute_result
 
     def get_revert_result(self, atom_name: str) -> Any:
+        """What the atom's revert returned, or its Failure (NotFound if neither is known).
+
+        A failed revert's Failure is returned in any state until the atom is reset, as
+        upstream; a revert result only while REVERTING, REVERTED or REVERT_FAILURE.
+        """
         ad = self.atom_detail(atom_name)
+        if ad.revert_failure is not None:
+            return ad.revert_failure
         if ad.state not in _REVERT_RESULT_STATES:
             raise exc.NotFound(
                 f"Revert result for atom '{atom_name}' is not currently known (state {ad.state})"
             )
-        if ad.revert_failure is not None:
-            return ad.revert_failure
         return ad.revert_results
 
     def get_execute_failures(self) -> dict[str, Failure]:
