@@ -396,18 +396,26 @@ class Storage:
     def set_task_progress(
         self, task_name: str, progress: float, details: Mapping[str, Any] | None = None
     ) -> None:
-        """Record a task's progress (and optional details about it) in its metadata."""
+        """Record a task's progress (and optional details about it) in its metadata.
+
+        As upstream: ``details`` None keeps the details reported before; empty details erase
+        them (an engine reports a task's progress with the event's other keys as details, so
+        a bare ``update_progress`` erases what an earlier report said).
+        """
         meta: dict[str, Any] = {META_PROGRESS: progress}
         if details is not None:
-            meta[META_PROGRESS_DETAILS] = {"at_progress": progress, "details": dict(details)}
+            meta[META_PROGRESS_DETAILS] = (
+                {"at_progress": progress, "details": dict(details)} if details else None
+            )
         self.update_atom_metadata(task_name, meta)
 
     def get_task_progress(self, task_name: str) -> float:
         return float(self.atom_detail(task_name).meta.get(META_PROGRESS, 0.0))
 
     def get_task_progress_details(self, task_name: str) -> dict[str, Any] | None:
+        """``{'at_progress': p, 'details': d}`` of the last report with details, else None."""
         details: dict[str, Any] | None = self.atom_detail(task_name).meta.get(META_PROGRESS_DETAILS)
-        return details
+        return details or None
 
     def save(self, atom_name: str, result: Any, state: str = states.SUCCESS) -> None:
         """Store an atom's result (or Failure) together with its new state, in one write."""
