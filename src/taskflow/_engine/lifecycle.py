@@ -313,10 +313,26 @@ class Lifecycle:
             runner.request_suspend()
 
     def run_iter(self, timeout: float | None) -> Generator[str, Any, None]:
-        """Run to a final state, yielding the loop's states; raises the flow's failures.
+        """Run to a final state, yielding the loop's states; raises the flow's failures."""
+        with self._run(timeout) as runner:
+            yield from runner.run_iter(timeout)
+            final = runner.final_state()
+            self.change_flow_state(final)
+            yield final
+        _raise_failures(runner, final)
 
-        The run owns the flow detail from start to end (see :meth:`_owning`).
-        """
+    def run(self, timeout: float | None) -> None:
+        """:meth:`run_iter` to its end, with no generator in the way (``engine.run()``)."""
+        with self._run(timeout) as runner:
+            runner.run(timeout)
+            final = runner.final_state()
+            self.change_flow_state(final)
+        _raise_failures(runner, final)
+
+    @contextlib.contextmanager
+    def _run(self, timeout: float | None) -> Iterator[Runner]:
+        """One run: owned from start to end (see :meth:`_owning`), compiled, prepared and
+        validated; gives the runner, which the block drives to its final state."""
         if self._stale:
             self._reload_from_backend()
             if self._stale:
@@ -324,57 +340,49 @@ class Lifecycle:
                     f"Can not reload flow detail '{self._flow_detail.uuid}' from the backend"
                 )
         with self._owning():
-            yield from self._run_iter(timeout)
-
-    def _run_iter(self, timeout: float | None) -> Generator[str, Any, None]:
-        self.compile()
-        try:
-            self.prepare()
-        except exc.StorageFailure:
-            # Details created in memory may not have reached the backend: start again from
-            # the backend's records next time, as for a failure during the run.
-            self._reload_from_backend()
-            raise
-        self.validate()
-        assert self.plan is not None
-        runner = Runner(
-            self.plan,
-            self.storage,
-            self._make_executor(),
-            self._atom_notifier,
-            self.change_flow_state,
-            defer_reverts=self._defer_reverts,
-            never_resolve=self._never_resolve,
-        )
-        self._runner = runner
-        started = time.monotonic()
-        try:
-            self.change_flow_state(states.RUNNING)
-            yield from runner.run_iter(timeout)
-            final = runner.final_state()
-            self.change_flow_state(final)
-            yield final
-        except GeneratorExit:
-            raise
-        except Exception as err:
-            if isinstance(err, exc.StorageFailure) and not isinstance(err, UnstorableValue):
-                # An outage: what is in memory may now be ahead of what was written. Forget
-                # it, so a later run starts again from the backend's records.
+            self.compile()
+            try:
+                self.prepare()
+            except exc.StorageFailure:
+                # Details created in memory may not have reached the backend: start again
+                # from the backend's records next time, as for a failure during the run.
                 self._reload_from_backend()
                 raise
-            # Something outside any atom broke (a retry's bad decision, an exception thrown
-            # into run_iter, a backend's own error, a value no backend can hold in a write
-            # that fails no atom): the flow can not go on, so it ends FAILURE and the error
-            # reaches the caller. The next run starts from the backend's records too.
-            with contextlib.suppress(Exception):
-                self.change_flow_state(states.FAILURE)
-            self._reload_from_backend()
-            raise
-        finally:
-            self._runner = None
-            if self._gather_statistics:
-                self.statistics = _statistics(runner, time.monotonic() - started)
-        _raise_failures(runner, final)
+            self.validate()
+            assert self.plan is not None
+            runner = Runner(
+                self.plan,
+                self.storage,
+                self._make_executor(),
+                self._atom_notifier,
+                self.change_flow_state,
+                defer_reverts=self._defer_reverts,
+                never_resolve=self._never_resolve,
+            )
+            self._runner = runner
+            started = time.monotonic()
+            try:
+                self.change_flow_state(states.RUNNING)
+                yield runner
+            except Exception as err:
+                if isinstance(err, exc.StorageFailure) and not isinstance(err, UnstorableValue):
+                    # An outage: what is in memory may now be ahead of what was written.
+                    # Forget it, so a later run starts again from the backend's records.
+                    self._reload_from_backend()
+                    raise
+                # Something outside any atom broke (a retry's bad decision, an exception
+                # thrown into run_iter, a backend's own error, a value no backend can hold in
+                # a write that fails no atom): the flow can not go on, so it ends FAILURE and
+                # the error reaches the caller. The next run starts from the backend's
+                # records too.
+                with contextlib.suppress(Exception):
+                    self.change_flow_state(states.FAILURE)
+                self._reload_from_backend()
+                raise
+            finally:
+                self._runner = None
+                if self._gather_statistics:
+                    self.statistics = _statistics(runner, time.monotonic() - started)
 
 
 def _weak_guard(lifecycle: Lifecycle) -> Callable[[], contextlib.AbstractContextManager[None]]:

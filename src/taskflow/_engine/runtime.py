@@ -27,6 +27,7 @@ before a revert starts. :meth:`Runner.prepare` rebuilds every counter from those
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import queue
 import threading
@@ -46,7 +47,7 @@ from taskflow.task import EVENT_UPDATE_PROGRESS
 from taskflow.types.failure import Failure
 
 if TYPE_CHECKING:
-    from collections.abc import Callable, Generator, Iterable, Sequence
+    from collections.abc import Callable, Generator, Iterable, Iterator, Mapping, Sequence
 
     from taskflow._engine.compiler import Plan
     from taskflow._engine.executors import AtomExecutor, Completion
@@ -116,6 +117,12 @@ class Runner:
         self.executor = executor
         self.retry_executor = SerialExecutor()
         self.atom_notifier = atom_notifier
+        # Live views, true while anything listens (tested on every transition).
+        self.atom_listening = atom_notifier.registrations
+        self.task_listening: list[Mapping[str, Any] | None] = [
+            None if atom is None or retry else atom.notifier.registrations  # type: ignore[attr-defined]
+            for atom, retry in zip(plan.atoms, plan.is_retry, strict=True)
+        ]
         self.change_flow_state = change_flow_state
         self.defer_reverts = defer_reverts
         self.never_resolve = never_resolve
@@ -190,7 +197,7 @@ class Runner:
             return
         ad.state = state
         self.save(ad)
-        if self.atom_notifier:
+        if self.atom_listening:
             self._notify_atom(node, state, old)
 
     # -- preparation (also the resume path) --------------------------------------------------
@@ -480,9 +487,9 @@ class Runner:
         ad.state = _RUNNING
         if self.persists:
             self.save(ad)
-        if self.atom_notifier:
+        if self.atom_listening:
             self._notify_atom(node, _RUNNING, old)
-        if plan.reports_progress[node] or atom.notifier:  # type: ignore[attr-defined]
+        if plan.reports_progress[node] or self.task_listening[node]:
             atom.update_progress(0.0)  # type: ignore[attr-defined]
         self.in_flight.add(node)
         self.executor.submit((node, atom, EXECUTE, kwargs))
@@ -537,9 +544,9 @@ class Runner:
                         ad.results = kept
                     self._complete_execute(node, False, self._unstorable(atom.name, "result", err))
                     return
-            if self.atom_notifier:
+            if self.atom_listening:
                 self._notify_atom(node, _SUCCESS, old, value)
-            if is_task and (self.plan.reports_progress[node] or atom.notifier):  # type: ignore[attr-defined]
+            if is_task and (self.plan.reports_progress[node] or self.task_listening[node]):
                 atom.update_progress(1.0)  # type: ignore[attr-defined]
             if self.rev_mode[node]:
                 self._revert_when_ready(node)
@@ -549,7 +556,7 @@ class Runner:
         ad.put(_FAILURE, value)
         self.save(ad)
         self.failures[atom.name] = value
-        if self.atom_notifier:
+        if self.atom_listening:
             self._notify_atom(node, _FAILURE, old, value)
         if self.rev_mode[node]:
             self._revert_when_ready(node)
@@ -710,7 +717,7 @@ class Runner:
         self._set_state(node, states.REVERTING)
         self.in_flight.add(node)
         if is_task:
-            if self.plan.reports_progress[node] or atom.notifier:  # type: ignore[attr-defined]
+            if self.plan.reports_progress[node] or self.task_listening[node]:
                 atom.update_progress(0.0)  # type: ignore[attr-defined]
             kwargs["result"] = ad.failure if ad.failure is not None else ad.results
             self.executor.submit((node, atom, REVERT, kwargs))
@@ -737,16 +744,16 @@ class Runner:
                 ok = False
                 value = self._unstorable(atom.name, "revert result", err)
         if ok:
-            if self.atom_notifier:
+            if self.atom_listening:
                 self._notify_atom(node, states.REVERTED, old, value)
-            if is_task and (self.plan.reports_progress[node] or atom.notifier):  # type: ignore[attr-defined]
+            if is_task and (self.plan.reports_progress[node] or self.task_listening[node]):
                 atom.update_progress(1.0)  # type: ignore[attr-defined]
             if not self.draining:
                 self._finish_revert(node)
         else:
             ad.put(states.REVERT_FAILURE, value)
             self.save(ad)
-            if self.atom_notifier:
+            if self.atom_listening:
                 self._notify_atom(node, states.REVERT_FAILURE, old, value)
             self.revert_failed = True
 
@@ -805,7 +812,7 @@ class Runner:
         ad.reset(states.PENDING)
         ad.intention = _EXECUTE
         self.save(ad)
-        if old != states.PENDING and self.atom_notifier:
+        if old != states.PENDING and self.atom_listening:
             self._notify_atom(node, states.PENDING, old)
 
     # -- the loop ------------------------------------------------------------------------------
@@ -815,11 +822,48 @@ class Runner:
 
         Sending a true value into the generator asks the run to suspend.
         """
+        with self._running(timeout) as steps:
+            seconds = self.seconds
+            clock = time.monotonic
+            state = states.RESUMING
+            while state != machine.GAME_OVER:
+                if (yield state):
+                    self.request_suspend()
+                work, key, row = steps[state]
+                started = clock()
+                event = work()
+                seconds[key] += clock() - started
+                state = row[event] if event in row else machine.next_state(state, event)
+
+    def run(self, timeout: float | None = None) -> None:
+        """:meth:`run_iter` to its end, without a generator (what ``engine.run()`` does)."""
+        with self._running(timeout) as steps:
+            seconds = self.seconds
+            clock = time.monotonic
+            state = states.RESUMING
+            game_over = machine.GAME_OVER
+            # "while True": CPython 3.11 specializes a function's bytecode after a few calls
+            # or backward jumps, and only an unconditional jump back counts; this function
+            # runs once per run, so a conditional loop would stay unspecialized.
+            while True:
+                work, key, row = steps[state]
+                started = clock()
+                event = work()
+                seconds[key] += clock() - started
+                state = row[event] if event in row else machine.next_state(state, event)
+                if state == game_over:
+                    break
+
+    @contextlib.contextmanager
+    def _running(
+        self, timeout: float | None
+    ) -> Iterator[dict[str, tuple[Callable[[], str], str, dict[str, str]]]]:
+        """Start the executors for a run and stop them however it ends; gives the loop's steps
+        (per state: the work it does, returning an event; its statistics key; its row of the
+        transition table)."""
         executor = self.executor
         self.timeout = timeout
-        # Per state: the work it does (returning an event), its statistics key and its row
-        # of the transition table.
-        steps: dict[str, tuple[Callable[[], str], str, dict[str, str]]] = {
+        steps = {
             state: (work, state.lower(), machine.BY_STATE[state])
             for state, work in (
                 (states.RESUMING, self._resuming),
@@ -828,8 +872,6 @@ class Runner:
                 (states.ANALYZING, self._analyzing),
             )
         }
-        seconds = self.seconds
-        clock = time.monotonic
         # Completions of inline calls need no queue: they are made in this thread.
         progress = self._progress_sink()
         # Started before the task executor and shut down after it: an inline executor's
@@ -841,15 +883,7 @@ class Runner:
                 self.arrived.append if executor.inline else self.completions.put, progress
             )
             started_executor = True
-            state = states.RESUMING
-            while state != machine.GAME_OVER:
-                if (yield state):
-                    self.request_suspend()
-                work, key, row = steps[state]
-                started = clock()
-                event = work()
-                seconds[key] += clock() - started
-                state = row[event] if event in row else machine.next_state(state, event)
+            yield steps
         except BaseException:
             aborted = True  # an error, an interrupt (Ctrl-C), or the generator closed
             raise

@@ -9,7 +9,7 @@ from __future__ import annotations
 import contextlib
 import copy
 import logging
-from collections.abc import Callable, Iterable, Iterator
+from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from typing import Any, Self
 
 __all__ = ["Listener", "Notifier", "RestrictedNotifier", "register_deregister"]
@@ -94,6 +94,13 @@ class Notifier:
 
     def __bool__(self) -> bool:
         return bool(self._topics)
+
+    @property
+    def registrations(self) -> Mapping[str, Sequence[Listener]]:
+        """The listeners by event type: a live, read-only view that stays the same object for
+        the notifier's life, true while anything is registered. Engines keep it to test for
+        listeners on their hot path without a call per test."""
+        return self._topics
 
     def is_registered(
         self, event_type: str, callback: Callback, details_filter: DetailsFilter | None = None

@@ -98,8 +98,7 @@ class ActionEngine(base.Engine):
 
     def run(self, timeout: float | None = None) -> None:
         with self._locked(), gc_frozen():
-            for _state in self._core.run_iter(timeout):
-                pass
+            self._core.run(timeout)
 
     def run_iter(self, timeout: float | None = None) -> Generator[str, Any, None]:
         with self._locked():
