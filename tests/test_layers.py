@@ -36,6 +36,9 @@ LAYERS: dict[str, int] = {
     # 4. Engines.
     "taskflow.engines": 4,
     "taskflow._engine": 4,
+    # 5. Distribution.
+    "taskflow.jobs": 5,
+    "taskflow._jobs": 5,
     # 6. Faces.
     "taskflow.listeners": 6,
     "taskflow.formatters": 6,

@@ -28,6 +28,11 @@ BUILTINS: dict[str, dict[str, str]] = {
         "dir": "taskflow.persistence.backends.impl_dir:DirBackend",
         "file": "taskflow.persistence.backends.impl_dir:DirBackend",
     },
+    "taskflow.jobboards": {
+        "sqlite": "taskflow.jobs.backends.impl_sqlalchemy:SQLAlchemyJobBoard",
+        "postgresql": "taskflow.jobs.backends.impl_sqlalchemy:SQLAlchemyJobBoard",
+        "mysql": "taskflow.jobs.backends.impl_sqlalchemy:SQLAlchemyJobBoard",
+    },
     "taskflow.engines": {
         "default": "taskflow.engines.action_engine.engine:SerialActionEngine",
         "serial": "taskflow.engines.action_engine.engine:SerialActionEngine",
