@@ -788,11 +788,12 @@ class Storage:
 
     # -- ownership ----------------------------------------------------------------------------
 
-    def claim(self, lease: float) -> Ownership | None:
+    def claim(self, lease: float, fencing_token: int | None = None) -> Ownership | None:
         """Own the flow detail for ``lease`` seconds: this storage's writes are then fenced.
 
         None without a backend (nothing to share), or with a backend that does not record
         ownership (a user's own backend: it runs unfenced, with a warning).
+        ``fencing_token``: see :meth:`taskflow.persistence.base.Connection.claim_flow`.
 
         Raises:
             taskflow.exceptions.FlowOwned: another engine owns the flow.
@@ -802,7 +803,7 @@ class Storage:
         try:
             # Under the lock: claiming fences the connection every write goes through.
             with self.lock:
-                return self._connection.claim_flow(self.flow_uuid, lease)
+                return self._connection.claim_flow(self.flow_uuid, lease, fencing_token)
         except exc.NotImplementedError:
             LOG.warning(
                 "Backend %s does not record flow ownership: flow '%s' runs unfenced",

@@ -524,6 +524,49 @@ def test_a_lapsed_lease_is_taken_over_and_the_old_owner_is_fenced(connection, ot
     assert connection.read_ownership(fd.uuid) == new
 
 
+def test_a_larger_fencing_token_takes_a_live_flow_and_fences_its_owner(
+    connection, other_connection
+):
+    # A conductor paused past its job's lease still holds the flow (its lease here is long);
+    # the job's next holder, with the next job token, takes the flow at once.
+    _book, fd = _saved_flow(connection)
+    old = connection.claim_flow(fd.uuid, lease=30, fencing_token=1)
+    assert old.token >= 1 * 2**32
+    new = other_connection.claim_flow(fd.uuid, lease=30, fencing_token=2)
+    assert new.token > old.token
+    assert new.token >= 2 * 2**32
+    ad = next(iter(fd))
+    ad.state = states.RUNNING
+    with pytest.raises(exc.OwnershipLost):
+        connection.update_atom_details(ad)
+    with pytest.raises(exc.OwnershipLost):
+        connection.renew_flow(fd.uuid, old.token, lease=30)
+    assert connection.read_ownership(fd.uuid) == new
+
+
+def test_an_equal_or_smaller_fencing_token_does_not_take_a_live_flow(connection, other_connection):
+    _book, fd = _saved_flow(connection)
+    mine = connection.claim_flow(fd.uuid, lease=30, fencing_token=3)
+    for stale in (3, 2):
+        with pytest.raises(exc.FlowOwned):
+            other_connection.claim_flow(fd.uuid, lease=30, fencing_token=stale)
+    with pytest.raises(exc.FlowOwned):
+        other_connection.claim_flow(fd.uuid, lease=30)  # and none at all
+    assert connection.read_ownership(fd.uuid) == mine
+    # Once released, a smaller fencing token claims as usual, with a still larger token.
+    connection.release_flow(fd.uuid, mine.token)
+    after = other_connection.claim_flow(fd.uuid, lease=30, fencing_token=1)
+    assert after.token == mine.token + 1
+
+
+@pytest.mark.parametrize("bad", [0, -1, 2**31, 1.5, "1", True])
+def test_a_bad_fencing_token_is_refused_before_anything_is_written(connection, bad):
+    _book, fd = _saved_flow(connection)
+    with pytest.raises(ValueError, match="fencing token"):
+        connection.claim_flow(fd.uuid, lease=30, fencing_token=bad)
+    assert connection.read_ownership(fd.uuid) is None
+
+
 def test_renewing_keeps_the_flow(connection, other_connection):
     import time
 

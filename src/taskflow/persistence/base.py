@@ -102,6 +102,27 @@ def _process_gone(pid: int) -> bool:
     return False
 
 
+#: Flow tokens per fencing token (see :meth:`Connection.claim_flow`): a claim made with
+#: fencing token ``t`` takes a token in ``[t * FENCING_BAND, (t + 1) * FENCING_BAND)``, so
+#: flow tokens order claims by their fencing tokens first (and fit a signed 64-bit column).
+FENCING_BAND = 2**32
+
+
+def _fencing_floor(fencing_token: int | None) -> int:
+    """The smallest flow token of a claim made with ``fencing_token`` (0 without one)."""
+    if fencing_token is None:
+        return 0
+    if (
+        not isinstance(fencing_token, int)
+        or isinstance(fencing_token, bool)
+        or not 0 < fencing_token < 2**31
+    ):
+        raise ValueError(
+            f"A fencing token must be a positive integer below 2**31, not {fencing_token!r}"
+        )
+    return fencing_token * FENCING_BAND
+
+
 def claimable(current: Ownership | None, now: float, host: str) -> bool:
     """Whether a flow with ``current`` ownership may be claimed by a newcomer on ``host``."""
     if current is None or current.owner is None or current.expires is None:
@@ -311,7 +332,9 @@ class Connection(abc.ABC):
         """
         raise exc.NotImplementedError(f"{type(self).__name__} does not record flow ownership")
 
-    def claim_flow(self, flow_uuid: str, lease: float = DEFAULT_LEASE) -> Ownership:
+    def claim_flow(
+        self, flow_uuid: str, lease: float = DEFAULT_LEASE, fencing_token: int | None = None
+    ) -> Ownership:
         """Make this connection the owner of the flow detail ``flow_uuid`` for ``lease`` s.
 
         Succeeds when nobody owns the flow, when its owner's lease lapsed, or when its owner
@@ -319,23 +342,32 @@ class Connection(abc.ABC):
         earlier one; from now on, this connection's writes are refused with
         :class:`~taskflow.exceptions.OwnershipLost` once another connection claims the flow.
 
+        ``fencing_token`` is the token of a claim made elsewhere for this run (a conductor's
+        claim of the job, whose tokens only increase): the claim then also succeeds over a
+        live owner that claimed with a smaller one, so a job's new holder takes its flow at
+        once from a holder that was paused past its job's lease. Such claims take tokens of
+        at least ``fencing_token * 2**32`` (see :data:`FENCING_BAND`), above every token of a
+        claim made for an earlier job token.
+
         Raises:
             taskflow.exceptions.FlowOwned: another owner holds the flow (named in the
                 message).
+            ValueError: ``fencing_token`` is not a positive integer below 2**31.
         """
+        floor = _fencing_floor(fencing_token)
         host = socket.gethostname()
         name = f"{host}:{os.getpid()}:{os.urandom(4).hex()}"
         while True:
             current = self.read_ownership(flow_uuid)
             now = time.time()
-            if not claimable(current, now, host):
+            if not claimable(current, now, host) and not (current and current.token < floor):
                 assert current is not None
                 raise exc.FlowOwned(
                     f"Flow detail '{flow_uuid}' is being run by '{current.owner}' (pid"
                     f" {current.pid} on {current.host}, lease until"
                     f" {time.strftime('%Y-%m-%d %H:%M:%S', time.localtime(current.expires))})"
                 )
-            token = current.token + 1 if current is not None else 1
+            token = max(current.token + 1 if current is not None else 1, floor)
             mine = Ownership(name, host, os.getpid(), token, now + lease)
             if self.swap_ownership(flow_uuid, None if current is None else current.token, mine):
                 self._fence = (flow_uuid, token)
