@@ -210,3 +210,57 @@ def test_a_paused_owner_is_taken_over_after_its_lease_and_then_fenced(tmp_path: 
     runs = _executions(journal)
     assert all(count <= 2 for count in runs.values())
     assert sum(count - 1 for count in runs.values()) <= 1
+
+
+def test_a_run_with_a_larger_fencing_token_takes_the_flow_from_a_live_engine(tmp_path: Path):
+    """A conductor's engine runs with its job claim's token: a holder paused past the job's
+    lease still owns the flow (its flow lease is long), and the job's next holder takes it."""
+    services.need_module("sqlalchemy", "database")
+    conf = {"connection": f"sqlite:///{tmp_path / 'flows.db'}"}
+    started, stale_gate, open_gate = threading.Event(), threading.Event(), threading.Event()
+    open_gate.set()
+    with backends.backend(conf) as backend:
+        detail = _saved_flow(backend)
+
+        def load(token: int, gate: threading.Event) -> Any:
+            with backend.get_connection() as conn:
+                fresh = conn.get_flow_details(detail.uuid)
+            flow = lf.Flow("owned").add(Slow("a", started, gate), Slow("b", started, gate))
+            return engines.load(
+                flow, flow_detail=fresh, backend=backend, fencing_token=token, ownership_lease=60
+            )
+
+        stale, current = load(1, stale_gate), load(2, open_gate)
+        outcome: list[BaseException] = []
+
+        def run_stale() -> None:
+            try:
+                stale.run()
+            except BaseException as err:
+                outcome.append(err)
+
+        runner = threading.Thread(target=run_stale)
+        runner.start()
+        try:
+            assert started.wait(10)  # the stale engine is inside its first task...
+            current.run()  # ...and the next holder runs the whole flow meanwhile
+        finally:
+            stale_gate.set()
+            runner.join(20)
+        # Its first task's end could not be recorded: it stopped there.
+        assert len(outcome) == 1
+        assert isinstance(outcome[0], exceptions.OwnershipLost)
+        with backend.get_connection() as conn:
+            stored = conn.get_flow_details(detail.uuid)
+            owner = conn.read_ownership(detail.uuid)
+        assert stored.state == states.SUCCESS
+        assert owner.token >= 2 * 2**32
+        assert not owner.held
+
+
+@pytest.mark.parametrize("bad", [0, -3, "x", 1.5, True])
+def test_a_bad_fencing_token_option_is_refused_when_the_engine_is_made(bad: Any):
+    with pytest.raises(ValueError, match="fencing_token"):
+        engines.load(
+            lf.Flow("f").add(Slow("a", threading.Event(), threading.Event())), fencing_token=bad
+        )

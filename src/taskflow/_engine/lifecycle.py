@@ -90,6 +90,9 @@ class Lifecycle:
         self._lease = as_float(options, "ownership_lease", DEFAULT_LEASE)
         if self._lease <= 0:
             raise ValueError(f"'ownership_lease' must be positive, not {self._lease}")
+        #: The token of a claim made elsewhere for this run (a conductor's job claim): the
+        #: run's ownership of the flow takes over from a holder with a smaller one.
+        self._fencing_token = _fencing_token(options.get("fencing_token"))
         self._ownership: Ownership | None = None
         # The token of this engine's last ownership: a claim that gets the next one knows
         # nobody else ran the flow meanwhile; any other claim reloads it from the backend.
@@ -254,7 +257,7 @@ class Lifecycle:
         if self._ownership is not None:
             yield
             return
-        ownership = self.storage.claim(self._lease)
+        ownership = self.storage.claim(self._lease, self._fencing_token)
         if ownership is None:
             yield
             return
@@ -383,6 +386,19 @@ class Lifecycle:
                 self._runner = None
                 if self._gather_statistics:
                     self.statistics = _statistics(runner, time.monotonic() - started)
+
+
+def _fencing_token(value: Any) -> int | None:
+    """The ``fencing_token`` engine option: None or a positive integer (as text too)."""
+    if value is None:
+        return None
+    try:
+        token = int(value) if isinstance(value, str) else value
+    except ValueError:
+        token = value
+    if not isinstance(token, int) or isinstance(token, bool) or token <= 0:
+        raise ValueError(f"'fencing_token' must be a positive integer, not {value!r}")
+    return token
 
 
 def _weak_guard(lifecycle: Lifecycle) -> Callable[[], contextlib.AbstractContextManager[None]]:
