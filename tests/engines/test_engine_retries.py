@@ -486,3 +486,26 @@ def test_atoms_after_a_reverted_retry_subflow_are_marked_reverted_too(load):
         "after": (states.PENDING, RT),
     }
     assert engine.storage.get_flow_state() == states.REVERTED
+
+
+def test_a_retry_writes_nothing_for_atoms_after_it_that_never_ran(load, memory_backend):
+    # The atoms after a retried subflow belong to what the retry reverts and resets; those
+    # that never ran need no record written for that (two writes each per attempt otherwise).
+    flow = lf.Flow("o").add(
+        lf.Flow("f", retry.Times(3, name="r", provides="v")).add(FailUnless("b", ok=[3])),
+        *(Work(f"after{i}") for i in range(3)),
+    )
+    engine = load(flow, backend=memory_backend)
+    writes: list[tuple[str, str, str]] = []
+    save = engine.storage.save_atom_detail
+
+    def recording_save(ad):
+        writes.append((ad.name, ad.state, ad.intention))
+        save(ad)
+
+    engine.storage.save_atom_detail = recording_save
+    engine.run()
+    assert [w for w in writes if w[0].startswith("after")] == [
+        (f"after{i}", state, E) for i in range(3) for state in (states.RUNNING, S)
+    ]
+    assert len(engine.storage.get_retry_history("r")) == 3

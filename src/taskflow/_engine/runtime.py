@@ -642,15 +642,26 @@ class Runner:
             self.save(ad)
             self.rev_mode[retry] = True
             self.rev_done[retry] = False
-        self._mark_revert(scope, persist=True)
+        self._mark_revert(scope, persist=True, retrying=retry is not None)
         self._recompute_revert()
 
-    def _mark_revert(self, scope: Iterable[int], persist: bool) -> None:
+    def _mark_revert(self, scope: Iterable[int], persist: bool, retrying: bool = False) -> None:
+        """Put ``scope`` in revert mode, with intention REVERT.
+
+        When the scope is about to be retried, atoms that never ran keep their intention: the
+        retry's own RETRY intention brings the whole subgraph back on resume, so marking them
+        (a write each) only to reset them (another) would cost two writes per atom after the
+        retry for nothing.
+        """
         ads = self.ads
         rev_mode = self.rev_mode
         for node in scope:
             ad = ads[node]
-            if ad is not None and ad.intention != _REVERT:
+            if (
+                ad is not None
+                and ad.intention != _REVERT
+                and not (retrying and ad.state == states.PENDING and ad.intention == _EXECUTE)
+            ):
                 ad.intention = _REVERT
                 if persist:
                     self.save(ad)
@@ -809,6 +820,8 @@ class Runner:
             return
         self.failures.pop(ad.name, None)
         old = ad.state
+        if old == states.PENDING and ad.intention == _EXECUTE and ad.failure is None:
+            return  # never ran (see _mark_revert): nothing to reset or write
         ad.reset(states.PENDING)
         ad.intention = _EXECUTE
         self.save(ad)
