@@ -214,6 +214,7 @@ INT_DIGITS = 4300
 
 # Values JSON holds as they are (exact types; subclasses take the general path).
 _PLAIN = frozenset((str, int, float, bool, type(None)))
+_STR = frozenset((str,))
 _CONTAINERS = (list, tuple, dict, set, frozenset)
 # allow_nan=False: NaN and infinities are not JSON; a database (PostgreSQL) rejects them.
 _STRICT = json.JSONEncoder(separators=(",", ":"), allow_nan=False).encode
@@ -272,11 +273,15 @@ def dumps_checked(obj: Any, limits: Limits, name: str = "the value") -> str:
     try:
         if kind in _PLAIN:
             text = _STRICT(obj)
-        elif kind is dict and all(
-            type(k) is str and type(v) in _PLAIN and k not in _MARKERS for k, v in obj.items()
+        elif (
+            kind is dict
+            and _MARKERS.isdisjoint(obj)
+            and _STR.issuperset(map(type, obj))
+            and _PLAIN.issuperset(map(type, obj.values()))
         ):
             # The common case (an atom's meta, like {"progress": 1.0}): flat, string keys
-            # and plain values need no marker encoding, so skip the recursive walk.
+            # and plain values need no marker encoding, so skip the recursive walk. (Set
+            # operations over map(): checked without a Python frame per item.)
             text = _STRICT(obj)
         else:
             text = _STRICT(to_jsonable(obj))
