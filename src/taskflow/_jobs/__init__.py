@@ -54,7 +54,8 @@ What a store must guarantee
     ``connect``), or ``timeout`` passes; True/False. Spurious True is fine, a missed
     change is not (for changes made through any store on the same board). Called by one
     thread at a time (the board's watcher). Push where the service offers it (LISTEN/
-    NOTIFY, watches, keyspace events), else cheap polling at ~10 ms.
+    NOTIFY, watches, keyspace events), else cheap polling at ~10 ms. ``interrupt()``
+    (called from another thread when the board closes) makes a blocked call return soon.
 ``register_entity(kind, name, metadata)``
     Records (or replaces) an entity; informational.
 

@@ -43,6 +43,8 @@ LOG = logging.getLogger("taskflow.jobs")
 DEFAULT_LEASE = 3.0
 #: Seconds ``connect()`` may take unless ``connect_timeout`` says otherwise.
 DEFAULT_CONNECT_TIMEOUT = 10.0
+#: Longest single wait of the watcher in the store (it checks for close() in between).
+_WATCH_SLICE = 1.0
 
 
 def lease_from_conf(conf: Mapping[str, Any]) -> float:
@@ -184,8 +186,11 @@ class Board(base.NotifyingJobBoard):
         self.connect_timeout = as_float(conf, "connect_timeout", DEFAULT_CONNECT_TIMEOUT)
         self._persistence = persistence
         self._emit = emit_notifications
-        # Claims this object made and still renews: job uuid -> (owner, token).
+        # Claims this object made: job uuid -> (owner, token). Renewed by the heartbeat
+        # unless in _lost (the store refused a renewal: someone else claimed the job since);
+        # a lost claim's token is kept so that releasing it is refused, not done by name.
         self._held: dict[str, tuple[str, int]] = {}
+        self._lost: set[str] = set()
         self._held_lock = threading.Lock()
         # Jobs listed so far, by uuid: the same object is handed out for one job, and the
         # set tells POSTED/REMOVAL apart from jobs already seen. Removed jobs are dropped.
@@ -234,6 +239,7 @@ class Board(base.NotifyingJobBoard):
             return
         stop.set()
         self._wake()
+        self.store.interrupt()
         for thread in self._threads:
             if thread is not threading.current_thread():
                 thread.join()
@@ -241,6 +247,7 @@ class Board(base.NotifyingJobBoard):
         self.store.close()
         with self._held_lock:
             self._held.clear()
+            self._lost.clear()
 
     def _connected(self) -> None:
         if self._stop is None:
@@ -345,8 +352,10 @@ class Board(base.NotifyingJobBoard):
     def _watch(self, stop: threading.Event) -> None:
         while not stop.is_set():
             try:
-                changed = self.store.wait_changed(0.5)
+                changed = self.store.wait_changed(_WATCH_SLICE)
             except Exception:
+                if stop.is_set():
+                    break
                 LOG.warning("Jobboard %r: waiting for changes failed", self.name, exc_info=True)
                 stop.wait(0.5)
                 changed = True  # we may have missed one
@@ -393,6 +402,7 @@ class Board(base.NotifyingJobBoard):
         token = self.store.claim(job.uuid, who, self.lease)
         with self._held_lock:
             self._held[job.uuid] = (who, token)
+            self._lost.discard(job.uuid)
         if isinstance(job, BoardJob):
             old = job._listing
             job._update(Listing(old.posting, who, token, old.attempts, datetime.now(UTC)))
@@ -410,6 +420,7 @@ class Board(base.NotifyingJobBoard):
             with self._held_lock:
                 if self._held.get(job.uuid) == held:
                     self._held.pop(job.uuid, None)
+                    self._lost.discard(job.uuid)
         if isinstance(job, BoardJob):
             old = job._listing
             attempts = old.attempts + (outcome is Outcome.ABANDON)
@@ -442,13 +453,13 @@ class Board(base.NotifyingJobBoard):
     def holds(self, job: base.Job) -> bool:
         """Whether this board object holds a claim on ``job`` that it still renews."""
         with self._held_lock:
-            return job.uuid in self._held
+            return job.uuid in self._held and job.uuid not in self._lost
 
     def _heartbeat(self, stop: threading.Event) -> None:
         interval = self.lease / 3
         while not stop.wait(interval):
             with self._held_lock:
-                held = list(self._held.items())
+                held = [item for item in self._held.items() if item[0] not in self._lost]
             for uuid, (owner, token) in held:
                 try:
                     kept = self.store.renew(uuid, owner, token, self.lease)
@@ -466,4 +477,4 @@ class Board(base.NotifyingJobBoard):
                     )
                     with self._held_lock:
                         if self._held.get(uuid) == (owner, token):
-                            del self._held[uuid]
+                            self._lost.add(uuid)

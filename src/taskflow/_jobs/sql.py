@@ -136,6 +136,10 @@ class _Kind:
     def stop(self) -> None:
         """Release what :meth:`start` and :meth:`wait_changed` opened."""
 
+    def interrupt(self) -> None:
+        """Wake a :meth:`wait_changed` blocked in another thread."""
+        self.store._wake.set()
+
     def wait_changed(self, timeout: float) -> bool:
         """Polls a digest of the namespace's rows; a change in it is a change."""
         deadline = time.monotonic() + timeout
@@ -219,6 +223,11 @@ class _PostgreSQL(_Kind):
 
     def notify(self, conn: sa.Connection) -> None:
         conn.execute(sa.select(sa.func.pg_notify(self.channel, "")))
+
+    def interrupt(self) -> None:
+        # The listener blocks in the driver: a notification is what wakes it.
+        with contextlib.suppress(Exception), self.store.engine.begin() as conn:
+            self.notify(conn)
 
     def stop(self) -> None:
         with self._lock:
@@ -539,6 +548,11 @@ class SQLStore:
             )
 
     # -- waiting --------------------------------------------------------------------------------
+
+    def interrupt(self) -> None:
+        kind = self._kind
+        if kind is not None:
+            kind.interrupt()
 
     def wait_changed(self, timeout: float) -> bool:
         kind = self._kind

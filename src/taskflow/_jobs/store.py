@@ -98,4 +98,7 @@ class BoardStore(Protocol):
 
     def wait_changed(self, timeout: float) -> bool: ...
 
+    def interrupt(self) -> None:
+        """Make a ``wait_changed`` blocked in another thread return soon (closing)."""
+
     def register_entity(self, kind: str, name: str, metadata: dict[str, Any]) -> None: ...
