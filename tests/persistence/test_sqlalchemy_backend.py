@@ -661,3 +661,29 @@ def test_update_survives_sigkill_right_after_returning(tmp_path, synchronous):
     with _backend(path) as backend, backend.get_connection() as conn:
         stored = conn.get_atom_details(ad.uuid)
     assert (stored.state, stored.results) == (states.SUCCESS, {"written": "before the kill"})
+
+
+def test_empty_json_columns_are_stored_as_sql_null(tmp_path):
+    # Upstream stores a missing result or failure as NULL; SQLite gets it through a
+    # cheaper parameter than None, and the row must still hold NULL, not ''.
+    path = tmp_path / "a.db"
+    backend = _upgraded(path)
+    with backend:
+        _, ad = _saved_atom(backend)
+        ad.put(states.SUCCESS, None)
+        with backend.get_connection() as conn:
+            conn.update_atom_details(ad)
+        ad.put(states.FAILURE, Failure.from_exception(RuntimeError("boom")))
+        with backend.get_connection() as conn:
+            conn.update_atom_details(ad)
+            stored = conn.get_atom_details(ad.uuid)
+    with sqlite3.connect(path) as db:
+        row = db.execute(
+            "SELECT results, failure IS NOT NULL, revert_results, revert_failure"
+            " FROM atomdetails WHERE uuid = ?",
+            (ad.uuid,),
+        ).fetchone()
+    db.close()
+    assert row == (None, 1, None, None)
+    assert stored.results is None
+    assert stored.failure is not None

@@ -629,7 +629,9 @@ class Connection(base.Connection):
         raw_now = raw_time(now)
         atoms = []
         for ad in fd:
-            values = tables.atom_values(ad, raw_now, self._dialect.json_limits)
+            values = tables.atom_values(
+                ad, raw_now, self._dialect.json_limits, self._dialect.json_null
+            )
             values.update(
                 p_uuid=ad.uuid,
                 p_parent_uuid=fd.uuid,
@@ -875,7 +877,10 @@ class Connection(base.Connection):
         Returns:
             ``atom_detail`` itself, which now equals the stored record.
         """
-        params = tables.atom_values(atom_detail, self._dialect.raw_now(), self._dialect.json_limits)
+        dialect = self._dialect
+        params = tables.atom_values(
+            atom_detail, dialect.raw_now(), dialect.json_limits, dialect.json_null
+        )
         params["p_uuid"] = atom_detail.uuid
         statement = self._backend._atom_update
         if self._fence is not None:

@@ -165,13 +165,16 @@ def _version(version: Any) -> str | None:
     return str(version)
 
 
-def atom_values(ad: models.AtomDetail, now: Any, limits: Mapping[str, Limits]) -> dict[str, Any]:
+def atom_values(
+    ad: models.AtomDetail, now: Any, limits: Mapping[str, Limits], null: str | None = None
+) -> dict[str, Any]:
     """The ``p_<column>`` parameters of ``ATOM_VALUES`` plus ``p_name``, JSON encoded.
 
     Args:
         ad: the atom detail.
         now: its ``updated_at``, as the driver takes it.
         limits: what each JSON column holds (``Dialect.json_limits``).
+        null: what stands for SQL NULL in a JSON column (``Dialect.json_null``).
 
     Raises:
         UnstorableValue: a result, revert result or meta value the database can not store
@@ -183,18 +186,25 @@ def atom_values(ad: models.AtomDetail, now: Any, limits: Mapping[str, Limits]) -
             [value, {name: _failure_data(f) for name, f in failures.items()}]
             for value, failures in results
         ]
+    revert_results = ad.revert_results
     try:
         return {
             "p_name": ad.name,
             "p_version": _version(ad.version),
             "p_state": ad.state,
             "p_intention": ad.intention,
-            "p_results": _json(results, limits["atomdetails.results"], "results"),
-            "p_failure": _failure_json(ad.failure),
-            "p_revert_results": _json(
-                ad.revert_results, limits["atomdetails.revert_results"], "revert_results"
+            "p_results": null
+            if results is None
+            else dumps_checked(results, limits["atomdetails.results"], "results"),
+            "p_failure": null if ad.failure is None else _failure_json(ad.failure),
+            "p_revert_results": null
+            if revert_results is None
+            else dumps_checked(
+                revert_results, limits["atomdetails.revert_results"], "revert_results"
             ),
-            "p_revert_failure": _failure_json(ad.revert_failure),
+            "p_revert_failure": null
+            if ad.revert_failure is None
+            else _failure_json(ad.revert_failure),
             "p_meta": _json(ad.meta, limits["atomdetails.meta"], "meta"),
             "p_updated_at": now,
         }
