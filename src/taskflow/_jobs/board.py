@@ -18,7 +18,7 @@ import threading
 import time
 import uuid as uuidlib
 from datetime import UTC, datetime
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, ClassVar
 
 from taskflow import exceptions as exc
 from taskflow import states
@@ -171,6 +171,10 @@ class Board(base.NotifyingJobBoard):
         emit_notifications: whether :attr:`notifier` gets POSTED/REMOVAL events.
     """
 
+    #: The class of the jobs this board hands out (a kind may add methods, as Redis's
+    #: ``expires_in``); it is built as ``job_class(board, listing, persistence)``.
+    job_class: ClassVar[type[BoardJob]] = BoardJob
+
     def __init__(
         self,
         name: str,
@@ -258,7 +262,7 @@ class Board(base.NotifyingJobBoard):
     def _job(self, listing: Listing) -> BoardJob:
         job = self._known.get(listing.posting.uuid)
         if job is None:
-            job = BoardJob(self, listing, self._persistence)
+            job = self.job_class(self, listing, self._persistence)
         else:
             job._update(listing)
         return job
@@ -314,7 +318,7 @@ class Board(base.NotifyingJobBoard):
         self._connected()
         for entry in self.store.trash():
             listing = Listing(entry.posting, None, None, entry.attempts, entry.trashed_on)
-            job = BoardJob(self, listing, self._persistence)
+            job = self.job_class(self, listing, self._persistence)
             yield base.TrashedJob(job, entry.reason, entry.trashed_on)
 
     # -- waiting --------------------------------------------------------------------------------
@@ -386,7 +390,7 @@ class Board(base.NotifyingJobBoard):
             created_on=datetime.now(UTC),
         )
         posting = self.store.post(posting)
-        job = BoardJob(self, Listing(posting, None, None, 0, None), self._persistence)
+        job = self.job_class(self, Listing(posting, None, None, 0, None), self._persistence)
         if book is not None:
             job._book = book
         with self._known_lock:
