@@ -6,8 +6,9 @@ and takes commands from stdin:
 
 ``hold``  claims the job, prints ``{"token": n}``, then waits for a line: ``consume``
           tries to consume it and prints ``{"consume": "ok" | "<error class>"}``.
-``race``  prints ``{"ready": true}``, waits for ``go``, tries to claim every unclaimed job
-          and prints ``{"claimed": [uuids]}``.
+``race``  prints ``{"ready": true}``, waits for ``go``, tries to claim every unclaimed job,
+          prints ``{"claimed": [uuids]}`` and holds them until stdin has another line
+          (or closes).
 """
 
 from __future__ import annotations
@@ -49,6 +50,9 @@ def main() -> None:
                     continue
                 claimed.append(job.uuid)
             _say(claimed=claimed)
+            # Keep the board open until the test is done with the claims: on a board whose
+            # claims end with its session (ZooKeeper), closing would release them at once.
+            sys.stdin.readline()
     finally:
         board.close()
 
