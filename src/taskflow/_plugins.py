@@ -32,6 +32,7 @@ BUILTINS: dict[str, dict[str, str]] = {
         "sqlite": "taskflow.jobs.backends.impl_sqlalchemy:SQLAlchemyJobBoard",
         "postgresql": "taskflow.jobs.backends.impl_sqlalchemy:SQLAlchemyJobBoard",
         "mysql": "taskflow.jobs.backends.impl_sqlalchemy:SQLAlchemyJobBoard",
+        "zookeeper": "taskflow.jobs.backends.impl_zookeeper:ZookeeperJobBoard",
     },
     "taskflow.engines": {
         "default": "taskflow.engines.action_engine.engine:SerialActionEngine",
