@@ -37,3 +37,10 @@ def amqp_url() -> str:
 def zk_hosts() -> str:
     services.need_module("kazoo", "zookeeper")
     return services.need("ZK_HOSTS", 2181)
+
+
+@pytest.fixture(scope="session")
+def etcd_address() -> str:
+    """``host:port`` of etcd's client port (its gRPC gateway serves the same port)."""
+    services.need_module("etcd3gw", "etcd")
+    return services.need("ETCD", 2379)

@@ -32,6 +32,7 @@ BUILTINS: dict[str, dict[str, str]] = {
         "sqlite": "taskflow.jobs.backends.impl_sqlalchemy:SQLAlchemyJobBoard",
         "postgresql": "taskflow.jobs.backends.impl_sqlalchemy:SQLAlchemyJobBoard",
         "mysql": "taskflow.jobs.backends.impl_sqlalchemy:SQLAlchemyJobBoard",
+        "etcd": "taskflow.jobs.backends.impl_etcd:EtcdJobBoard",
         "zookeeper": "taskflow.jobs.backends.impl_zookeeper:ZookeeperJobBoard",
     },
     "taskflow.engines": {

@@ -32,6 +32,7 @@ DEFAULTS = {
     "REDIS_URL": "redis://127.0.0.1:6379/0",
     "AMQP_URL": "amqp://guest:guest@127.0.0.1:5672//",
     "ZK_HOSTS": "127.0.0.1:2181",
+    "ETCD": "127.0.0.1:2379",
 }
 
 
