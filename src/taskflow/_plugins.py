@@ -32,6 +32,7 @@ BUILTINS: dict[str, dict[str, str]] = {
         "sqlite": "taskflow.jobs.backends.impl_sqlalchemy:SQLAlchemyJobBoard",
         "postgresql": "taskflow.jobs.backends.impl_sqlalchemy:SQLAlchemyJobBoard",
         "mysql": "taskflow.jobs.backends.impl_sqlalchemy:SQLAlchemyJobBoard",
+        "redis": "taskflow.jobs.backends.impl_redis:RedisJobBoard",
         "etcd": "taskflow.jobs.backends.impl_etcd:EtcdJobBoard",
         "zookeeper": "taskflow.jobs.backends.impl_zookeeper:ZookeeperJobBoard",
     },
