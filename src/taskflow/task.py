@@ -63,12 +63,29 @@ def _check_requires_iterable(requires: object) -> None:
 
 
 #: Where the engine running the current call records its progress: ``[task, sink, token]``,
-#: the engine wanting ``sink(token, progress)`` for that task; set by the engine's executor
-#: around each call. A context variable, not an attribute of the task, because one task object
-#: may run in several engines (and threads) at once.
+#: the engine wanting ``sink(token, progress, details)`` for that task; set by the engine's
+#: executor around each call. A context variable, not an attribute of the task, because one
+#: task object may run in several engines (and threads) at once.
 PROGRESS_SINK: contextvars.ContextVar[list[Any] | None] = contextvars.ContextVar(
     "taskflow_progress_sink", default=None
 )
+
+
+class _TaskNotifier(RestrictedNotifier):
+    """A task's notifier: progress events notified during the task's call are also recorded.
+
+    As upstream, the engine records every ``update_progress`` event the task emits while the
+    engine calls it, ``update_progress()`` or a direct ``notifier.notify`` alike, with the
+    event's other keys as the progress details (none erase earlier ones).
+    """
+
+    def notify(self, event_type: str, details: dict[str, Any]) -> None:
+        super().notify(event_type, details)
+        if event_type == EVENT_UPDATE_PROGRESS and details and "progress" in details:
+            call = PROGRESS_SINK.get()
+            if call is not None and getattr(call[0], "_notifier", None) is self:
+                rest = {key: value for key, value in details.items() if key != "progress"}
+                call[1](call[2], details["progress"], rest)
 
 
 class Task(Atom):
@@ -114,7 +131,7 @@ class Task(Atom):
             revert_rebind,
             revert_requires,
         )
-        self._notifier = RestrictedNotifier(self.TASK_EVENTS)
+        self._notifier = _TaskNotifier(self.TASK_EVENTS)
 
     @property
     def notifier(self) -> RestrictedNotifier:
@@ -131,14 +148,14 @@ class Task(Atom):
         if retain_listeners:
             clone._notifier = self._notifier.copy()
         else:
-            clone._notifier = RestrictedNotifier(self.TASK_EVENTS)
+            clone._notifier = _TaskNotifier(self.TASK_EVENTS)
         return clone
 
     def __getstate__(self) -> dict[str, Any]:
         # Listeners are callbacks of this process (often closures): a pickled task (shipped to
         # a child process) travels without them and gets a fresh notifier.
         state = self.__dict__.copy()
-        state["_notifier"] = RestrictedNotifier(self.TASK_EVENTS)
+        state["_notifier"] = _TaskNotifier(self.TASK_EVENTS)
         return state
 
     def update_progress(self, progress: float) -> None:
@@ -156,9 +173,6 @@ class Task(Atom):
             LOG.warning("Progress %r of task %s is below 0.0; using 0.0", progress, self.name)
             progress = 0.0
         self._notifier.notify(EVENT_UPDATE_PROGRESS, {"progress": progress})
-        call = PROGRESS_SINK.get()
-        if call is not None and call[0] is self:
-            call[1](call[2], progress)
 
 
 class FunctorTask(Task):

@@ -71,7 +71,10 @@ def executor(request: pytest.FixtureRequest) -> Iterator[executors.AtomExecutor]
 
 def run_calls(executor: executors.AtomExecutor, calls: list[Any]) -> list[Completion]:
     got: queue.SimpleQueue[Completion] = queue.SimpleQueue()
-    executor.start(got.put, lambda token, value: got.put((token, PROGRESS, True, value, None)))
+    executor.start(
+        got.put,
+        lambda token, value, details: got.put((token, PROGRESS, True, value, details or None)),
+    )
     try:
         for call in calls:
             executor.submit(call)
@@ -122,7 +125,10 @@ def test_cancel_withdraws_a_call_that_has_not_started():
     pool = cf.ThreadPoolExecutor(1)
     executor = executors.UserExecutor(pool)
     got: queue.SimpleQueue[Completion] = queue.SimpleQueue()
-    executor.start(got.put, lambda token, value: got.put((token, PROGRESS, True, value, None)))
+    executor.start(
+        got.put,
+        lambda token, value, details: got.put((token, PROGRESS, True, value, details or None)),
+    )
     executor.submit((1, Waits("busy", gate), EXECUTE, {}))
     executor.submit((2, Steps("queued"), EXECUTE, {"x": 2}))
     assert executor.cancel(2) is True
@@ -138,7 +144,8 @@ def test_serial_reports_before_submit_returns():
     executor = executors.SerialExecutor()
     got: list[Completion] = []
     executor.start(
-        got.append, lambda token, value: got.append((token, PROGRESS, True, value, None))
+        got.append,
+        lambda token, value, details: got.append((token, PROGRESS, True, value, None)),
     )
     executor.submit((5, Steps("s"), EXECUTE, {"x": "now"}))
     assert [c[3] for c in got] == [0.25, 0.5, "now"]

@@ -8,7 +8,7 @@ next) is four operations:
 * :meth:`AtomExecutor.submit` takes a :data:`Call` and arranges for it to run. Its
   :data:`Completion` is reported exactly once, from any thread (an inline executor reports it
   before ``submit`` returns). Progress the task reports during the call goes to
-  ``progress(token, value)``, from the thread running the call, before the completion (a
+  ``progress(token, value, details)``, from the thread running the call, before the completion (a
   child process's task events travel in its completion instead);
 * :meth:`AtomExecutor.cancel` withdraws a call that has not started: it will not run and
   nothing is reported for it;
@@ -73,8 +73,9 @@ Call: TypeAlias = "tuple[int, Atom, str, dict[str, Any]]"
 #: processes), to be replayed there, or None.
 Completion: TypeAlias = "tuple[int, str, bool, Any, list[tuple[str, dict[str, Any]]] | None]"
 
-#: Where a task's progress goes during a call: ``progress(token, value)``.
-ProgressSink: TypeAlias = "Callable[[int, float], None]"
+#: Where a task's progress goes during a call: ``progress(token, value, details)``, details
+#: being the progress event's other keys.
+ProgressSink: TypeAlias = "Callable[[int, float, dict[str, Any]], None]"
 
 
 def call_atom(

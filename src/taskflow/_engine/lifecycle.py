@@ -25,7 +25,7 @@ from taskflow._engine.runtime import Runner
 from taskflow._serialization import UnstorableValue
 from taskflow.persistence.base import DEFAULT_LEASE
 from taskflow.retry import Retry
-from taskflow.storage import Storage
+from taskflow.storage import META_PROGRESS, Storage
 from taskflow.types.failure import Failure
 
 if TYPE_CHECKING:
@@ -196,7 +196,11 @@ class Lifecycle:
                 continue
             old = ad.state
             ad.intention = states.EXECUTE
+            progressed = not isinstance(atom, Retry) and ad.meta.get(META_PROGRESS, 0.0) != 0.0
             storage.reset(atom.name)
+            if progressed:
+                # As upstream: a reset task's progress starts again (its details are kept).
+                storage.set_task_progress(atom.name, 0.0)
             if notify and old != states.PENDING:
                 details: dict[str, Any] = {"old_state": old}
                 if isinstance(atom, Retry):

@@ -42,7 +42,7 @@ from taskflow._serialization import UnstorableValue
 from taskflow.deciders import Depth
 from taskflow.flow import Flow
 from taskflow.retry import Decision, History, Retry
-from taskflow.storage import META_PROGRESS
+from taskflow.storage import META_PROGRESS, META_PROGRESS_DETAILS
 from taskflow.task import EVENT_UPDATE_PROGRESS
 from taskflow.types.failure import Failure
 
@@ -499,7 +499,7 @@ class Runner:
     def _complete(self, completion: Completion) -> None:
         node, method, ok, value, events = completion
         if method == PROGRESS:  # equality: completions from child processes are copies
-            self._record_progress(node, value)
+            self._record_progress(node, *value)
             return
         if method is _WAKE_UP:
             return
@@ -510,7 +510,8 @@ class Runner:
             for event, details in events:
                 notifier.notify(event, details)
                 if event == EVENT_UPDATE_PROGRESS and "progress" in details:
-                    self._record_progress(node, details["progress"])
+                    rest = {key: value for key, value in details.items() if key != "progress"}
+                    self._record_progress(node, details["progress"], rest)
         if not ok and (self.revert_failed or self.unresolved):
             self.discarded_failures += 1
         if method == EXECUTE:
@@ -913,20 +914,20 @@ class Runner:
             executor.detach()
             self.retry_executor.detach()
 
-    def _progress_sink(self) -> Callable[[int, float], None]:
+    def _progress_sink(self) -> Callable[[int, float, dict[str, Any]], None]:
         """Where executors send progress reported during calls (see the executor contract)."""
         owner = threading.get_ident()
         get_ident = threading.get_ident
         put = self.completions.put
         record_progress = self._record_progress
 
-        def progress(token: int, value: float) -> None:
+        def progress(token: int, value: float, details: dict[str, Any]) -> None:
             # Stored at once when reported from this thread (an inline call), so that it is
             # visible while the call still runs; otherwise queued for this thread.
             if get_ident() == owner:
-                record_progress(token, value)
+                record_progress(token, value, details)
             else:
-                put((token, PROGRESS, True, value, None))
+                put((token, PROGRESS, True, (value, details), None))
 
         return progress
 
@@ -1024,10 +1025,16 @@ class Runner:
         if self.delayed:
             self._release_due()
 
-    def _record_progress(self, node: int, progress: float) -> None:
+    def _record_progress(self, node: int, progress: float, details: dict[str, Any]) -> None:
+        """A task's progress event during its call: the progress, and the event's other keys
+        as its details (an event without any erases earlier details, as upstream)."""
         ad = self.ads[node]
         assert ad is not None
-        ad.meta[META_PROGRESS] = progress
+        meta = ad.meta
+        meta[META_PROGRESS] = progress
+        meta[META_PROGRESS_DETAILS] = (
+            {"at_progress": progress, "details": details} if details else None
+        )
         self.save(ad)
 
     # -- outcome -------------------------------------------------------------------------------
