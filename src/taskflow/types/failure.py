@@ -102,6 +102,12 @@ def _format_tb(tb: TracebackType | None) -> str:
     return "".join(traceback.format_tb(tb)) if tb is not None else ""
 
 
+#: The keywords of a Failure built from data (``Failure(exception_str=..., ...)``).
+_DATA_KEYWORDS = frozenset(
+    ("exception_str", "exc_type_names", "exc_args", "traceback_str", "causes")
+)
+
+
 class Failure:
     """An exception (with its traceback and causes) captured as comparable, storable data.
 
@@ -181,15 +187,19 @@ class Failure:
                 raise TypeError(f"Invalid exception type '{exc_type!r}' ({type(exc_type)})")
             self._capture(exc_info[1], exc_info[2])
             return
+        # Unknown keywords are named first (the issue's rule; upstream 6.5 raised a bare
+        # KeyError('exception_str') for Failure(hi=1) instead).
+        unexpected = [key for key in kwargs if key not in _DATA_KEYWORDS]
+        if unexpected:
+            raise TypeError(
+                f"Failure.__init__ got unexpected keyword argument(s): {', '.join(unexpected)}"
+            )
         self._exc_info = _as_exc_info(exc_info) if exc_info is not None else None
-        self._exception_str = kwargs.pop("exception_str")
-        self._exc_type_names = tuple(kwargs.pop("exc_type_names", ()))
-        self._exc_args = tuple(_json_safe(list(kwargs.pop("exc_args", ()))))
-        self._traceback_str = kwargs.pop("traceback_str", None)
-        self._causes = tuple(kwargs.pop("causes", ()))
-        if kwargs:
-            unexpected = ", ".join(kwargs)
-            raise TypeError(f"Failure.__init__ got unexpected keyword argument(s): {unexpected}")
+        self._exception_str = kwargs["exception_str"]
+        self._exc_type_names = tuple(kwargs.get("exc_type_names", ()))
+        self._exc_args = tuple(_json_safe(list(kwargs.get("exc_args", ()))))
+        self._traceback_str = kwargs.get("traceback_str")
+        self._causes = tuple(kwargs.get("causes", ()))
 
     def _capture(self, value: Any, tb: TracebackType | None) -> None:
         if not isinstance(value, BaseException):
