@@ -39,6 +39,8 @@ LAYERS: dict[str, int] = {
     # 5. Distribution.
     "taskflow.jobs": 5,
     "taskflow._jobs": 5,
+    "taskflow.conductors": 5,
+    "taskflow._conductors": 5,
     # 6. Faces.
     "taskflow.listeners": 6,
     "taskflow.formatters": 6,

@@ -36,6 +36,10 @@ BUILTINS: dict[str, dict[str, str]] = {
         "etcd": "taskflow.jobs.backends.impl_etcd:EtcdJobBoard",
         "zookeeper": "taskflow.jobs.backends.impl_zookeeper:ZookeeperJobBoard",
     },
+    "taskflow.conductors": {
+        "blocking": "taskflow.conductors.backends.impl_blocking:BlockingConductor",
+        "nonblocking": "taskflow.conductors.backends.impl_nonblocking:NonBlockingConductor",
+    },
     "taskflow.engines": {
         "default": "taskflow.engines.action_engine.engine:SerialActionEngine",
         "serial": "taskflow.engines.action_engine.engine:SerialActionEngine",
