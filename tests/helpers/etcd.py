@@ -6,6 +6,7 @@ import contextlib
 import re
 import uuid
 from typing import TYPE_CHECKING, Any
+from urllib.parse import urlsplit
 
 if TYPE_CHECKING:
     from collections.abc import Iterator
@@ -13,11 +14,17 @@ if TYPE_CHECKING:
     from etcd3gw.client import Etcd3Client
 
 
+def host_port(address: str) -> tuple[str, int]:
+    """``TASKFLOW_TEST_ETCD`` as (host, port): ``host:port`` or ``http://host:port``."""
+    parts = urlsplit(address if "://" in address else f"//{address}")
+    return parts.hostname or "127.0.0.1", parts.port or 2379
+
+
 def client(address: str) -> Etcd3Client:
     from etcd3gw.client import Etcd3Client
 
-    host, _, port = address.rpartition(":")
-    return Etcd3Client(host=host or "127.0.0.1", port=int(port or 2379), timeout=10)
+    host, port = host_port(address)
+    return Etcd3Client(host=host, port=port, timeout=10)
 
 
 def put(address: str, key: str, value: bytes | str) -> None:
@@ -56,8 +63,8 @@ def etcd_path(address: str, label: str) -> Iterator[tuple[dict[str, Any], str]]:
     """A board configuration on a ``path`` nobody else uses, and that path; its keys (jobs,
     trash, entities) are deleted afterwards, so tests can share one server."""
     path = "test/" + re.sub(r"[^A-Za-z0-9_.-]+", "-", label)[:60] + "-" + uuid.uuid4().hex[:8]
-    host, _, port = address.rpartition(":")
-    conf = {"board": "etcd", "host": host, "port": int(port), "path": path}
+    host, port = host_port(address)
+    conf = {"board": "etcd", "host": host, "port": port, "path": path}
     try:
         yield conf, path
     finally:

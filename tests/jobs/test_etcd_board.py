@@ -21,7 +21,7 @@ from taskflow import states
 from taskflow._jobs.store import Outcome
 from taskflow.jobs import backends
 from tests.helpers import services
-from tests.helpers.etcd import etcd_path, items, put
+from tests.helpers.etcd import etcd_path, host_port, items, put
 from tests.jobs.conftest import board_factory
 from tests.jobs.contract import MARGIN, _claim_within, _find, _read
 
@@ -53,11 +53,11 @@ def _keys(boards) -> dict:
 
 @pytest.mark.etcd
 def test_fetch_forms(etcd_address):
-    host, _, port = etcd_address.rpartition(":")
+    host, port = host_port(etcd_address)
     for conf in (
-        {"board": "etcd", "host": host, "port": port, "path": "test/forms"},
-        f"etcd://{etcd_address}?path=test/forms",
-        {"board": f"etcd://{etcd_address}", "path": "/test/forms/", "ttl": 4},
+        {"board": "etcd", "host": host, "port": str(port), "path": "test/forms"},
+        f"etcd://{host}:{port}?path=test/forms",
+        {"board": f"etcd://{host}:{port}", "path": "/test/forms/", "ttl": 4},
     ):
         with backends.backend("b", conf) as board:
             assert isinstance(board, impl.EtcdJobBoard)
