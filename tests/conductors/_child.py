@@ -3,8 +3,9 @@
 Run as ``python _child.py '<json spec>'`` with the spec's keys ``kind``, ``name``,
 ``board`` (the board configuration), ``persistence`` (a URL) and ``options`` (conductor
 keyword arguments). It prints one JSON line per conductor event (``{"event": ...,
-"job": uuid}``), per ended dispatch (``{"dispatched": uuid}``) and per warning logged by
-taskflow (``{"warning": text}``), and ``{"ready": true}`` once its board is connected.
+"job": uuid, "token": its claim's fencing token}``), per ended dispatch
+(``{"dispatched": uuid}``) and per warning logged by taskflow (``{"warning": text}``), and
+``{"ready": true}`` once its board is connected.
 SIGTERM asks for a graceful stop (``conductor.stop()``).
 """
 
@@ -58,7 +59,10 @@ def main() -> None:
 
     conductor._dispatch_job = dispatch  # type: ignore[method-assign]
     conductor.notifier.register(
-        conductor.notifier.ANY, lambda event, details: say(event=event, job=details["job"].uuid)
+        conductor.notifier.ANY,
+        lambda event, details: say(
+            event=event, job=details["job"].uuid, token=getattr(details["job"], "token", None)
+        ),
     )
     # stop() from a thread of its own: the handler runs in the main thread, which may be
     # inside the conductor (holding its locks) when the signal arrives.

@@ -131,6 +131,7 @@ class Env:
         flows: int = 1,
         flow_uuid: int | str | None = None,
         book: bool = True,
+        priority: str = "NORMAL",
     ) -> Job:
         """Post a job whose book holds ``flows`` flow details built by ``factory``.
 
@@ -138,7 +139,7 @@ class Env:
         ``flow_uuid`` names (by index, or literally) the flow detail the job points at.
         """
         if not book:
-            return self.poster.post(name, details={})
+            return self.poster.post(name, details={}, priority=priority)
         logbook = models.LogBook(name)
         details: dict[str, Any] = {}
         for index in range(flows):
@@ -160,7 +161,7 @@ class Env:
             details["flow_uuid"] = flow_uuid
         if job_store is not None:
             details["store"] = job_store
-        return self.poster.post(name, book=logbook, details=details)
+        return self.poster.post(name, book=logbook, details=details, priority=priority)
 
     def flow_detail(self, job: Job, index: int = 0) -> models.FlowDetail:
         with contextlib.closing(self.persistence.get_connection()) as conn:

@@ -313,7 +313,7 @@ class Dispatcher:
             except Exception as err:
                 outcome = outcome_of(err, self._retryable)
                 self._log.warning(
-                    "Job %s failed (%s it): %s", job, outcome.value, describe(err), exc_info=True
+                    "Job %s failed (%s): %s", job, _VERDICTS[outcome], describe(err), exc_info=True
                 )
                 return outcome, err
             finally:
@@ -379,6 +379,11 @@ class Dispatcher:
         }
         self._conductor.notifier.notify(event, details)
 
+
+_VERDICTS = {
+    Outcome.CONSUME: "consuming it: the failure is its result",
+    Outcome.ABANDON: "abandoning it for another attempt",
+}
 
 _STEP_METHODS = {
     "compilation": "compile",
