@@ -228,7 +228,8 @@ class Dispatcher:
     def _idle(self, mark: int) -> None:
         """Wait for the board to change, ``wait_timeout`` at most, or for a stop."""
         board = self._board
-        if not isinstance(board, Board):
+        if not isinstance(board, Board) or not board.connected:
+            # A closed board would answer at once: sleep instead of spinning.
             self._stopping.wait(self._wait_timeout)
             return
         deadline = time.monotonic() + self._wait_timeout
