@@ -404,6 +404,8 @@ class ZookeeperStore:
                 del self._records[gone]
             for gone in [name for name in self._fired if name not in present]:
                 del self._fired[gone]
+            for uuid in [uuid for uuid, name in self._names.items() if name not in present]:
+                del self._names[uuid]  # consumed or trashed: found again by listing if asked
             records = dict(self._records)
             fired = {name: self._fired.get(name, 0) for name in names if name not in records}
         to_read: list[tuple[str, int]] = []
@@ -569,11 +571,18 @@ class ZookeeperStore:
         with self._errors(f"post job {posting.name!r}"):
             client = self._connected()
             # One create of the whole record: no half-written job, whatever crashes when.
-            path, stat = self._wait(
-                client.create_async(
-                    self._job_path(JOB_PREFIX), data, sequence=True, include_data=True
+            try:
+                path, stat = self._wait(
+                    client.create_async(
+                        self._job_path(JOB_PREFIX), data, sequence=True, include_data=True
+                    )
                 )
-            )
+            except k_exc.UnimplementedError:
+                # A 3.4 server has no create2 (create with the new node's stat): ask after.
+                path = self._wait(
+                    client.create_async(self._job_path(JOB_PREFIX), data, sequence=True)
+                )
+                stat = self._wait(client.exists_async(path))
         name = posixpath.basename(path)
         with self._lock:
             self._names[posting.uuid] = name
