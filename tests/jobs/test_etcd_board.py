@@ -235,6 +235,23 @@ def test_a_counter_behind_existing_jobs_is_skipped_past(boards):
     assert [j.name for j in board.iterjobs()] == ["a", "b"]
 
 
+@pytest.mark.etcd
+def test_concurrent_posters_get_distinct_sequences(boards):
+    posters = [boards.make(f"poster-{i}") for i in range(4)]
+    posted: list = []
+
+    def post(board) -> None:
+        posted.extend(board.post(f"{board.name}-{n}").sequence for n in range(15))
+
+    threads = [threading.Thread(target=post, args=(board,)) for board in posters]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+    assert sorted(posted) == list(range(1, 61))  # no sequence twice, none skipped
+    assert posters[0].job_count == 60
+
+
 # -- leases and tokens ----------------------------------------------------------------------
 
 

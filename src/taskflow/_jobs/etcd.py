@@ -283,6 +283,12 @@ class EtcdStore:
             self.where = f"{client.host}:{client.port}"
         # A posting never changes once written, so the uuid -> seq mapping can be cached.
         self._seqs: dict[str, int] = {}
+        # The keys of each job as last read or written here. Only a claim's or release's
+        # first try uses them (its transaction pins every revision, so a stale view just
+        # fails and is read again): a listing then claim, or a claim then consume, costs
+        # one request less. Replaced by every full listing, so it never outgrows the board.
+        self._views: dict[int, _Job] = {}
+        self._counter: _KV | None = None  # the ``sequence`` key as this store last wrote it
         self._wake = threading.Event()
         self._watch: _Watch | None = None
         # Shared claim leases by TTL: (lease id, reuse it until this monotonic time).
@@ -425,7 +431,25 @@ class EtcdStore:
 
     def _read(self, seq: int) -> _Job:
         # The trailing dot keeps job1 from matching job10's keys.
-        return self._scan(f"{self.layout.root}job{seq}.").get(seq, _Job(seq))
+        job = self._scan(f"{self.layout.root}job{seq}.").get(seq, _Job(seq))
+        self._remember(job)
+        return job
+
+    def _remember(self, job: _Job) -> None:
+        if job.data is None:
+            self._views.pop(job.seq, None)
+        else:
+            self._views[job.seq] = job
+
+    def _view(self, uuid: str, what: str, attempt: int) -> tuple[_Job | None, bool]:
+        """(the keys of job ``uuid``, whether just read): the remembered view on a first
+        ``attempt``, else (or without one) read now. Decide errors on fresh views only."""
+        if attempt == 0:
+            seq = self._seqs.get(uuid)
+            view = None if seq is None else self._views.get(seq)
+            if view is not None:
+                return view, False
+        return self._job(uuid, what), True
 
     def _posting(self, kv: _KV, seq: int) -> Posting | None:
         where = f"{kv.key!r} on etcd {self.where}"
@@ -493,6 +517,7 @@ class EtcdStore:
     def listings(self) -> list[Listing]:
         with self._translate("list jobs"):
             jobs = self._scan(self.layout.root)
+        self._views = {seq: job for seq, job in jobs.items() if job.data is not None}
         found: dict[str, Listing] = {}
         for seq in sorted(jobs):
             listing = self._listing(jobs[seq])
@@ -571,9 +596,12 @@ class EtcdStore:
         layout = self.layout
         with self._translate(f"post job {posting.name!r}"):
             floor = 0
-            for _ in range(_RETRIES):
-                found = self._call("/kv/range", {"key": _b64(layout.sequence)}).get("kvs", ())
-                current = _KV.parse(found[0]) if found else None
+            for attempt in range(_RETRIES):
+                # The counter as this store last left it is usually still right (one poster).
+                current = self._counter
+                if attempt or current is None:
+                    found = self._call("/kv/range", {"key": _b64(layout.sequence)}).get("kvs", ())
+                    current = _KV.parse(found[0]) if found else None
                 counter = b"0" if current is None else current.value
                 if not counter.strip().isdigit():
                     raise exc.JobFailure(
@@ -588,11 +616,16 @@ class EtcdStore:
                 # or upstream's, which writes the two apart) makes this one try again.
                 compare = [_mod_is(layout.sequence, 0 if current is None else current.mod)]
                 compare.append(_mod_is(data, 0))
-                success = [_put(layout.sequence, str(seq)), _put(data, json.dumps(document))]
-                if self._txn(compare, success)[0]:
+                text = json.dumps(document)
+                success = [_put(layout.sequence, str(seq)), _put(data, text)]
+                done, revision = self._txn(compare, success)
+                if done:
+                    self._counter = _KV(layout.sequence, str(seq).encode(), 0, revision, 0)
                     self._seqs[posting.uuid] = seq
+                    self._remember(_Job(seq, _KV(data, text.encode(), revision, revision, 0)))
                     self._wake.set()
                     return dataclasses.replace(posting, sequence=seq)
+                self._counter = None
                 if current is not None and self._mod(layout.sequence) == current.mod:
                     floor = seq + 1  # the counter is behind a job that exists: skip it
         raise exc.JobFailure(
@@ -606,8 +639,10 @@ class EtcdStore:
     def claim(self, uuid: str, owner: str, lease: float, dedicated: bool = False) -> int:
         """Also ``dedicated``: the claim gets a lease of its own (one nobody renews)."""
         what = f"claim job {uuid}"
-        for _ in range(_RETRIES):
-            job = self._job(uuid, what)
+        for attempt in range(_RETRIES):
+            job, fresh = self._view(uuid, what, attempt)
+            if (job is None or job.data is None or job.lock is not None) and not fresh:
+                continue  # what was remembered says no: ask etcd
             if job is None or job.data is None:
                 raise exc.NotFound(f"Job {uuid} not found to be claimed")
             if job.lock is not None:
@@ -638,8 +673,17 @@ class EtcdStore:
                 ]
                 answer = self._txn_on_lease(lease_id, compare, success)
             if answer is not None and answer[0]:
+                revision = answer[1]
+                lock_key, stamp_key = (
+                    layout.job(job.seq, "lock"),
+                    layout.job(job.seq, "last_modified"),
+                )
+                lock_kv = _KV(lock_key, lock.encode(), revision, revision, lease_id)
+                created = revision if job.last_modified is None else job.last_modified.create
+                stamp_kv = _KV(stamp_key, json.dumps(mark).encode(), created, revision, 0)
+                self._remember(_Job(job.seq, job.data, lock_kv, stamp_kv))
                 self._wake.set()
-                return answer[1]
+                return revision
             if dedicated:  # lost the race: nobody else will ever use it
                 self._revoke(lease_id)
         raise exc.JobFailure(f"etcd jobboard could not {what}: too much contention")
@@ -693,9 +737,11 @@ class EtcdStore:
     ) -> None:
         verb, what = outcome.value, f"{outcome.value} job {uuid}"
         layout = self.layout
-        for _ in range(_RETRIES):
-            job = self._job(uuid, what)
+        for attempt in range(_RETRIES):
+            job, fresh = self._view(uuid, what, attempt)
             if job is None or job.data is None:
+                if not fresh:
+                    continue
                 raise exc.NotFound(f"Job {uuid} not found to be {_PAST[outcome]}")
             stamp = self._stamp_of(job.last_modified)
             claim: _Claim | None = None
@@ -708,6 +754,8 @@ class EtcdStore:
                 and stamp.owner == owner
             ):
                 claim = _Claim(owner, token)  # lapsed, and nobody claimed it since
+            if not fresh and (claim is None or claim.owner != owner or token != claim.token):
+                continue  # what was remembered says no: ask etcd
             if claim is None:
                 raise exc.NotFound(
                     f"Can not {verb} job {uuid} which we can not determine the owner of"
@@ -743,10 +791,15 @@ class EtcdStore:
                 }
                 success.append(_put(layout.trash(job.seq), json.dumps(document)))
             with self._translate(what):
-                done = self._txn(compare, success)[0]
+                done, revision = self._txn(compare, success)
             if done:
-                if outcome is not Outcome.ABANDON:
+                if outcome is Outcome.ABANDON:
+                    created = revision if job.last_modified is None else job.last_modified.create
+                    stamp_kv = _KV(stamp_key, json.dumps(mark).encode(), created, revision, 0)
+                    self._remember(_Job(job.seq, job.data, None, stamp_kv))
+                else:
                     self._seqs.pop(uuid, None)
+                    self._views.pop(job.seq, None)
                 # The lock's lease is left to end by itself: it may hold other claims.
                 self._wake.set()
                 return
