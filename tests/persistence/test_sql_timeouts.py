@@ -8,49 +8,21 @@ timeout) and for 130 seconds on PostgreSQL (psycopg's fallback). The backend now
 
 from __future__ import annotations
 
-import contextlib
-import socket
 import threading
 import time
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 import pytest
 
 from taskflow import exceptions as exc
 from taskflow.persistence import backends
 from tests.helpers import services
-
-if TYPE_CHECKING:
-    from collections.abc import Iterator
+from tests.helpers.network import silent_server
 
 dialects = services.need_module("taskflow.persistence.backends._sqlalchemy.dialects", "database")
 sa = services.need_module("sqlalchemy", "database")
 
 DRIVERS = {"postgresql": ("psycopg", "postgresql"), "mysql": ("pymysql", "mysql")}
-
-
-@contextlib.contextmanager
-def silent_server() -> Iterator[int]:
-    """A loopback port whose server accepts connections and never sends a byte."""
-    listener = socket.create_server(("127.0.0.1", 0))
-    accepted: list[socket.socket] = []
-
-    def accept() -> None:
-        with contextlib.suppress(OSError):
-            while True:
-                accepted.append(listener.accept()[0])
-
-    thread = threading.Thread(target=accept, name="silent-server", daemon=True)
-    thread.start()
-    try:
-        yield listener.getsockname()[1]
-    finally:
-        with contextlib.suppress(OSError):
-            listener.shutdown(socket.SHUT_RDWR)  # wakes the accept() (closing would not)
-        listener.close()
-        for conn in accepted:
-            conn.close()  # also ends a client still waiting, whatever the outcome
-        thread.join(5)
 
 
 def _upgrade_within(conf: dict[str, Any], seconds: float) -> tuple[BaseException | None, float]:
