@@ -80,6 +80,14 @@ class Outage(task.Task):
         raise exc.StorageFailure("database unreachable")
 
 
+class Unstorable(task.Task):
+    """Returns a result no backend stores (NaN): the task fails, the flow reverts."""
+
+    def execute(self, journal: str | None = None) -> float:
+        note(journal, "start", self.name)
+        return float("nan")
+
+
 class Killer(task.Task):
     """Kills its own process (SIGKILL): a job that takes down every conductor it meets."""
 
@@ -105,6 +113,10 @@ def boom() -> linear_flow.Flow:
 
 def outage() -> linear_flow.Flow:
     return linear_flow.Flow("outage").add(Outage("outage"))
+
+
+def unstorable() -> linear_flow.Flow:
+    return linear_flow.Flow("unstorable").add(Step("one"), Unstorable("nan"))
 
 
 def killer() -> linear_flow.Flow:

@@ -11,6 +11,7 @@ import pytest
 from taskflow import exceptions as exc
 from taskflow import states
 from taskflow._conductors.outcomes import Outcome, outcome_of
+from taskflow._serialization import UnstorableValue
 from taskflow.persistence.base import FENCING_BAND
 from taskflow.types.failure import Failure
 from tests.conductors import flows
@@ -68,6 +69,17 @@ def test_a_job_stopped_by_a_storage_failure_is_abandoned(env: Env, kind: str):
     assert job.attempts == 1  # type: ignore[attr-defined]
 
 
+@pytest.mark.parametrize("kind", KINDS)
+def test_a_job_whose_result_can_not_be_stored_is_consumed_after_reverting(env: Env, kind: str):
+    # UnstorableValue is a StorageFailure, but not an outage: the task failed, as it would
+    # on every attempt, so the job is done (not abandoned to fail again and again).
+    job = env.post(flows.unstorable, "unstorable")
+    events = _run(env, kind, 1)
+    assert events[-1] == ("job_consumed", "unstorable")
+    assert job.state == states.COMPLETE
+    assert env.flow_detail(job).state == states.REVERTED
+
+
 def test_failures_that_call_for_another_attempt():
     def wrapped(*errors: Exception) -> exc.WrappedFailure:
         failures = []
@@ -86,6 +98,9 @@ def test_failures_that_call_for_another_attempt():
     both = wrapped(exc.StorageFailure("a"), exc.ExecutionFailure("b"))
     assert outcome_of(both) is Outcome.ABANDON
     assert outcome_of(wrapped(exc.StorageFailure("a"), RuntimeError("b"))) is Outcome.CONSUME
+    # A value no backend can store is its task's failure, not an outage.
+    assert outcome_of(UnstorableValue("nan")) is Outcome.CONSUME
+    assert outcome_of(wrapped(UnstorableValue("nan"))) is Outcome.CONSUME
 
 
 @pytest.mark.parametrize("kind", KINDS)

@@ -7,7 +7,7 @@ The rules (upstream TaskFlow's, plus poison jobs):
 * the run was suspended, or stopped by :class:`~taskflow.exceptions.ExecutionFailure` or
   :class:`~taskflow.exceptions.StorageFailure` (a lost flow, an unreachable backend; a
   :class:`~taskflow.exceptions.WrappedFailure` of only those) -> abandon, for anyone to
-  try again;
+  try again (but a value no backend can store is the task's failure: consume);
 * the job cannot become an engine at all (no book, no such flow detail, a factory that
   does not import or raises) -> trash at once, the error as reason;
 * with ``max_attempts``: a job abandoned or left behind that many times -> trash, its last
@@ -21,6 +21,7 @@ from typing import TYPE_CHECKING
 
 from taskflow import exceptions as exc
 from taskflow import states
+from taskflow._serialization import UnstorableValue
 
 if TYPE_CHECKING:
     from taskflow.persistence.models import FlowDetail
@@ -29,6 +30,9 @@ __all__ = ["RETRYABLE", "Outcome", "describe", "outcome_of", "poison_reason"]
 
 #: Errors after which another attempt may well succeed (the job is abandoned, not consumed).
 RETRYABLE: tuple[type[Exception], ...] = (exc.ExecutionFailure, exc.StorageFailure)
+#: Storage errors that are a task's own failure, not an outage: a result no backend can hold
+#: fails its task and the flow reverts, so running the job again would fail the same way.
+_FINAL: tuple[type[Exception], ...] = (UnstorableValue,)
 
 
 class Outcome(enum.Enum):
@@ -40,10 +44,12 @@ class Outcome(enum.Enum):
 def outcome_of(error: BaseException, retryable: tuple[type[Exception], ...] = RETRYABLE) -> Outcome:
     """The outcome of a run that raised ``error``."""
     if isinstance(error, exc.WrappedFailure):
-        if len(error) and all(failure.check(*retryable) for failure in error):
+        if len(error) and all(
+            failure.check(*retryable) and not failure.check(*_FINAL) for failure in error
+        ):
             return Outcome.ABANDON
         return Outcome.CONSUME
-    if isinstance(error, retryable):
+    if isinstance(error, retryable) and not isinstance(error, _FINAL):
         return Outcome.ABANDON
     return Outcome.CONSUME
 
