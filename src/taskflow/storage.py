@@ -788,12 +788,15 @@ class Storage:
 
     # -- ownership ----------------------------------------------------------------------------
 
-    def claim(self, lease: float, fencing_token: int | None = None) -> Ownership | None:
+    def claim(
+        self, lease: float, fencing_token: int | None = None, fencing_key: str | None = None
+    ) -> Ownership | None:
         """Own the flow detail for ``lease`` seconds: this storage's writes are then fenced.
 
         None without a backend (nothing to share), or with a backend that does not record
         ownership (a user's own backend: it runs unfenced, with a warning).
-        ``fencing_token``: see :meth:`taskflow.persistence.base.Connection.claim_flow`.
+        ``fencing_token``, ``fencing_key``: see
+        :meth:`taskflow.persistence.base.Connection.claim_flow`.
 
         Raises:
             taskflow.exceptions.FlowOwned: another engine owns the flow.
@@ -803,7 +806,9 @@ class Storage:
         try:
             # Under the lock: claiming fences the connection every write goes through.
             with self.lock:
-                return self._connection.claim_flow(self.flow_uuid, lease, fencing_token)
+                return self._connection.claim_flow(
+                    self.flow_uuid, lease, fencing_token, fencing_key
+                )
         except exc.NotImplementedError:
             LOG.warning(
                 "Backend %s does not record flow ownership: flow '%s' runs unfenced",

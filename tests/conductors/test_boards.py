@@ -13,7 +13,6 @@ from typing import TYPE_CHECKING, Any
 import pytest
 
 from taskflow import states
-from taskflow.persistence.base import FENCING_BAND
 from tests.conductors import flows
 from tests.conductors.conftest import LEASE, PATIENCE, Env, record_events, wait_until
 from tests.helpers import services
@@ -106,7 +105,7 @@ def test_outcomes_pickup_and_fencing_on_every_board(board_env: tuple[Env, float]
     with contextlib.closing(env.persistence.get_connection()) as conn:
         ownership = conn.read_ownership(env.flow_detail(ok).uuid)
     assert ownership is not None
-    assert ownership.token >= tokens[0] * FENCING_BAND
+    assert ownership.fence_token == tokens[0]
 
 
 def test_a_killed_conductors_job_is_finished_by_another_on_every_board(

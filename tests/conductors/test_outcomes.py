@@ -12,7 +12,6 @@ from taskflow import exceptions as exc
 from taskflow import states
 from taskflow._conductors.outcomes import Outcome, outcome_of
 from taskflow._serialization import UnstorableValue
-from taskflow.persistence.base import FENCING_BAND
 from taskflow.types.failure import Failure
 from tests.conductors import flows
 from tests.conductors.conftest import PATIENCE, record_events
@@ -170,11 +169,12 @@ def test_engine_kind_and_options_reach_the_engine_with_the_jobs_fencing_token(en
     token = seen["token"]
     assert isinstance(token, int)
     assert options["fencing_token"] == token  # type: ignore[index]
-    # The run owned the flow with a token of the job's fencing band (persistence/base.py).
+    assert options["fencing_key"] == job.uuid  # type: ignore[index]
+    # The run owned the flow for the job's claim (persistence/base.py claim_flow).
     with contextlib.closing(env.persistence.get_connection()) as conn:
         ownership = conn.read_ownership(env.flow_detail(job).uuid)
     assert ownership is not None
-    assert ownership.token >= token * FENCING_BAND
+    assert (ownership.fence_key, ownership.fence_token) == (job.uuid, token)
 
 
 @pytest.mark.parametrize("kind", KINDS)

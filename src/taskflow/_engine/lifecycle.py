@@ -23,7 +23,7 @@ from taskflow._engine.compiler import Compilation, Plan, compile_flow
 from taskflow._engine.gcpause import gc_frozen
 from taskflow._engine.runtime import Runner
 from taskflow._serialization import UnstorableValue
-from taskflow.persistence.base import DEFAULT_LEASE
+from taskflow.persistence.base import DEFAULT_LEASE, check_fencing_token
 from taskflow.retry import Retry
 from taskflow.storage import META_PROGRESS, Storage
 from taskflow.types.failure import Failure
@@ -90,9 +90,14 @@ class Lifecycle:
         self._lease = as_float(options, "ownership_lease", DEFAULT_LEASE)
         if self._lease <= 0:
             raise ValueError(f"'ownership_lease' must be positive, not {self._lease}")
-        #: The token of a claim made elsewhere for this run (a conductor's job claim): the
-        #: run's ownership of the flow takes over from a holder with a smaller one.
+        #: The claim made elsewhere for this run (a conductor's job claim: its token, the
+        #: job's uuid): the run's ownership of the flow takes over from a holder with a
+        #: smaller token for the same key, and is refused after one with a larger token.
         self._fencing_token = _fencing_token(options.get("fencing_token"))
+        key = options.get("fencing_key")
+        if key is not None and not isinstance(key, str):
+            raise ValueError(f"'fencing_key' must be a string, not {key!r}")
+        self._fencing_key: str | None = key
         self._ownership: Ownership | None = None
         # The token of this engine's last ownership: a claim that gets the next one knows
         # nobody else ran the flow meanwhile; any other claim reloads it from the backend.
@@ -261,7 +266,7 @@ class Lifecycle:
         if self._ownership is not None:
             yield
             return
-        ownership = self.storage.claim(self._lease, self._fencing_token)
+        ownership = self.storage.claim(self._lease, self._fencing_token, self._fencing_key)
         if ownership is None:
             yield
             return
@@ -393,16 +398,13 @@ class Lifecycle:
 
 
 def _fencing_token(value: Any) -> int | None:
-    """The ``fencing_token`` engine option: None or a positive integer (as text too)."""
-    if value is None:
-        return None
+    """The ``fencing_token`` engine option (text of digits too): what ``claim_flow`` takes."""
+    if isinstance(value, str) and value.strip().isdigit():
+        value = int(value)
     try:
-        token = int(value) if isinstance(value, str) else value
+        return check_fencing_token(value)
     except ValueError:
-        token = value
-    if not isinstance(token, int) or isinstance(token, bool) or token <= 0:
-        raise ValueError(f"'fencing_token' must be a positive integer, not {value!r}")
-    return token
+        raise ValueError(f"'fencing_token' must be a positive integer, not {value!r}") from None
 
 
 def _weak_guard(lifecycle: Lifecycle) -> Callable[[], contextlib.AbstractContextManager[None]]:

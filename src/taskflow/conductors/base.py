@@ -159,8 +159,10 @@ class Conductor(abc.ABC):
 
         The store is the flow detail's ``meta['store']`` updated by the job's
         ``details['store']``. A job with a fencing token (``job.token``, from taskflow's
-        boards) runs with the engine option ``fencing_token``: the engine's ownership of the
-        flow then takes over from a holder of an older claim and fences it out.
+        boards) runs with the engine options ``fencing_token`` and ``fencing_key`` (the
+        job's uuid): the engine's ownership of the flow then takes over from a holder of an
+        older claim of the job and fences it out, and a holder of an older claim is refused
+        the flow even after a newer one finished it.
         """
         flow_detail = self._flow_detail_from_job(job)
         store: dict[str, Any] = {}
@@ -174,6 +176,7 @@ class Conductor(abc.ABC):
         token = getattr(job, "token", None)
         if token is not None:
             options["fencing_token"] = token
+            options["fencing_key"] = job.uuid
         return engines.load_from_detail(
             flow_detail, store=store, engine=self._engine, backend=self._persistence, **options
         )

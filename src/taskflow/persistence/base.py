@@ -56,6 +56,9 @@ class Ownership:
         pid: the owner's process id on that host.
         token: the fencing token; every claim of the flow gets a larger one.
         expires: when the lease lapses (``time.time()`` seconds); None once released.
+        fence_key: what the claim was made for, elsewhere (a conductor's job uuid), if any;
+            kept when the flow is released, and by claims made without one.
+        fence_token: the token of that outside claim (the job's claim token).
     """
 
     owner: str | None
@@ -63,6 +66,8 @@ class Ownership:
     pid: int | None
     token: int
     expires: float | None
+    fence_key: str | None = None
+    fence_token: int | None = None
 
     @property
     def held(self) -> bool:
@@ -86,6 +91,8 @@ class Ownership:
                 pid=None if data["pid"] is None else int(data["pid"]),
                 token=int(data["token"]),
                 expires=None if data["expires"] is None else float(data["expires"]),
+                fence_key=None if data.get("fence_key") is None else str(data["fence_key"]),
+                fence_token=None if data.get("fence_token") is None else int(data["fence_token"]),
             )
         except (KeyError, TypeError, ValueError) as err:
             raise exc.StorageFailure(f"Unreadable ownership record: {data!r}") from err
@@ -102,25 +109,17 @@ def _process_gone(pid: int) -> bool:
     return False
 
 
-#: Flow tokens per fencing token (see :meth:`Connection.claim_flow`): a claim made with
-#: fencing token ``t`` takes a token in ``[t * FENCING_BAND, (t + 1) * FENCING_BAND)``, so
-#: flow tokens order claims by their fencing tokens first (and fit a signed 64-bit column).
-FENCING_BAND = 2**32
+def check_fencing_token(value: Any) -> int | None:
+    """A fencing token as given to :meth:`Connection.claim_flow`: None, or a positive integer.
 
-
-def _fencing_floor(fencing_token: int | None) -> int:
-    """The smallest flow token of a claim made with ``fencing_token`` (0 without one)."""
-    if fencing_token is None:
-        return 0
-    if (
-        not isinstance(fencing_token, int)
-        or isinstance(fencing_token, bool)
-        or not 0 < fencing_token < 2**31
-    ):
-        raise ValueError(
-            f"A fencing token must be a positive integer below 2**31, not {fencing_token!r}"
-        )
-    return fencing_token * FENCING_BAND
+    Raises:
+        ValueError: anything else (a bool, a float, zero...), named in the message.
+    """
+    if value is None:
+        return None
+    if not isinstance(value, int) or isinstance(value, bool) or value <= 0:
+        raise ValueError(f"A fencing token must be a positive integer, not {value!r}")
+    return value
 
 
 def claimable(current: Ownership | None, now: float, host: str) -> bool:
@@ -333,7 +332,11 @@ class Connection(abc.ABC):
         raise exc.NotImplementedError(f"{type(self).__name__} does not record flow ownership")
 
     def claim_flow(
-        self, flow_uuid: str, lease: float = DEFAULT_LEASE, fencing_token: int | None = None
+        self,
+        flow_uuid: str,
+        lease: float = DEFAULT_LEASE,
+        fencing_token: int | None = None,
+        fencing_key: str | None = None,
     ) -> Ownership:
         """Make this connection the owner of the flow detail ``flow_uuid`` for ``lease`` s.
 
@@ -342,33 +345,56 @@ class Connection(abc.ABC):
         earlier one; from now on, this connection's writes are refused with
         :class:`~taskflow.exceptions.OwnershipLost` once another connection claims the flow.
 
-        ``fencing_token`` is the token of a claim made elsewhere for this run (a conductor's
-        claim of the job, whose tokens only increase): the claim then also succeeds over a
-        live owner that claimed with a smaller one, so a job's new holder takes its flow at
-        once from a holder that was paused past its job's lease. Such claims take tokens of
-        at least ``fencing_token * 2**32`` (see :data:`FENCING_BAND`), above every token of a
-        claim made for an earlier job token.
+        ``fencing_token`` and ``fencing_key`` name a claim made elsewhere for this run: a
+        conductor's claim of a job (its token, which only grows per job, and the job's
+        uuid). They are recorded with the ownership, and among claims for the same key the
+        larger token wins: such a claim takes the flow at once from a live owner that
+        claimed for a smaller token (a holder paused past its job's lease), and a claim for
+        a smaller token than the one recorded is refused even once the flow is released (a
+        stale holder waking up after its successor finished must not run the flow again).
 
         Raises:
-            taskflow.exceptions.FlowOwned: another owner holds the flow (named in the
-                message).
-            ValueError: ``fencing_token`` is not a positive integer below 2**31.
+            taskflow.exceptions.FlowOwned: another owner holds the flow, or a newer claim
+                for the same key has (named in the message).
+            ValueError: ``fencing_token`` is not a positive integer.
         """
-        floor = _fencing_floor(fencing_token)
+        fencing_token = check_fencing_token(fencing_token)
         host = socket.gethostname()
         name = f"{host}:{os.getpid()}:{os.urandom(4).hex()}"
         while True:
             current = self.read_ownership(flow_uuid)
             now = time.time()
-            if not claimable(current, now, host) and not (current and current.token < floor):
+            # The token recorded for the same key, if this claim has one to compare with.
+            recorded = (
+                current.fence_token
+                if fencing_token is not None
+                and current is not None
+                and current.fence_key == fencing_key
+                else None
+            )
+            if recorded is not None and fencing_token is not None and recorded > fencing_token:
+                raise exc.FlowOwned(
+                    f"Flow detail '{flow_uuid}' was claimed for a newer claim (token"
+                    f" {recorded}) of {fencing_key!r} than this one (token {fencing_token}):"
+                    " this claim is stale"
+                )
+            newer = recorded is not None and fencing_token is not None and recorded < fencing_token
+            if not newer and not claimable(current, now, host):
                 assert current is not None
                 raise exc.FlowOwned(
                     f"Flow detail '{flow_uuid}' is being run by '{current.owner}' (pid"
                     f" {current.pid} on {current.host}, lease until"
                     f" {time.strftime('%Y-%m-%d %H:%M:%S', time.localtime(current.expires))})"
                 )
-            token = max(current.token + 1 if current is not None else 1, floor)
-            mine = Ownership(name, host, os.getpid(), token, now + lease)
+            token = current.token + 1 if current is not None else 1
+            fence: tuple[str | None, int | None]
+            if fencing_token is not None:
+                fence = (fencing_key, fencing_token)
+            elif current is not None:
+                fence = (current.fence_key, current.fence_token)  # a plain claim keeps it
+            else:
+                fence = (None, None)
+            mine = Ownership(name, host, os.getpid(), token, now + lease, *fence)
             if self.swap_ownership(flow_uuid, None if current is None else current.token, mine):
                 self._fence = (flow_uuid, token)
                 return mine
@@ -396,7 +422,8 @@ class Connection(abc.ABC):
             self._fence = None
         current = self.read_ownership(flow_uuid)
         if current is not None and current.token == token and current.owner is not None:
-            self.swap_ownership(flow_uuid, token, Ownership(None, None, None, token, None))
+            released = dataclasses.replace(current, owner=None, host=None, pid=None, expires=None)
+            self.swap_ownership(flow_uuid, token, released)
 
     @staticmethod
     def _lost_message(flow_uuid: str, token: int, current: Ownership | None) -> str:

@@ -174,7 +174,8 @@ class _Statements:
         # The owner rows (see Connection.claim_flow): compare-and-swap on the token.
         owner_of = owners.c.flow_uuid == sa.bindparam("p_flow_uuid")
         owner_set: dict[str, Any] = {
-            c: sa.bindparam(f"p_{c}") for c in ("owner", "host", "pid", "token", "expires")
+            c: sa.bindparam(f"p_{c}")
+            for c in ("owner", "host", "pid", "token", "expires", "fence_key", "fence_token")
         }
         self.owner_insert = owners.insert().values(
             {**owner_set, "flow_uuid": sa.bindparam("p_flow_uuid")}
@@ -700,7 +701,19 @@ class Connection(base.Connection):
                 with self._engine.connect() as conn:
                     if not sa.inspect(conn).has_table(owners.name):
                         raise
+            self._owners_columns()
         self._backend._owners_ready = True
+
+    def _owners_columns(self) -> None:
+        """Add the columns a table made by an earlier version of this backend lacks."""
+        with self._engine.begin() as conn:
+            present = {column["name"] for column in sa.inspect(conn).get_columns(owners.name)}
+            for column in owners.columns:
+                if column.name not in present:
+                    kind = column.type.compile(dialect=conn.dialect)
+                    conn.exec_driver_sql(
+                        f"ALTER TABLE {owners.name} ADD COLUMN {column.name} {kind}"
+                    )
 
     def _owned(self, call: Callable[[], _T]) -> _T:
         """Run an ownership ``call``; the first time, create the table if it is missing."""
@@ -722,7 +735,15 @@ class Connection(base.Connection):
             row = conn.execute(sa.select(owners).where(owners.c.flow_uuid == flow_uuid)).first()
         if row is None:
             return None
-        return base.Ownership(row.owner, row.host, row.pid, int(row.token), row.expires)
+        return base.Ownership(
+            row.owner,
+            row.host,
+            row.pid,
+            int(row.token),
+            row.expires,
+            row.fence_key,
+            None if row.fence_token is None else int(row.fence_token),
+        )
 
     def _owner_write(self, statement: _Compiled, what: str, **params: Any) -> int:
         """Run one owner-row statement on the hot connection; the rows it matched."""
@@ -768,6 +789,8 @@ class Connection(base.Connection):
             "pid": new.pid,
             "token": new.token,
             "expires": new.expires,
+            "fence_key": new.fence_key,
+            "fence_token": new.fence_token,
         }
         if expected_token is None:
             try:

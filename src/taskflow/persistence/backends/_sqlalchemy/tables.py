@@ -60,6 +60,9 @@ owners = sa.Table(
     sa.Column("pid", sa.Integer),
     sa.Column("token", sa.BigInteger, nullable=False),
     sa.Column("expires", sa.Float(precision=53)),
+    # The claim made elsewhere that this one was made for (base.Ownership.fence_key/token).
+    sa.Column("fence_key", sa.String(255)),
+    sa.Column("fence_token", sa.BigInteger),
 )
 
 _INTENTIONS = (states.EXECUTE, states.IGNORE, states.REVERT, states.RETRY)
