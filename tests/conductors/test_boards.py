@@ -21,10 +21,6 @@ if TYPE_CHECKING:
     from collections.abc import Iterator
     from pathlib import Path
 
-#: Seconds beyond the lease a ZooKeeper claim may outlive its dead holder: the server
-#: grants no session shorter than 2 ticks (4 s by default) and expires them on ticks.
-ZK_SLACK = 6.0
-
 
 @contextlib.contextmanager
 def _redis(request: pytest.FixtureRequest) -> Iterator[tuple[dict[str, Any], float]]:
@@ -42,8 +38,9 @@ def _zookeeper(request: pytest.FixtureRequest) -> Iterator[tuple[dict[str, Any],
 
     hosts = request.getfixturevalue("zk_hosts")
     with isolated_zookeeper_root(hosts, prefix="tfcond") as root:
+        # Its claims lapse with their lease, well before the holder's session (4 s at least).
         conf = {"board": "zookeeper", "hosts": hosts, "path": f"{root}/jobs", "lease": LEASE}
-        yield conf, ZK_SLACK
+        yield conf, 0.0
 
 
 @contextlib.contextmanager

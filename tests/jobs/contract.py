@@ -23,6 +23,8 @@ import pytest
 
 from taskflow import exceptions as exc
 from taskflow import states
+from taskflow._jobs.board import DEFAULT_LEASE
+from taskflow.conductors.backends.impl_executor import ExecutorConductor
 from taskflow.jobs import base
 from taskflow.persistence import models
 from taskflow.persistence.backends import impl_memory
@@ -448,6 +450,37 @@ def test_a_killed_holders_claim_lapses(boards):
     _claim_within(board, job, "rescuer", SHORT_LEASE + MARGIN)
     assert job.token > token
     assert _find(board, job).attempts == 1
+    board.consume(job, "rescuer")
+
+
+@pytest.mark.slow
+def test_a_killed_holders_job_is_claimed_within_the_default_lease_plus_a_second(boards):
+    # The recovery bound, with default settings: a rescuer waiting as an idle
+    # conductor does (on the board's change signal, at most its default wait_timeout, then
+    # listing unclaimed jobs) gets the job of a SIGKILLed holder within the lease plus one
+    # second of the kill, and so in under 5 s.
+    board = boards.make()
+    job = board.post("j")
+    child = boards.child("hold", "doomed", job.uuid)
+    token = _read(child)["token"]
+    time.sleep(DEFAULT_LEASE / 2)  # killed between renewals, after the first
+    child.send_signal(signal.SIGKILL)
+    killed = time.monotonic()
+    child.wait(timeout=30)
+    deadline = killed + DEFAULT_LEASE + MARGIN
+    while True:
+        mark = board.generation
+        if any(j.uuid == job.uuid for j in board.iterjobs(only_unclaimed=True)):
+            with contextlib.suppress(exc.UnclaimableJob):
+                board.claim(job, "rescuer")
+                break
+        left = deadline - time.monotonic()
+        assert left > 0, "the killed holder's claim never lapsed"
+        board.wait_generation(mark, min(left, ExecutorConductor.WAIT_TIMEOUT))
+    elapsed = time.monotonic() - killed
+    assert elapsed < DEFAULT_LEASE + 1.0, f"claimed {elapsed:.2f}s after the kill"
+    assert elapsed < 5.0
+    assert job.token > token
     board.consume(job, "rescuer")
 
 

@@ -11,17 +11,11 @@ from tests.helpers import services
 from tests.helpers.databases import isolated_zookeeper_root
 from tests.jobs.conftest import board_factory
 
-from . import contract  # the module the tests below come from (pytest names it 'jobs.contract')
 from .contract import *  # noqa: F403  (the contract tests themselves)
 
 services.need_module("kazoo", "zookeeper")
 
 pytestmark = pytest.mark.zookeeper
-
-#: Seconds ZooKeeper may take to end a dead holder's session beyond the contract's margin:
-#: the server grants no session shorter than its minimum (2 ticks: 4 s by default, whatever
-#: the short lease asks for) and expires sessions on tick boundaries (up to one more tick).
-SESSION_SLACK = 6.0
 
 
 def _injector(hosts: str, path: str):
@@ -50,10 +44,9 @@ def _injector(hosts: str, path: str):
 
 
 @pytest.fixture
-def boards(zk_hosts, monkeypatch):
+def boards(zk_hosts):
     """Boards on a root path of the test's own (its own jobs, trash and entities), deleted
-    after; lapse deadlines widened by :data:`SESSION_SLACK` (see there)."""
-    monkeypatch.setattr(contract, "MARGIN", contract.MARGIN + SESSION_SLACK)
+    after."""
     with isolated_zookeeper_root(zk_hosts, prefix="tfjobs") as root:
         conf = {"board": "zookeeper", "hosts": zk_hosts, "path": f"{root}/jobs"}
         with board_factory(conf, _injector(zk_hosts, f"{root}/jobs")) as factory:

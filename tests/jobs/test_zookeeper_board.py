@@ -96,11 +96,13 @@ def test_layout_is_upstreams(make, client, root):
     assert (job.sequence, plain.sequence) == (0, 1)
     assert job.created_on.timestamp() == stat.ctime / 1000
 
-    # A claim: the record counts it, the ephemeral lock names its holder and token.
+    # A claim: the record counts it, the ephemeral lock names its holder, token and lease
+    # (set in the claim's transaction: version 1, so a renewal never expects 0).
     board.claim(job, "me")
     lock, lock_stat = client.get(job.lock_path)
-    assert json.loads(lock) == {"owner": "me", "token": 1}
+    assert json.loads(lock) == {"owner": "me", "token": 1, "lease": 3.0}
     assert lock_stat.ephemeralOwner == board.store._client.client_id[0]
+    assert lock_stat.version == 1
     assert json.loads(client.get(job.path)[0])["claims"] == 1
 
     # Trash: the record moves beside the jobs with the reason, the lock goes.
@@ -171,6 +173,74 @@ def test_a_lost_session_loses_the_claim(make, zk_hosts):
         holder.consume(job, "me")
     other.consume(seen, "me")
     assert job.state == states.COMPLETE
+
+
+def test_a_lapsed_lease_wakes_waiters_and_is_taken_over_while_the_session_lives(make, client):
+    holder, rescuer = make("holder", lease=0.6), make("rescuer")
+    job = holder.post("j")
+    holder.claim(job, "me")
+    time.sleep(0.5)
+    assert client.get(job.lock_path)[1].version > 1  # renewed by the heartbeat
+    # The holder stops renewing (paused, say) while its session lives on: the lease, not
+    # the session (4 s at least), ends the claim.
+    holder.store.renew = lambda *args: True
+    stopped = time.monotonic()
+    (seen,) = list(rescuer.iterjobs())
+    # A lease running out changes no znode: the listing's timer wakes the waiter.
+    woke = rescuer.wait_generation(rescuer.generation, 10)
+    assert woke
+    assert time.monotonic() - stopped < 0.6 + 1.0
+    assert [j.uuid for j in rescuer.iterjobs(only_unclaimed=True)] == [job.uuid]
+    assert rescuer.find_owner(seen) is None
+    rescuer.claim(seen, "me")  # the same name: a replacement
+    assert (seen.token, next(iter(rescuer.iterjobs())).attempts) == (2, 1)
+    data, stat = client.get(job.lock_path)
+    assert json.loads(data) == {"owner": "me", "token": 2, "lease": 3.0}
+    assert stat.ephemeralOwner == rescuer.store._client.client_id[0]
+    # The old holder is refused: its renewals, and its release, by token.
+    del holder.store.renew
+    assert not holder.store.renew(job.uuid, "me", 1, 0.6)
+    with pytest.raises(exc.JobFailure, match="was lost"):
+        holder.consume(job, "me")
+    rescuer.consume(seen, "me")
+
+
+def test_a_lock_without_a_lease_lapses_only_with_its_session(make, client, root):
+    # Upstream's claims carry no lease: however old, they hold until their session ends.
+    board = make(lease=0.6)
+    job = board.post("j")
+    client.create(job.lock_path, json.dumps({"owner": "upstream"}).encode(), ephemeral=True)
+    time.sleep(1.0)
+    assert board.find_owner(job) == "upstream"
+    assert list(board.iterjobs(only_unclaimed=True)) == []
+    with pytest.raises(exc.UnclaimableJob):
+        board.claim(job, "me")
+    client.delete(job.lock_path)  # as when upstream's session ends
+    board.claim(job, "me")
+    board.consume(job, "me")
+
+
+def test_a_renewal_never_overwrites_a_lock_made_since(make, zk_hosts, client):
+    holder = make("holder", lease=60)  # the heartbeat stays out of the way
+    job = holder.post("j")
+    holder.claim(job, "me")
+    _expire(zk_hosts, holder)
+    deadline = time.monotonic() + 10
+    while client.exists(job.lock_path):
+        assert time.monotonic() < deadline
+        time.sleep(0.02)
+    # Upstream claims the job meanwhile (a fresh lock, data version 0, the record as it was).
+    upstream = json.dumps({"owner": "upstream"}).encode()
+    client.create(job.lock_path, upstream, ephemeral=True)
+    deadline = time.monotonic() + 10
+    while True:  # until the holder's client has a session again
+        try:
+            assert not holder.store.renew(job.uuid, "me", 1, 60)
+            break
+        except exc.JobFailure:
+            assert time.monotonic() < deadline
+            time.sleep(0.05)
+    assert client.get(job.lock_path)[0] == upstream
 
 
 def test_session_timeout_defaults_to_the_lease(make):

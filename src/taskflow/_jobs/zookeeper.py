@@ -9,8 +9,10 @@ board during a migration (each reads what the other writes)::
     <path>/jobNNNNNNNNNN            a job: persistent *sequential* znode holding the posting
                                     {"uuid", "name", "priority", "details"[, "book"]}
     <path>/jobNNNNNNNNNN.lock       its claim: *ephemeral* znode {"owner": who}
+                                    (ours add "token" and "lease", see below)
     <parent>/.trash/jobNNNNNNNNNN   a trashed job: the posting, moved
     <parent>/.entities/<kind>/<n>   ephemeral {"kind", "name", "metadata"}
+    <parent>/.clock                 empty; written to read ZooKeeper's time (ours only)
 
 ``<parent>`` is the parent of ``<path>``. A job's ``created_on`` is its znode's creation
 time (the server's clock) and its sequence the znode's number, assigned by the server: the
@@ -22,7 +24,8 @@ moving under its claims; both checked by ``tests/jobs/test_zookeeper_interop.py`
 
 * ``"claims"`` in the job's record: how many claims *this* implementation made on the job.
   A claim is one ZooKeeper transaction: a compare-and-set of the record (data version)
-  with ``claims + 1``, and the creation of the lock with ``{"owner", "token": claims + 1}``.
+  with ``claims + 1``, and the creation of the lock with
+  ``{"owner", "token": claims + 1, "lease": seconds}``.
   Two claimants cannot both succeed (the lock exists, or the version moved), and the new
   count is the claim's **fencing token**: it only increases for a job, starts at 1 and
   stays far below 2**31 (what the persistence layer's flow ownership accepts). The lock's
@@ -32,21 +35,53 @@ moving under its claims; both checked by ``tests/jobs/test_zookeeper_interop.py`
   ``claims`` minus the claim that still holds the lock, if it is ours.
 * ``"reason"`` and ``"attempts"`` in a trashed record.
 
-Claims lapse with the holder's *session*: the lock is ephemeral, so ZooKeeper deletes it
-when the holder closes its session or stops talking to the server (killed, paused by
-SIGSTOP, partitioned) for the session timeout. The timeout is the ``timeout`` key, or
-the board's ``lease`` when there is none (3 s by default); the server rounds it into its
-own bounds (by default at least 2 ticks, 4 s, and expiries happen on tick boundaries), so
-a dead holder's job is claimable again within the negotiated timeout plus a tick. A
-holder that comes back after its session expired finds its lock gone or someone else's
-(another token): its renewals and releases are refused. The board's heartbeat ``renew``
-only checks that the lock is still this session's, with this token.
+Claims lapse two ways, whichever comes first:
+
+* with the holder's *session*, as upstream's do: the lock is ephemeral, so ZooKeeper deletes
+  it when the holder closes its session or stops talking to the server (killed, paused by
+  SIGSTOP, partitioned) for the session timeout. The timeout is the ``timeout`` key, or the
+  board's ``lease`` when there is none; the server rounds it into its own bounds (by
+  default at least 2 ticks, 4 s, and expiries happen on tick boundaries), so this alone
+  would free a dead holder's job only after 4 to 6 s.
+* with the claim's *lease*, which our locks carry (``"lease"``: seconds) and only ours: the
+  board's heartbeat renews it every ``lease / 3`` seconds by rewriting the lock, which moves
+  the lock's ``mtime``. A lock not rewritten for ``lease`` seconds has lapsed, and the next
+  claimant deletes it (pinned to the version it read, so a renewal in between wins) and
+  claims in the same transaction. Upstream's locks carry no lease: they are respected
+  until their session ends, and upstream respects ours as any lock (it never reads the
+  lease), so a mixed fleet keeps working.
+
+Whose clock says that a lease has run out? ZooKeeper's own: every ``mtime`` is stamped by
+the ensemble's leader when it orders the write, the renewal's as well as that of a write
+the claimant makes to ``<parent>/.clock`` just before taking a lock over. Both stamps come
+from one clock, so the holders' and claimants' clocks never need to agree, with the server
+or with each other: a holder paused or on a machine whose clock is off loses its claim after
+``lease`` seconds of ZooKeeper's time all the same. Between writes a store estimates that
+time as the stamp of its latest write plus its *monotonic* time since the answer arrived
+(:class:`_ServerClock`): a lower bound of the server's time (the stamp preceded the
+answer), used to report lapsed claims in listings and to wake waiters when one lapses
+(no znode changes then, so no watch fires). The takeover itself is always decided by a
+fresh stamp. What this assumes: the leader's clock does not jump, and the ensemble's
+clocks agree to well within a lease across a change of leader; a clock ahead ends claims
+early, one behind ends them late. Either way there are never two holders that can both
+write: the taken-over holder's renewals and releases are refused (below), and its fencing
+token is lower than the new one, so the flow's persistence refuses its writes.
+
+A renewal is one transaction: a *check* of the job record's data version as of the claim
+(every claim of ours moves it) and a *set* of the lock pinned to the lock's data version.
+Either fails once the claim is someone else's: ours moves the record, and a lock created
+afresh (by upstream, after our session ended) is at version 0, which a renewal never
+expects, because our claims create the lock *and* set it in their transaction (version 1).
+A holder whose lease lapsed but whose lock nobody took over renews it as if nothing had
+happened (the store contract allows that); one whose session ended finds no lock.
 
 Waiting (:meth:`ZookeeperStore.wait_changed`): a children watch on ``<path>`` (kazoo's
 ``ChildrenWatch``, re-armed on every event and after reconnections). Every change a waiter
 cares about creates or deletes a child there: a post, a claim (lock created), a release
-or a lapse (lock deleted), a consume or trash (job deleted). An idle waiter wakes within
-one server round trip.
+or a session's end (lock deleted), a consume or trash (job deleted). An idle waiter wakes
+within one server round trip. A lease running out changes nothing on the server, so each
+listing also arms a timer for the earliest lapse among the other sessions' leased locks it
+saw, and the waiter wakes when it fires (a renewal since then makes that wake-up spurious).
 
 Reading: postings never change except for ``claims``, so decoded records are cached per
 znode, each read setting a data watch that drops the entry when the znode changes or is
@@ -89,7 +124,7 @@ except ImportError as _err:  # pragma: no cover - kazoo_utils already checked th
     ) from _err
 
 if TYPE_CHECKING:
-    from collections.abc import Iterator, Mapping
+    from collections.abc import Iterable, Iterator, Mapping
 
 __all__ = ["DEFAULT_PATH", "LOCK_SUFFIX", "MIN_ZK_VERSION", "ZookeeperStore"]
 
@@ -104,6 +139,8 @@ JOB_PREFIX = "job"
 LOCK_SUFFIX = ".lock"
 TRASH_DIR = ".trash"
 ENTITY_DIR = ".entities"
+#: Beside the trash: the znode written to read ZooKeeper's time (see the module docstring).
+CLOCK_NODE = ".clock"
 #: A znode holds at most ~1 MiB (the server's ``jute.maxbuffer``); a larger request would
 #: cost the connection rather than fail cleanly, so postings are checked first.
 MAX_POSTING_BYTES = 1024 * 1024 - 4096
@@ -111,12 +148,18 @@ MAX_POSTING_BYTES = 1024 * 1024 - 4096
 CLAIMS_KEY = "claims"
 REASON_KEY = "reason"
 ATTEMPTS_KEY = "attempts"
+#: Extra keys of ours in a lock: the claim's fencing token and its lease in seconds.
+TOKEN_KEY = "token"
+LEASE_KEY = "lease"
 
 _JOB_NAME = re.compile(r"^job(-?\d+)$")
 _PAST = {Outcome.CONSUME: "consumed", Outcome.ABANDON: "abandoned", Outcome.TRASH: "trashed"}
 _PRIORITIES = {p.value for p in JobPriority}
 #: Times a compare-and-set is tried again after a concurrent change before giving up.
 _CAS_TRIES = 20
+#: Seconds a sample of ZooKeeper's time is extrapolated before a fresh one is taken: bounds
+#: how far this machine's monotonic clock and the server's may drift apart in between.
+_SAMPLE_MAX_AGE = 30.0
 
 
 class _Record(NamedTuple):
@@ -127,6 +170,68 @@ class _Record(NamedTuple):
     claims: int
     version: int
     mtime: datetime
+
+
+class _Held(NamedTuple):
+    """A claim this store made, with what its next renewal pins (module docstring)."""
+
+    name: str
+    owner: str
+    token: int
+    #: The job record's data version as the claim left it (only our claims move it).
+    record_version: int
+    #: The lock's data version as the last claim or renewal left it (never 0).
+    lock_version: int
+
+
+class _ServerClock:
+    """ZooKeeper's time (ms since the epoch, as it stamps ``mtime``) between our writes.
+
+    :meth:`observe` takes the stamp of a write this store made; :meth:`now` adds this
+    machine's *monotonic* time since the answer arrived. The stamp preceded the answer, so
+    the estimate is never ahead of the server's clock (while both run at the same rate) and
+    behind it by at most the sample's round trip.
+    """
+
+    def __init__(self) -> None:
+        # (stamp in ms, monotonic seconds when its answer arrived), or None before any write.
+        self._sample: tuple[float, float] | None = None
+        self._lock = threading.Lock()
+
+    def observe(self, stat: Any) -> None:
+        sample = (float(stat.mtime), time.monotonic())
+        with self._lock:
+            self._sample = sample
+
+    def now(self) -> float | None:
+        """The estimate in ms; None without a sample younger than ``_SAMPLE_MAX_AGE``."""
+        with self._lock:
+            sample = self._sample
+        if sample is None:
+            return None
+        age = time.monotonic() - sample[1]
+        return None if age > _SAMPLE_MAX_AGE else sample[0] + age * 1000.0
+
+    def when(self, stamp: float) -> float | None:
+        """The monotonic time at which :meth:`now` reaches ``stamp`` (ms), if sampled."""
+        with self._lock:
+            sample = self._sample
+        return None if sample is None else sample[1] + (stamp - sample[0]) / 1000.0
+
+
+def _expiry(lock: tuple[dict[str, Any], Any]) -> float | None:
+    """When (ZooKeeper's time, ms) ``lock``'s lease runs out unless renewed; None for a
+    lock without a lease (upstream's), which only its session's end releases."""
+    document, stat = lock
+    lease = document.get(LEASE_KEY)
+    if (
+        not isinstance(lease, int | float)
+        or isinstance(lease, bool)
+        or not 0 < lease < float("inf")
+        or not isinstance(document.get(TOKEN_KEY), int)
+    ):
+        return None
+    return float(stat.mtime) + lease * 1000.0
 
 
 def _time(stat: Any, field: str = "ctime") -> datetime:
@@ -235,6 +340,7 @@ class ZookeeperStore:
         self.path = _normalize(conf.get("path") or DEFAULT_PATH)
         self.trash_path = _join(_parent(self.path), TRASH_DIR)
         self.entity_path = _join(_parent(self.path), ENTITY_DIR)
+        self.clock_path = _join(_parent(self.path), CLOCK_NODE)
         lease = lease_from_conf(conf)
         #: Requested session timeout: a dead holder's claims lapse after it (see above).
         self.session_timeout = as_float(conf, "timeout", lease)
@@ -260,7 +366,17 @@ class ZookeeperStore:
         self._fired: dict[str, int] = {}
         # Children of the jobs path that are neither jobs nor locks (warned about once).
         self._unknown: set[str] = set()
-        self._changed = threading.Event()
+        # Claims this store made and may renew, by job uuid (dropped when they end).
+        self._held: dict[str, _Held] = {}
+        self._clock = _ServerClock()
+        # The waiter's wake-ups, under _cond: _dirty is set by every change seen (and by
+        # interrupt); _lapse_at is the monotonic time the earliest lease seen in a listing
+        # runs out (None: none), set by the listing that started last (_lapse_read).
+        self._cond = threading.Condition()
+        self._dirty = False
+        self._lapse_at: float | None = None
+        self._lapse_read = 0
+        self._reads = 0
         self._children: frozenset[str] | None = None
         self._watching = False
 
@@ -333,7 +449,9 @@ class ZookeeperStore:
             client.remove_listener(self._on_state)
             if self._given is None:
                 kazoo_utils.finalize_client(client)
-        self._changed.set()
+        with self._lock:
+            self._held.clear()
+        self._signal()
 
     def _connected(self) -> Any:
         client = self._client
@@ -349,7 +467,7 @@ class ZookeeperStore:
         current = frozenset(children)
         if current != self._children:
             self._children = current
-            self._changed.set()
+            self._signal()
         return True
 
     def _on_state(self, state: str) -> None:
@@ -358,7 +476,7 @@ class ZookeeperStore:
             # everything they guard, and wake the waiter (claims may have lapsed).
             with self._lock:
                 self._records.clear()
-            self._changed.set()
+            self._signal()
 
     def _on_data(self, event: Any) -> None:
         name = posixpath.basename(event.path)
@@ -438,17 +556,60 @@ class ZookeeperStore:
                 locks[name] = (_lock_document(result[0]), result[1])
         return records, locks
 
+    def _server_now(self) -> float:
+        """ZooKeeper's time now (ms), stamped on a write of our own to the clock znode."""
+        client = self._connected()
+        try:
+            stat = self._wait(client.set_async(self.clock_path, b""))
+        except k_exc.NoNodeError:
+            with contextlib.suppress(k_exc.NodeExistsError):
+                self._wait(client.create_async(self.clock_path, b"", makepath=True))
+            stat = self._wait(client.set_async(self.clock_path, b""))
+        self._clock.observe(stat)
+        return float(stat.mtime)
+
+    def _now(self, locks: Iterable[tuple[dict[str, Any], Any]]) -> float | None:
+        """ZooKeeper's time as estimated here (a write if there is no recent sample), or
+        None if none of ``locks`` has a lease (no need to know)."""
+        if all(_expiry(lock) is None for lock in locks):
+            return None
+        now = self._clock.now()
+        return self._server_now() if now is None else now
+
+    def _lapsed(self, lock: tuple[dict[str, Any], Any]) -> bool:
+        """Whether ``lock``'s lease has run out, as a fresh stamp says (the estimate, never
+        ahead of the server, only spares that write while the lease clearly runs)."""
+        expiry = _expiry(lock)
+        if expiry is None:
+            return False
+        now = self._clock.now()
+        if now is not None and now <= expiry:
+            return False
+        if self._server_now() > expiry:
+            return True
+        self._signal()  # the estimate was ahead (the server's clock stepped back): list again
+        return False
+
     @staticmethod
-    def _listing(record: _Record, lock: tuple[dict[str, Any], Any] | None) -> Listing:
+    def _listing(
+        record: _Record, lock: tuple[dict[str, Any], Any] | None, now: float | None
+    ) -> Listing:
+        """``record``'s job with ``lock`` as its claim, unless the lock's lease ran out
+        before ``now`` (ZooKeeper's time, ms)."""
         posting = record.posting
         assert posting is not None
+        if lock is not None and now is not None:
+            expiry = _expiry(lock)
+            if expiry is not None and now > expiry:
+                # Lapsed, not yet taken over: free, and counted as an attempt.
+                return Listing(posting, None, None, record.claims, _time(lock[1]))
         if lock is None:
             # Never claimed through us and unmodified: no "last claimed or released" time.
             modified = record.mtime if record.version > 0 else None
             return Listing(posting, None, None, record.claims, modified)
         document, stat = lock
         owner = document.get("owner")
-        token = document.get("token")
+        token = document.get(TOKEN_KEY)
         ours = isinstance(token, int) and token == record.claims
         if not isinstance(owner, str):
             owner = "?"  # an unreadable lock still holds the job
@@ -462,8 +623,13 @@ class ZookeeperStore:
         )
 
     def listings(self) -> list[Listing]:
+        with self._lock:
+            self._reads += 1
+            read = self._reads
         with self._errors("list jobs"):
             records, locks = self._read_board()
+            now = self._now(locks.values())
+        self._arm(read, self._next_lapse(locks.values(), now))
         listings: list[Listing] = []
         seen: set[str] = set()
         for name in sorted(records, key=lambda n: _sequence(n) or 0):
@@ -478,8 +644,31 @@ class ZookeeperStore:
                 )
                 continue
             seen.add(record.posting.uuid)
-            listings.append(self._listing(record, locks.get(name)))
+            listings.append(self._listing(record, locks.get(name), now))
         return listings
+
+    def _next_lapse(
+        self, locks: Iterable[tuple[dict[str, Any], Any]], now: float | None
+    ) -> float | None:
+        """The monotonic time the first of ``locks`` still running lapses unless renewed
+        (locks of this session are left out: their renewals are ours to make)."""
+        if now is None:
+            return None
+        client = self._client
+        session = None if client is None else client.client_id
+        ours = None if session is None else session[0]
+        expiries = [
+            expiry
+            for lock in locks
+            if lock[1].ephemeralOwner != ours
+            and (expiry := _expiry(lock)) is not None
+            and expiry >= now
+        ]
+        if not expiries:
+            return None
+        at = self._clock.when(min(expiries))
+        # A millisecond late: by then the estimate is past the expiry, not on it.
+        return None if at is None else at + 0.001
 
     def _name_of(self, uuid: str) -> str | None:
         """The znode name of job ``uuid`` (listing the board if not yet known)."""
@@ -516,7 +705,7 @@ class ZookeeperStore:
             record = _decode(job[0], job[1], self._job_path(name), sequence)
             if record.posting is None or record.posting.uuid != uuid:
                 return None
-            return self._listing(record, lock)
+            return self._listing(record, lock, self._now([] if lock is None else [lock]))
 
     def trash(self) -> list[TrashEntry]:
         with self._errors("list the trash"):
@@ -583,6 +772,8 @@ class ZookeeperStore:
                     client.create_async(self._job_path(JOB_PREFIX), data, sequence=True)
                 )
                 stat = self._wait(client.exists_async(path))
+            else:
+                self._clock.observe(stat)  # a free sample of ZooKeeper's time
         name = posixpath.basename(path)
         with self._lock:
             self._names[posting.uuid] = name
@@ -606,7 +797,7 @@ class ZookeeperStore:
                 job, lock = self._read_job(name)
                 if job is None:
                     raise exc.NotFound(f"Job {uuid} not found to be claimed")
-                if lock is not None:
+                if lock is not None and not self._lapsed(lock):
                     raise exc.UnclaimableJob(
                         f"Job {uuid} already claimed by {lock[0].get('owner', '?')}"
                     )
@@ -616,45 +807,106 @@ class ZookeeperStore:
                     raise exc.NotFound(f"Job {uuid} not found to be claimed") from None
                 token = _claims(document) + 1
                 document[CLAIMS_KEY] = token
+                data = _dumps({"owner": owner, TOKEN_KEY: token, LEASE_KEY: lease})
                 txn = client.transaction()
+                if lock is not None:
+                    # Taking over a lapsed lease: a renewal since (a new version) wins.
+                    txn.delete(lock_path, version=lock[1].version)
                 txn.set_data(path, _dumps(document), version=job[1].version)
-                txn.create(lock_path, _dumps({"owner": owner, "token": token}), ephemeral=True)
+                txn.create(lock_path, data, ephemeral=True)
+                txn.set_data(lock_path, data)  # version 1: see renew()
                 try:
-                    self._commit(txn)
+                    results = self._commit(txn)
                 except kazoo_utils.KazooTransactionException as err:
                     failures = [failure for _, failure in err.failures]
-                    if any(isinstance(f, k_exc.NodeExistsError) for f in failures):
-                        continue  # claimed meanwhile: the next read says by whom
-                    if any(isinstance(f, k_exc.NoNodeError) for f in failures):
+                    if lock is None and any(isinstance(f, k_exc.NoNodeError) for f in failures):
                         raise exc.NotFound(f"Job {uuid} not found to be claimed") from None
-                    continue  # BadVersion: another claim moved the record; read again
+                    # Claimed, renewed or gone meanwhile (NodeExists, BadVersion, NoNode):
+                    # the next read says which.
+                    continue
                 finally:
                     self._forget(name)
+                record_stat, lock_stat = results[-3], results[-1]
+                self._clock.observe(lock_stat)
+                with self._lock:
+                    self._held[uuid] = _Held(
+                        name, owner, token, record_stat.version, lock_stat.version
+                    )
                 return token
             raise exc.UnclaimableJob(f"Job {uuid} is changing too fast to be claimed")
 
+    def _read_held(self, uuid: str, owner: str, token: int) -> _Held | None:
+        """The claim ``(owner, token)`` of this session on job ``uuid`` as it is now, or
+        None if it is not the job's claim any more."""
+        with self._lock:
+            name = self._names.get(uuid)
+        if name is None:
+            return None
+        job, lock = self._read_job(name)
+        session = self._connected().client_id
+        if job is None or lock is None or session is None:
+            return None
+        document, stat = lock
+        if (
+            document.get("owner") != owner
+            or document.get(TOKEN_KEY) != token
+            or stat.ephemeralOwner != session[0]
+        ):
+            return None
+        try:
+            claims = _claims(_check_document(json.loads(job[0])))
+        except ValueError:
+            return None
+        if claims != token:
+            return None
+        return _Held(name, owner, token, job[1].version, stat.version)
+
     def renew(self, uuid: str, owner: str, token: int, lease: float) -> bool:
-        # The lease is the session, which kazoo keeps alive: renewing is checking that the
-        # lock is still this session's, with this claim's token.
-        with self._errors(f"check the claim on job {uuid}"):
-            with self._lock:
-                name = self._names.get(uuid)
+        # Rewriting the lock moves its mtime: the lease runs from now (ZooKeeper's time).
+        # Pinned to the record's and the lock's versions (module docstring), it fails once
+        # the claim is someone else's; a version known here may be stale (a renewal whose
+        # answer was lost), so a failure is looked at again before the claim counts as lost.
+        with self._errors(f"renew the claim on job {uuid}"):
             client = self._connected()
-            if name is None:
-                return False
-            (lock,) = self._collect([client.get_async(self._job_path(name + LOCK_SUFFIX))])
-            if lock is None:
-                return False
-            document = _lock_document(lock[0])
-            session = client.client_id
-            return bool(
-                document.get("owner") == owner
-                and document.get("token") == token
-                and session is not None
-                and lock[1].ephemeralOwner == session[0]
-            )
+            with self._lock:
+                held = self._held.get(uuid)
+            data = _dumps({"owner": owner, TOKEN_KEY: token, LEASE_KEY: lease})
+            for reread in (False, True):
+                if reread or held is None or (held.owner, held.token) != (owner, token):
+                    held = self._read_held(uuid, owner, token)
+                    if held is None:
+                        break
+                txn = client.transaction()
+                txn.check(self._job_path(held.name), held.record_version)
+                txn.set_data(
+                    self._job_path(held.name + LOCK_SUFFIX), data, version=held.lock_version
+                )
+                try:
+                    results = self._commit(txn)
+                except kazoo_utils.KazooTransactionException:
+                    continue
+                except BaseException:
+                    with self._lock:  # it may have been applied: read the versions next time
+                        self._held.pop(uuid, None)
+                    raise
+                self._clock.observe(results[-1])
+                with self._lock:
+                    self._held[uuid] = held._replace(lock_version=results[-1].version)
+                return True
+            with self._lock:
+                self._held.pop(uuid, None)
+            return False
 
     def release(
+        self, uuid: str, owner: str, token: int | None, outcome: Outcome, reason: str | None
+    ) -> None:
+        try:
+            self._release(uuid, owner, token, outcome, reason)
+        finally:
+            with self._lock:  # ended, or not ours to renew any more
+                self._held.pop(uuid, None)
+
+    def _release(
         self, uuid: str, owner: str, token: int | None, outcome: Outcome, reason: str | None
     ) -> None:
         verb = outcome.value
@@ -673,7 +925,13 @@ class ZookeeperStore:
                     raise exc.NotFound(
                         f"Can not {verb} job {uuid} which we can not determine the owner of"
                     )
-                held_by, held_token = lock[0].get("owner"), lock[0].get("token")
+                held_by, held_token = lock[0].get("owner"), lock[0].get(TOKEN_KEY)
+                if (token is None or token != held_token) and self._lapsed(lock):
+                    # Only the holder itself may still end a lapsed claim (nobody took
+                    # it over yet), as on every board.
+                    raise exc.NotFound(
+                        f"Can not {verb} job {uuid} which we can not determine the owner of"
+                    )
                 if held_by != owner:
                     raise exc.JobFailure(
                         f"Can not {verb} job {uuid} which is not owned by {owner}"
@@ -737,13 +995,39 @@ class ZookeeperStore:
 
     # -- waiting --------------------------------------------------------------------------------
 
+    def _signal(self) -> None:
+        with self._cond:
+            self._dirty = True
+            self._cond.notify_all()
+
+    def _arm(self, read: int, lapse_at: float | None) -> None:
+        """Wake the waiter at ``lapse_at``: what listing number ``read`` saw (older ones
+        are ignored, their leases may since have been renewed or taken over)."""
+        with self._cond:
+            if read < self._lapse_read:
+                return
+            self._lapse_read = read
+            self._lapse_at = lapse_at
+            self._cond.notify_all()  # it may be waiting for a later time
+
     def interrupt(self) -> None:
-        self._changed.set()
+        self._signal()
 
     def wait_changed(self, timeout: float) -> bool:
         self._connected()
-        if self._changed.wait(max(0.0, timeout)):
-            # Cleared before returning: whatever set it happened before the caller reads.
-            self._changed.clear()
-            return True
-        return False
+        deadline = time.monotonic() + max(0.0, timeout)
+        with self._cond:
+            while True:
+                if self._dirty:
+                    # Cleared before returning: whatever set it happened before the caller
+                    # reads.
+                    self._dirty = False
+                    return True
+                now = time.monotonic()
+                lapse_at = self._lapse_at
+                if lapse_at is not None and now >= lapse_at:
+                    self._lapse_at = None  # the next listing arms the next one
+                    return True
+                if now >= deadline:
+                    return False
+                self._cond.wait((deadline if lapse_at is None else min(deadline, lapse_at)) - now)
