@@ -145,3 +145,29 @@ def test_a_new_waiter_on_sqlite_sees_a_post_from_another_process_connection(db_u
         seen = waiter.generation
         poster.post("j")
         assert waiter.wait_generation(seen, 30)
+
+
+@pytest.mark.postgres
+def test_a_claim_skips_a_job_row_another_transaction_has_locked(postgres_url):
+    # SELECT ... FOR UPDATE SKIP LOCKED: a claimant racing another for the same job moves on
+    # at once (UnclaimableJob) instead of queueing behind the other's transaction.
+    from tests.helpers.databases import isolated_postgres
+
+    with isolated_postgres(postgres_url) as url, backends.backend("b", {"board": url}) as board:
+        job = board.post("contended")
+        engine = sa.create_engine(url, poolclass=sa.pool.NullPool)
+        try:
+            with engine.connect() as other:
+                other.exec_driver_sql(
+                    "SELECT uuid FROM taskflow_jobs WHERE uuid = %(uuid)s FOR UPDATE",
+                    {"uuid": job.uuid},
+                )  # held until this block ends (the connection's transaction is open)
+                started = time.monotonic()
+                with pytest.raises(exc.UnclaimableJob):
+                    board.claim(job, "me")
+                assert time.monotonic() - started < 5  # not stuck behind the lock
+                other.rollback()
+            board.claim(job, "me")  # once the other transaction ended, as usual
+            assert board.find_owner(job) == "me"
+        finally:
+            engine.dispose()

@@ -466,6 +466,18 @@ class SQLStore:
             )
         )
         with self._tx(write=True, what=f"claim job {uuid}") as conn:
+            if self._kind.for_update:
+                # A row another claimant (or its holder's release) has locked right now is
+                # skipped, not waited for: that claim is as good as taken, and conductors
+                # racing for the head of the board move on at once instead of queueing.
+                locked = sa.select(c.uuid).where(self._where(uuid), c.status == _LIVE)
+                if conn.execute(locked.with_for_update(skip_locked=True)).first() is None:
+                    row = conn.execute(
+                        sa.select(c.owner, c.status).where(self._where(uuid))
+                    ).first()
+                    if row is None or row.status != _LIVE:
+                        raise exc.NotFound(f"Job {uuid} not found to be claimed")
+                    raise exc.UnclaimableJob(f"Job {uuid} is being claimed or released")
             if conn.execute(update).rowcount == 1:
                 token = conn.execute(sa.select(c.token).where(self._where(uuid))).scalar_one()
                 self._kind.notify(conn)
