@@ -264,3 +264,89 @@ def test_a_bad_fencing_token_option_is_refused_when_the_engine_is_made(bad: Any)
         engines.load(
             lf.Flow("f").add(Slow("a", threading.Event(), threading.Event())), fencing_token=bad
         )
+
+
+@pytest.mark.postgres
+def test_a_run_started_during_an_injection_from_another_thread_owns_the_flow(postgres_url: str):
+    # Thread B's persisted inject claims the flow (its write guard) and is held up in its
+    # write; the run started meanwhile must own the flow once B is done, not run unowned
+    # (and unfenced) because B's ownership was there when it started.
+    sa = services.need_module("sqlalchemy", "postgresql")
+    started, gate = threading.Event(), threading.Event()
+    with isolated_postgres(postgres_url) as url, backends.backend({"connection": url}) as backend:
+        detail = _saved_flow(backend)
+        engine = engines.load(
+            lf.Flow("owned").add(Slow("a", started, gate)), flow_detail=detail, backend=backend
+        )
+        engine.storage.inject({"extra": 0})  # the injector's row exists from now on
+        blocker = sa.create_engine(url, poolclass=sa.pool.NullPool)
+        threads: list[threading.Thread] = []
+        try:
+            with blocker.connect() as lock:
+                lock.exec_driver_sql(
+                    "SELECT uuid FROM atomdetails WHERE name = '_TaskFlow_INJECTOR' FOR UPDATE"
+                )
+                injector = threading.Thread(target=lambda: engine.storage.inject({"extra": 1}))
+                injector.start()
+                threads.append(injector)
+                deadline = time.monotonic() + 10
+                while time.monotonic() < deadline:  # until the injection has claimed the flow
+                    with backend.get_connection() as conn:
+                        if conn.read_ownership(detail.uuid).held:
+                            break
+                    time.sleep(0.01)
+                runner = threading.Thread(target=engine.run)
+                runner.start()
+                threads.append(runner)
+                time.sleep(0.2)  # the run is waiting behind the injection now
+                lock.rollback()  # the injection's write goes through, and it leaves
+            assert started.wait(10)
+            with backend.get_connection() as conn:
+                during = conn.read_ownership(detail.uuid)
+        finally:
+            gate.set()
+            for thread in threads:
+                thread.join(20)
+            blocker.dispose()
+        assert during is not None
+        assert during.held  # the run owns the flow while it runs
+        with backend.get_connection() as conn:
+            assert not conn.read_ownership(detail.uuid).held
+            assert conn.get_flow_details(detail.uuid).state == states.SUCCESS
+        assert engine.storage.fetch("extra") == 1
+
+
+def test_an_injection_from_another_thread_leaves_the_runs_ownership_held(tmp_path: Path):
+    # The write guard around a persisted inject enters the engine's ownership too; leaving
+    # it must not release the flow under the run (which would then write unfenced).
+    services.need_module("sqlalchemy", "database")
+    conf = {"connection": f"sqlite:///{tmp_path / 'flows.db'}"}
+    started, gate = threading.Event(), threading.Event()
+    with backends.backend(conf) as backend:
+        detail = _saved_flow(backend)
+        engine = engines.load(
+            lf.Flow("owned").add(Slow("a", started, gate)), flow_detail=detail, backend=backend
+        )
+        runner = threading.Thread(target=engine.run)
+        runner.start()
+        try:
+            assert started.wait(10)
+            with backend.get_connection() as conn:
+                held = conn.read_ownership(detail.uuid)
+            injector = threading.Thread(target=lambda: engine.storage.inject({"extra": 1}))
+            injector.start()
+            injector.join(10)
+            with backend.get_connection() as conn:
+                during = conn.read_ownership(detail.uuid)
+        finally:
+            gate.set()
+            runner.join(20)
+        assert held is not None
+        assert held.held
+        assert during == held  # still the run's, not released by the injection
+        with backend.get_connection() as conn:
+            after = conn.read_ownership(detail.uuid)
+            stored = conn.get_flow_details(detail.uuid)
+        assert not after.held  # released once the run ended
+        assert stored.state == states.SUCCESS
+        assert engine.storage.fetch("extra") == 1

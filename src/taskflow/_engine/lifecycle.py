@@ -99,6 +99,10 @@ class Lifecycle:
             raise ValueError(f"'fencing_key' must be a string, not {key!r}")
         self._fencing_key: str | None = key
         self._ownership: Ownership | None = None
+        # Blocks inside _owning (any thread), and the lease renewal of the current ownership:
+        # (stop event, renewing thread).
+        self._holders = 0
+        self._renewal: tuple[threading.Event, threading.Thread] | None = None
         # The token of this engine's last ownership: a claim that gets the next one knows
         # nobody else ran the flow meanwhile; any other claim reloads it from the backend.
         self._last_token: int | None = None
@@ -257,20 +261,34 @@ class Lifecycle:
 
     @contextlib.contextmanager
     def _owning(self) -> Iterator[None]:
-        """Own the flow detail while inside (re-entrant); released however the block ends.
+        """Own the flow detail while inside; released however the block ends.
 
-        A thread renews the lease every third of it while the block runs, so that only a
-        dead (or paused, or cut off) owner loses the flow. Without a backend there is nothing
-        to own.
+        Re-entrant, from any thread: the first block to enter claims the flow, the last to
+        leave releases it, so a write guarded from another thread (an ``inject`` while the
+        engine runs) never releases the run's ownership under it. A thread renews the lease
+        every third of it while any block runs, so that only a dead (or paused, or cut off)
+        owner loses the flow. Without a backend there is nothing to own.
         """
-        if self._ownership is not None:
+        # The storage's lock guards the count and the claim: writes guarded from other
+        # threads enter holding it already (Storage.inject), so taking it here keeps one
+        # lock order (a second lock would deadlock against them).
+        with self.storage.lock:
+            if not self._holders:
+                self._claim()
+            self._holders += 1
+        try:
             yield
-            return
+        finally:
+            with self.storage.lock:
+                self._holders -= 1
+                if not self._holders:
+                    self._release()
+
+    def _claim(self) -> None:
+        """Claim the flow and start renewing the lease (under the storage's lock)."""
         ownership = self.storage.claim(self._lease, self._fencing_token, self._fencing_key)
         if ownership is None:
-            yield
             return
-        self._ownership = ownership
         # Token 1: nobody ever ran the flow. The next token after this engine's own last
         # one: nobody ran it since. Otherwise what this engine holds may be stale.
         if ownership.token != 1 and ownership.token != (self._last_token or 0) + 1:
@@ -281,15 +299,22 @@ class Lifecycle:
             target=self._renew, args=(ownership, stop), name="taskflow-lease", daemon=True
         )
         renewer.start()
-        try:
-            yield
-        finally:
-            stop.set()
-            # Joined first: a renewal finishing after the release would hold the flow again.
-            renewer.join(self._lease)
-            self._ownership = None
-            with contextlib.suppress(Exception):  # gone already; the lease lapses anyway
-                self.storage.release(ownership)
+        self._ownership = ownership
+        self._renewal = (stop, renewer)
+
+    def _release(self) -> None:
+        """Stop renewing and give the flow up (under the storage's lock; the renewing thread
+        never takes it, so joining it here can not wait on us)."""
+        ownership, self._ownership = self._ownership, None
+        if ownership is None or self._renewal is None:
+            return
+        stop, renewer = self._renewal
+        self._renewal = None
+        stop.set()
+        # Joined first: a renewal finishing after the release would hold the flow again.
+        renewer.join(self._lease)
+        with contextlib.suppress(Exception):  # gone already; the lease lapses anyway
+            self.storage.release(ownership)
 
     def _refresh(self) -> None:
         """Read the flow again (after claiming it): what this engine holds may be stale."""
