@@ -247,3 +247,33 @@ def test_an_exception_thrown_into_run_iter_ends_the_flow_in_failure(load_local, 
     # The engine is free again: a new run resolves and finishes the flow.
     engine.run()
     assert engine.storage.get_flow_state() == states.SUCCESS
+
+
+def test_a_keyboard_interrupt_thrown_into_run_iter_stops_the_run_and_frees_it(tmp_path):
+    # As Ctrl-C in run(): the interrupt comes out of throw(), and the run inside has ended:
+    # its ownership of the flow released, its lease thread gone, the engine free again.
+    import threading
+
+    from taskflow import engines
+    from taskflow.persistence import backends
+    from tests.helpers import services
+
+    services.need_module("sqlalchemy", "database")
+    conf = {"connection": f"sqlite:///{tmp_path / 'flows.db'}"}
+    with backends.backend(conf) as backend:
+        engine = engines.load(lf.Flow("f").add(Work("a"), Work("b")), backend=backend)
+        it = engine.run_iter()
+        next(it)
+        next(it)
+        with pytest.raises(KeyboardInterrupt) as caught:
+            it.throw(KeyboardInterrupt())
+        # The traceback stays alive (as an interactive session keeps its last one): the
+        # run must have ended already, not when the traceback is dropped.
+        assert caught.tb is not None
+        flow_uuid = engine.storage.flow_uuid
+        with backend.get_connection() as conn:
+            assert not conn.read_ownership(flow_uuid).held
+        assert not [t for t in threading.enumerate() if t.name == "taskflow-lease"]
+        assert next(it, None) is None
+        engine.run()  # not locked: a new run finishes the flow
+        assert engine.storage.get_flow_state() == states.SUCCESS

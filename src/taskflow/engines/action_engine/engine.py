@@ -114,8 +114,10 @@ class ActionEngine(base.Engine):
                         for _ in iterator:
                             pass
                         raise
-                    except Exception as err:
-                        # Thrown in by the caller: it ends the run inside (flow FAILURE).
+                    except BaseException as err:
+                        # Thrown in by the caller: it ends the run inside (an Exception makes
+                        # the flow FAILURE; a KeyboardInterrupt stops it as Ctrl-C in run()
+                        # does), which releases what the run holds before it propagates.
                         value = iterator.throw(err)
                         continue
                     value = iterator.send(sent)
