@@ -95,3 +95,23 @@ def test_the_serial_engine_records_each_report_before_the_task_goes_on():
         {"progress": 0.3, "progress_details": {"at_progress": 0.3, "details": {"foo": "bar"}}},
         {"progress": 0.5, "progress_details": None},
     ]
+
+
+def test_a_reset_stores_the_progress_back_at_zero(tmp_path):
+    from taskflow import engines
+    from taskflow.persistence import backends
+    from tests.helpers import services
+
+    services.need_module("sqlalchemy", "database")
+    with backends.backend({"connection": f"sqlite:///{tmp_path / 'f.db'}"}) as backend:
+        engine = engines.load(lf.Flow("f").add(Detailed("t")), backend=backend)
+        engine.run()
+        engine.reset()
+        with backend.get_connection() as conn:
+            (stored,) = [
+                ad for ad in conn.get_flow_details(engine.storage.flow_uuid) if ad.name == "t"
+            ]
+    assert stored.meta == {
+        "progress": 0.0,
+        "progress_details": {"at_progress": 0.7, "details": {"x": 1}},
+    }

@@ -205,11 +205,11 @@ class Lifecycle:
                 continue
             old = ad.state
             ad.intention = states.EXECUTE
-            progressed = not isinstance(atom, Retry) and ad.meta.get(META_PROGRESS, 0.0) != 0.0
+            if not isinstance(atom, Retry) and ad.meta.get(META_PROGRESS, 0.0) != 0.0:
+                # As upstream: a reset task's progress starts again (its details are kept),
+                # saved with the rest of the reset in one write.
+                ad.meta[META_PROGRESS] = 0.0
             storage.reset(atom.name)
-            if progressed:
-                # As upstream: a reset task's progress starts again (its details are kept).
-                storage.set_task_progress(atom.name, 0.0)
             if notify and old != states.PENDING:
                 details: dict[str, Any] = {"old_state": old}
                 if isinstance(atom, Retry):
