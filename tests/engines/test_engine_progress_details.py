@@ -115,3 +115,22 @@ def test_a_reset_stores_the_progress_back_at_zero(tmp_path):
         "progress": 0.0,
         "progress_details": {"at_progress": 0.7, "details": {"x": 1}},
     }
+
+
+def test_a_run_iter_driven_from_several_threads_records_progress_in_order():
+    # As loop.run_in_executor(None, next, it) does: each step from another thread. The
+    # serial engine's call reports from the thread of its step; its end (progress 1.0) must
+    # not be overwritten by its own earlier report arriving late.
+    import threading
+
+    from taskflow import engines
+
+    engine = engines.load(lf.Flow("f").add(Plain("u")), engine="serial")
+    it = engine.run_iter()
+    seen: list[object] = []
+    while not seen or seen[-1] is not None:
+        step = threading.Thread(target=lambda: seen.append(next(it, None)))
+        step.start()
+        step.join(10)
+    assert engine.storage.get_flow_state() == "SUCCESS"
+    assert _meta(engine, "u") == {"progress": 1.0, "progress_details": None}

@@ -30,7 +30,6 @@ from __future__ import annotations
 import contextlib
 import logging
 import queue
-import threading
 import time
 from typing import TYPE_CHECKING, Any, Protocol
 
@@ -499,7 +498,8 @@ class Runner:
     def _complete(self, completion: Completion) -> None:
         node, method, ok, value, events = completion
         if method == PROGRESS:  # equality: completions from child processes are copies
-            self._record_progress(node, *value)
+            if node in self.in_flight:  # else its call is over: a late report changes nothing
+                self._record_progress(node, *value)
             return
         if method is _WAKE_UP:
             return
@@ -886,16 +886,18 @@ class Runner:
                 (states.ANALYZING, self._analyzing),
             )
         }
-        # Completions of inline calls need no queue: they are made in this thread.
-        progress = self._progress_sink()
+        # Completions and progress of inline calls need no queue: they are made in the thread
+        # driving this loop (whichever it is), and progress is recorded at once, visible
+        # while the call still runs.
         # Started before the task executor and shut down after it: an inline executor's
         # progress context is current from its start to its shutdown (nested, in order).
-        self.retry_executor.start(self.arrived.append, progress)
+        self.retry_executor.start(self.arrived.append, self._record_progress)
         started_executor = aborted = False
         try:
-            executor.start(
-                self.arrived.append if executor.inline else self.completions.put, progress
-            )
+            if executor.inline:
+                executor.start(self.arrived.append, self._record_progress)
+            else:
+                executor.start(self.completions.put, self._queued_progress)
             started_executor = True
             yield steps
         except BaseException:
@@ -914,22 +916,10 @@ class Runner:
             executor.detach()
             self.retry_executor.detach()
 
-    def _progress_sink(self) -> Callable[[int, float, dict[str, Any]], None]:
-        """Where executors send progress reported during calls (see the executor contract)."""
-        owner = threading.get_ident()
-        get_ident = threading.get_ident
-        put = self.completions.put
-        record_progress = self._record_progress
-
-        def progress(token: int, value: float, details: dict[str, Any]) -> None:
-            # Stored at once when reported from this thread (an inline call), so that it is
-            # visible while the call still runs; otherwise queued for this thread.
-            if get_ident() == owner:
-                record_progress(token, value, details)
-            else:
-                put((token, PROGRESS, True, (value, details), None))
-
-        return progress
+    def _queued_progress(self, token: int, value: float, details: dict[str, Any]) -> None:
+        """Progress reported from a pool's thread: queued for the engine's thread, which
+        records it before the call's completion (they travel in order on one queue)."""
+        self.completions.put((token, PROGRESS, True, (value, details), None))
 
     def _resuming(self) -> str:
         self.prepare()
