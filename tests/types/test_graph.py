@@ -332,3 +332,14 @@ def test_module_exports():
         "OrderedGraph",
         "merge_graphs",
     }
+
+
+def test_export_to_dot_keeps_a_name_ending_in_a_backslash_valid():
+    # A quoted DOT string can not end with a backslash (it would escape the closing quote):
+    # such a name is written as an HTML-like string instead.
+    g = graph.DiGraph()
+    g.add_edge("ok", "C:\\dir\\")
+    g.add_node('"quoted\\"')  # looks quoted, but its last quote is escaped
+    dot = g.export_to_dot()
+    assert "ok -> <C:\\dir\\>;" in dot
+    assert '"\\"quoted\\\\"";' in dot

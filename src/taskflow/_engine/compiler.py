@@ -173,7 +173,7 @@ class Plan:
     def retry_subgraph(self, retry_node: int) -> tuple[int, ...]:
         """The retry and every node after it: what its decisions revert, and a retry resets.
 
-        That is the retry's scope and also every node reachable from the scope's end, as
+        That is the retry's scope and every other node reachable from the retry, as
         upstream has it: an atom after the retry's subflow may have used what the scope
         provided, so it is reverted (and runs again) with the scope. Depth first, the last
         linked successor first: the order in which upstream resets a retried subgraph.

@@ -68,9 +68,9 @@ Call: TypeAlias = "tuple[int, Atom, str, dict[str, Any]]"
 
 #: The outcome of a call, or a progress report made during one:
 #: ``(token, method, ok, value, events)``. ``method`` is EXECUTE, REVERT or PROGRESS; ``ok``
-#: False means ``value`` is the Failure the call raised, else it is the call's result (or the
-#: progress reported); ``events`` are task events made away from the engine (child
-#: processes), to be replayed there, or None.
+#: False means ``value`` is the Failure the call raised, else it is the call's result (or,
+#: for PROGRESS, ``(progress, details)``); ``events`` are task events made away from the
+#: engine (child processes), to be replayed there, or None.
 Completion: TypeAlias = "tuple[int, str, bool, Any, list[tuple[str, dict[str, Any]]] | None]"
 
 #: Where a task's progress goes during a call: ``progress(token, value, details)``, details

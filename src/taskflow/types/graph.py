@@ -6,6 +6,7 @@ exist because upstream code and persisted type names refer to them.
 
 from __future__ import annotations
 
+import html
 import os
 import re
 from collections import deque
@@ -34,7 +35,7 @@ _DOT_KEYWORDS = frozenset(("strict", "graph", "digraph", "subgraph", "node", "ed
 def _dot_id(thing: Any, bare: re.Pattern[str] = _DOT_NAME) -> str:
     text = str(thing)
     if len(text) >= 2 and (
-        (text[0] == text[-1] == '"' and '"' not in text[1:-1])
+        (text[0] == text[-1] == '"' and '"' not in text[1:-1] and text[-2] != "\\")
         or (text[0] == "<" and text[-1] == ">")
     ):
         return text
@@ -44,6 +45,10 @@ def _dot_id(thing: Any, bare: re.Pattern[str] = _DOT_NAME) -> str:
 
 
 def _quoted(text: str) -> str:
+    if text.endswith("\\"):
+        # A quoted DOT string can not end with a backslash (it would escape the closing
+        # quote, and DOT has no escape for a backslash): an HTML-like string holds it as is.
+        return "<" + html.escape(text, quote=False).replace("\n", "<br/>") + ">"
     return '"' + text.replace('"', '\\"').replace("\n", "\\n") + '"'
 
 

@@ -10,6 +10,7 @@ import contextlib
 import copy
 import logging
 from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
+from types import MappingProxyType
 from typing import Any, Self
 
 __all__ = ["Listener", "Notifier", "RestrictedNotifier", "register_deregister"]
@@ -88,6 +89,7 @@ class Notifier:
 
     def __init__(self) -> None:
         self._topics: dict[str, list[Listener]] = {}
+        self._view = MappingProxyType(self._topics)
 
     def __len__(self) -> int:
         return sum(len(listeners) for listeners in self._topics.values())
@@ -100,7 +102,7 @@ class Notifier:
         """The listeners by event type: a live, read-only view that stays the same object for
         the notifier's life, true while anything is registered. Engines keep it to test for
         listeners on their hot path without a call per test."""
-        return self._topics
+        return self._view
 
     def is_registered(
         self, event_type: str, callback: Callback, details_filter: DetailsFilter | None = None
@@ -199,6 +201,7 @@ class Notifier:
         """A notifier with the same registrations (callbacks are shared, not copied)."""
         clone = copy.copy(self)
         clone._topics = {event: list(listeners) for event, listeners in self._topics.items()}
+        clone._view = MappingProxyType(clone._topics)
         return clone
 
     def listeners_iter(self) -> Iterator[tuple[str, list[Listener]]]:
