@@ -15,7 +15,7 @@ from typing import TYPE_CHECKING
 
 import pytest
 
-from taskflow import engines, states, task
+from taskflow import engines, task
 from taskflow.patterns import linear_flow as lf
 from taskflow.persistence import backends, models
 from taskflow.storage import Storage
@@ -143,38 +143,6 @@ def _atom_injections(backend: Backend) -> None:
     assert stored.meta["injected"] == expected
 
 
-def _ensures(backend: Backend) -> None:
-    """Two threads ensure each atom at once: one detail, one uuid per atom."""
-    storage = _new_storage(backend)
-    atoms = [Noop(f"t{i}") for i in range(THREADS)]
-    uuids: dict[int, str] = {}
-
-    def ensure(i: int) -> None:
-        for j in (i, (i + 1) % THREADS):
-            uuid = storage.ensure_atom(atoms[j])
-            assert uuids.setdefault(j, uuid) == uuid
-
-    assert _in_threads(ensure) == []
-    stored = _stored(backend, storage)
-    assert sorted(ad.name for ad in stored) == sorted(a.name for a in atoms)
-    assert {storage.get_atom_uuid(a.name) for a in atoms} == {ad.uuid for ad in stored}
-
-
-def _different_atoms(backend: Backend) -> None:
-    """Each thread writes its own atom (progress, then result): every write is stored."""
-    storage = _new_storage(backend, atoms=THREADS)
-
-    def write(i: int) -> None:
-        storage.set_task_progress(f"t{i}", 0.5, {"i": i})
-        storage.save(f"t{i}", i)
-
-    assert _in_threads(write) == []
-    for ad in _stored(backend, storage):
-        i = int(ad.name[1:])
-        assert (ad.state, ad.results) == (states.SUCCESS, i)
-        assert ad.meta["progress_details"] == {"at_progress": 0.5, "details": {"i": i}}
-
-
 def _engine_injections(backend: Backend) -> None:
     """Injections into an engine's storage, each owning the flow while it writes."""
     flow = lf.Flow("sum").add(Sum("sum", requires=[f"k{i}" for i in range(THREADS)]))
@@ -197,16 +165,6 @@ def test_concurrent_metadata_updates_of_one_atom_are_all_stored(backend):
 def test_concurrent_atom_injections_are_all_stored(backend):
     for _ in range(ROUNDS):
         _atom_injections(backend)
-
-
-def test_concurrent_ensures_create_each_atom_once(backend):
-    for _ in range(ROUNDS):
-        _ensures(backend)
-
-
-def test_concurrent_writes_to_different_atoms_are_all_stored(backend):
-    for _ in range(ROUNDS):
-        _different_atoms(backend)
 
 
 def test_concurrent_injections_into_an_engine_are_all_used(backend):
