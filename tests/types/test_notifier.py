@@ -401,3 +401,25 @@ def test_listener_properties_and_call(rec):
     assert not listener.is_equivalent(print, details_filter=flt)
     assert Listener(rec).is_equivalent(rec)
     assert "Listener" in repr(listener)
+
+
+def test_a_notifier_pickles_and_its_registrations_view_stays_live():
+    import pickle
+
+    notifier = Notifier()
+    view = notifier.registrations
+    assert not view
+    notifier.register("event", _noop)
+    assert view  # live: it sees the registration
+    clone = pickle.loads(pickle.dumps(notifier))
+    assert clone.is_registered("event", _noop)
+    assert clone.registrations
+    clone.deregister("event", _noop)
+    assert not clone.registrations  # the clone's view follows the clone's topics
+    assert view  # and the original's its own
+    with pytest.raises(TypeError):
+        view["other"] = []  # type: ignore[index]
+
+
+def _noop(event_type: str, details: dict) -> None:
+    """A module-level callback, so that the notifier holding it pickles."""

@@ -91,6 +91,15 @@ class Notifier:
         self._topics: dict[str, list[Listener]] = {}
         self._view = MappingProxyType(self._topics)
 
+    def __getstate__(self) -> dict[str, Any]:
+        state = self.__dict__.copy()
+        del state["_view"]  # a view can not be pickled; made again from the topics
+        return state
+
+    def __setstate__(self, state: dict[str, Any]) -> None:
+        self.__dict__.update(state)
+        self._view = MappingProxyType(self._topics)
+
     def __len__(self) -> int:
         return sum(len(listeners) for listeners in self._topics.values())
 

@@ -705,15 +705,21 @@ class Connection(base.Connection):
         self._backend._owners_ready = True
 
     def _owners_columns(self) -> None:
-        """Add the columns a table made by an earlier version of this backend lacks."""
-        with self._engine.begin() as conn:
-            present = {column["name"] for column in sa.inspect(conn).get_columns(owners.name)}
-            for column in owners.columns:
-                if column.name not in present:
+        """Add the columns a table made by an earlier version of this backend lacks.
+
+        Probed with a query rather than reflected: reflection warns about table options it
+        does not know (MySQL in ANSI_QUOTES mode), and this runs on every upgrade().
+        """
+        for column in owners.columns:
+            try:
+                with self._engine.connect() as conn:
+                    conn.execute(sa.select(column).limit(0)).close()
+            except sa.exc.SQLAlchemyError:
+                with self._engine.begin() as conn:
                     kind = column.type.compile(dialect=conn.dialect)
-                    conn.exec_driver_sql(
-                        f"ALTER TABLE {owners.name} ADD COLUMN {column.name} {kind}"
-                    )
+                    name = conn.dialect.identifier_preparer.quote(column.name)
+                    table = conn.dialect.identifier_preparer.quote(owners.name)
+                    conn.exec_driver_sql(f"ALTER TABLE {table} ADD COLUMN {name} {kind}")
 
     def _owned(self, call: Callable[[], _T]) -> _T:
         """Run an ownership ``call``; the first time, create the table if it is missing."""
