@@ -393,11 +393,15 @@ class Board(base.NotifyingJobBoard):
         job = self.job_class(self, Listing(posting, None, None, 0, None), self._persistence)
         if book is not None:
             job._book = book
-        with self._known_lock:
-            fresh = posting.uuid not in self._known
-            self._known[posting.uuid] = job
-        if fresh:
-            self._notify(base.POSTED, [job])
+        # Remembered (so that POSTED is not emitted again) only while somebody listens: the
+        # watcher then lists the board on every change, which forgets the job once it is
+        # gone. A board that only posts would otherwise keep every job it ever posted.
+        if self._emit and self.notifier:
+            with self._known_lock:
+                fresh = posting.uuid not in self._known
+                self._known[posting.uuid] = job
+            if fresh:
+                self._notify(base.POSTED, [job])
         return job
 
     @base.check_who
