@@ -190,6 +190,8 @@ class Storage:
         # Where persisted writes made outside an engine's run (``inject``) get the flow's
         # ownership from (set by the engine; re-entrant).
         self._write_guard: Callable[[], AbstractContextManager[None]] | None = None
+        # Called before every persisted write while set (see set_fence_check).
+        self._fence_check: Callable[[], None] | None = None
         self._transient: dict[str, Any] = {}
         self._atom_transient: dict[str, dict[str, Any]] = {}
         self._load(flow_detail)
@@ -235,6 +237,12 @@ class Storage:
         """Have persisted writes made outside a run (``inject``) happen inside ``guard()``."""
         self._write_guard = guard
 
+    def set_fence_check(self, check: Callable[[], None] | None) -> None:
+        """Call ``check()`` before every persisted write (None: stop), which raises to refuse
+        the write: the claim this storage's owner runs for (a conductor's claim of the
+        job) may be lost, even though nobody has claimed the flow itself yet."""
+        self._fence_check = check
+
     # -- properties ---------------------------------------------------------------------------
 
     @property
@@ -278,17 +286,23 @@ class Storage:
         connection = self._connection
         if connection is not None:
             with self.lock:
+                if self._fence_check is not None:
+                    self._fence_check()
                 # Backends raise StorageFailure (or UnstorableValue, NotFound) themselves.
                 connection.update_atom_details(ad)
 
     def _save_atom(self, ad: models.AtomDetail) -> None:
         """:meth:`save_atom_detail` for callers that hold the lock already."""
         if self._connection is not None:
+            if self._fence_check is not None:
+                self._fence_check()
             self._connection.update_atom_details(ad)
 
     def _save_flow(self) -> None:
         """Persist the flow detail's own fields (one record, not its atoms)."""
         if self._connection is not None:
+            if self._fence_check is not None:
+                self._fence_check()
             self._connection.update_flow_record(self._flowdetail)
 
     def _create_atom_detail(
@@ -305,6 +319,8 @@ class Storage:
 
     def _save_flow_with_atoms(self) -> None:
         if self._connection is not None:
+            if self._fence_check is not None:
+                self._fence_check()
             self._connection.update_flow_details(self._flowdetail)
 
     def ensure_atoms(self, atoms: Iterable[Atom]) -> list[str]:

@@ -96,6 +96,17 @@ class Killer(task.Task):
         os.kill(os.getpid(), signal.SIGKILL)
 
 
+class Nap(task.Task):
+    """Stops its own process (SIGSTOP) at the end of its call, as a long pause of the whole
+    process (a stop-the-world collection, a frozen VM) would; journaled before and after."""
+
+    def execute(self, journal: str | None = None) -> str:
+        note(journal, "start", self.name)
+        os.kill(os.getpid(), signal.SIGSTOP)
+        note(journal, "end", self.name)
+        return self.name.upper()
+
+
 class Adder(task.Task):
     """Adds ``a`` and ``b`` (from the flow's store and the job's)."""
 
@@ -126,6 +137,11 @@ def killer() -> linear_flow.Flow:
 def gated() -> linear_flow.Flow:
     """``first`` waits at the gate; ``second`` and ``third`` follow."""
     return linear_flow.Flow("gated").add(Gated("first"), Step("second"), Step("third"))
+
+
+def napping() -> linear_flow.Flow:
+    """``nap`` stops its process at its end; ``after`` follows."""
+    return linear_flow.Flow("napping").add(Nap("nap"), Step("after"))
 
 
 def adder() -> linear_flow.Flow:

@@ -15,6 +15,7 @@ from typing import TYPE_CHECKING, Any
 
 import pytest
 
+from taskflow import exceptions as exc
 from taskflow import states
 from tests.conductors import flows
 from tests.conductors.conftest import LEASE, PATIENCE, Env, wait_until
@@ -24,6 +25,7 @@ if TYPE_CHECKING:
     from collections.abc import Iterator
     from pathlib import Path
 
+    from taskflow.jobs.base import Job, JobBoard
     from tests.conductors.conftest import Child
 
 
@@ -99,6 +101,39 @@ def test_a_paused_conductor_is_fenced_out_when_it_wakes_up(env: Env):
     assert ownership.fence_token == other_token  # the flow was taken for the newer claim
     paused.proc.send_signal(signal.SIGTERM)
     paused.expect(_is("done", True))
+
+
+def test_a_conductor_continued_after_its_claim_was_taken_records_and_starts_nothing(env: Env):
+    # Paused between two tasks past its lease, and its job claimed meanwhile by a holder that
+    # has not claimed the flow yet (nothing fences the flow yet): the continued conductor
+    # must neither record the call it had finished nor start the next task.
+    job = env.post(flows.napping, "napping")
+    paused = env.child(name="paused")
+    wait_until(lambda: _starts(env.journal, "nap", paused.pid) and _stopped(paused.pid))
+    rival = env.board("rival")
+    wait_until(lambda: _claims(rival, job), timeout=PATIENCE)  # once the lease lapsed
+    before = _snapshot(env, job)[:2]
+    os.kill(paused.pid, signal.SIGCONT)
+    paused.expect(_is("dispatched", job.uuid))
+    lines = paused.drain()
+    assert any("OwnershipLost" in line.get("warning", "") for line in lines), lines
+    assert _snapshot(env, job)[:2] == before  # the flow and its atoms as they were
+    assert _starts(env.journal, "after") == []
+    assert not [line for line in lines if line.get("event", "").startswith("job_")]
+
+
+def _stopped(pid: int) -> bool:
+    """Whether the process is stopped (``T`` in /proc: the state after the command name)."""
+    with open(f"/proc/{pid}/stat") as stat:
+        return stat.read().rpartition(")")[2].split()[0] == "T"
+
+
+def _claims(board: JobBoard, job: Job) -> bool:
+    try:
+        board.claim(job, "rival")
+    except exc.UnclaimableJob:
+        return False
+    return True
 
 
 def _job_token(child: Child, job_uuid: str) -> int:

@@ -98,6 +98,13 @@ class Lifecycle:
         if key is not None and not isinstance(key, str):
             raise ValueError(f"'fencing_key' must be a string, not {key!r}")
         self._fencing_key: str | None = key
+        #: Called before each write of the run (a conductor's check that it still holds the
+        #: job, whose claim may have lapsed while this process was paused, before anyone
+        #: claimed the flow itself): raising refuses the write, as a fenced write is refused.
+        check = options.get("fencing_check")
+        if check is not None and not callable(check):
+            raise ValueError(f"'fencing_check' must be callable, not {check!r}")
+        self._fencing_check: Callable[[], None] | None = check
         self._ownership: Ownership | None = None
         # Blocks inside _owning (any thread), and the lease renewal of the current ownership:
         # (stop event, renewing thread).
@@ -107,6 +114,7 @@ class Lifecycle:
         # nobody else ran the flow meanwhile; any other claim reloads it from the backend.
         self._last_token: int | None = None
         self.storage.set_write_guard(_weak_guard(self))
+        self.storage.set_fence_check(self._fencing_check)
 
     # -- compile, prepare, validate, reset --------------------------------------------------
 
@@ -253,6 +261,7 @@ class Lifecycle:
         self._flow_detail = flow_detail
         self.storage = Storage(flow_detail, backend=backend)
         self.storage.set_write_guard(_weak_guard(self))
+        self.storage.set_fence_check(self._fencing_check)
         if self.plan is not None:
             self.storage.set_scope_fetcher(self.plan.scope_fetcher)
         self._stale = False

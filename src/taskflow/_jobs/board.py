@@ -195,6 +195,9 @@ class Board(base.NotifyingJobBoard):
         # a lost claim's token is kept so that releasing it is refused, not done by name.
         self._held: dict[str, tuple[str, int]] = {}
         self._lost: set[str] = set()
+        # When (time.monotonic()) the request that last made or renewed each held claim was
+        # sent: the claim is surely ours until a lease after that, whatever our pauses.
+        self._confirmed: dict[str, float] = {}
         self._held_lock = threading.Lock()
         # Jobs listed so far, by uuid: the same object is handed out for one job, and the
         # set tells POSTED/REMOVAL apart from jobs already seen. Removed jobs are dropped.
@@ -252,6 +255,7 @@ class Board(base.NotifyingJobBoard):
         with self._held_lock:
             self._held.clear()
             self._lost.clear()
+            self._confirmed.clear()
 
     def _connected(self) -> None:
         if self._stop is None:
@@ -407,10 +411,12 @@ class Board(base.NotifyingJobBoard):
     @base.check_who
     def claim(self, job: base.Job, who: str) -> None:
         self._connected()
+        sent = time.monotonic()
         token = self.store.claim(job.uuid, who, self.lease)
         with self._held_lock:
             self._held[job.uuid] = (who, token)
             self._lost.discard(job.uuid)
+            self._confirmed[job.uuid] = sent
         if isinstance(job, BoardJob):
             old = job._listing
             job._update(Listing(old.posting, who, token, old.attempts, datetime.now(UTC)))
@@ -429,6 +435,7 @@ class Board(base.NotifyingJobBoard):
                 if self._held.get(job.uuid) == held:
                     self._held.pop(job.uuid, None)
                     self._lost.discard(job.uuid)
+                    self._confirmed.pop(job.uuid, None)
         if isinstance(job, BoardJob):
             old = job._listing
             attempts = old.attempts + (outcome is Outcome.ABANDON)
@@ -463,6 +470,62 @@ class Board(base.NotifyingJobBoard):
         with self._held_lock:
             return job.uuid in self._held and job.uuid not in self._lost
 
+    def confirm(self, job: base.Job) -> None:
+        """Make sure this board still holds its claim on ``job``, before its holder acts.
+
+        A holder that was paused (a long collection, a frozen VM, SIGSTOP) may wake up after
+        its lease ran out and another claimant took the job, before anything told it so:
+        whatever it does next must first pass here. Free while the heartbeat keeps the
+        lease fresh (the last renewal was sent less than two thirds of a lease ago); past
+        that, the claim is renewed now, which succeeds only if nobody claimed the job since.
+
+        Raises:
+            taskflow.exceptions.OwnershipLost: the claim is lost (or ended), or could not
+                be renewed (the store is unreachable: it may have lapsed).
+        """
+        uuid = job.uuid
+        with self._held_lock:
+            held = self._held.get(uuid)
+            lost = uuid in self._lost
+            confirmed = self._confirmed.get(uuid, -math.inf)
+        if held is None or lost:
+            raise exc.OwnershipLost(f"Jobboard {self.name!r} holds no claim on job {uuid}")
+        if time.monotonic() - confirmed < self.lease * 2 / 3:
+            return
+        owner, token = held
+        try:
+            kept = self._renew(uuid, owner, token)
+        except exc.JobFailure as err:
+            raise exc.OwnershipLost(
+                f"Jobboard {self.name!r} could not renew the claim of {owner} on job {uuid}"
+                f" (token {token}), which may have lapsed: {err}"
+            ) from err
+        if not kept:
+            raise exc.OwnershipLost(
+                f"Jobboard {self.name!r}: the claim of {owner} on job {uuid} (token {token})"
+                " was lost: another claimant took the job"
+            )
+
+    def _renew(self, uuid: str, owner: str, token: int) -> bool:
+        """Renew one claim and record the outcome; whether the store kept it."""
+        sent = time.monotonic()
+        kept = self.store.renew(uuid, owner, token, self.lease)
+        with self._held_lock:
+            if self._held.get(uuid) == (owner, token):
+                if kept:
+                    self._confirmed[uuid] = max(sent, self._confirmed.get(uuid, sent))
+                else:
+                    self._lost.add(uuid)
+        if not kept:
+            LOG.warning(
+                "Jobboard %r: claim of %s on job %s (token %s) was lost",
+                self.name,
+                owner,
+                uuid,
+                token,
+            )
+        return kept
+
     def _heartbeat(self, stop: threading.Event) -> None:
         interval = self.lease / 3
         while not stop.wait(interval):
@@ -470,19 +533,7 @@ class Board(base.NotifyingJobBoard):
                 held = [item for item in self._held.items() if item[0] not in self._lost]
             for uuid, (owner, token) in held:
                 try:
-                    kept = self.store.renew(uuid, owner, token, self.lease)
+                    self._renew(uuid, owner, token)
                 except Exception:
                     # The store is unreachable: try again next beat; the lease may lapse.
                     LOG.warning("Jobboard %r: renewing claim on %s failed", self.name, uuid)
-                    continue
-                if not kept:
-                    LOG.warning(
-                        "Jobboard %r: claim of %s on job %s (token %s) was lost",
-                        self.name,
-                        owner,
-                        uuid,
-                        token,
-                    )
-                    with self._held_lock:
-                        if self._held.get(uuid) == (owner, token):
-                            self._lost.add(uuid)

@@ -20,6 +20,7 @@ from typing import TYPE_CHECKING, Any
 from taskflow import engines
 from taskflow import exceptions as exc
 from taskflow._conductors.events import EngineLogger
+from taskflow._jobs.board import Board
 from taskflow.types import entity, notifier
 from taskflow.utils import misc
 
@@ -162,7 +163,11 @@ class Conductor(abc.ABC):
         boards) runs with the engine options ``fencing_token`` and ``fencing_key`` (the
         job's uuid): the engine's ownership of the flow then takes over from a holder of an
         older claim of the job and fences it out, and a holder of an older claim is refused
-        the flow even after a newer one finished it.
+        the flow even after a newer one finished it. On taskflow's boards it also runs with
+        ``fencing_check``, the board's :meth:`~taskflow._jobs.board.Board.confirm` of the
+        claim: an engine continued after a pause past its lease neither writes nor starts
+        anything once another conductor has claimed the job, even before that one claims
+        the flow.
         """
         flow_detail = self._flow_detail_from_job(job)
         store: dict[str, Any] = {}
@@ -177,6 +182,8 @@ class Conductor(abc.ABC):
         if token is not None:
             options["fencing_token"] = token
             options["fencing_key"] = job.uuid
+            if isinstance(self._jobboard, Board):
+                options["fencing_check"] = functools.partial(self._jobboard.confirm, job)
         return engines.load_from_detail(
             flow_detail, store=store, engine=self._engine, backend=self._persistence, **options
         )
