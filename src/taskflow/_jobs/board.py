@@ -511,12 +511,13 @@ class Board(base.NotifyingJobBoard):
         sent = time.monotonic()
         kept = self.store.renew(uuid, owner, token, self.lease)
         with self._held_lock:
-            if self._held.get(uuid) == (owner, token):
-                if kept:
-                    self._confirmed[uuid] = max(sent, self._confirmed.get(uuid, sent))
-                else:
-                    self._lost.add(uuid)
-        if not kept:
+            # Released meanwhile: a refused renewal says nothing then (the job is gone).
+            held = self._held.get(uuid) == (owner, token)
+            if held and kept:
+                self._confirmed[uuid] = max(sent, self._confirmed.get(uuid, sent))
+            elif held:
+                self._lost.add(uuid)
+        if held and not kept:
             LOG.warning(
                 "Jobboard %r: claim of %s on job %s (token %s) was lost",
                 self.name,
