@@ -79,6 +79,20 @@ MODULES = (
     "taskflow.listeners.claims",
     "taskflow.logging",
     "taskflow.formatters",
+    "taskflow.jobs",
+    "taskflow.jobs.base",
+    "taskflow.jobs.backends",
+    "taskflow.jobs.backends.impl_redis",
+    "taskflow.jobs.backends.impl_zookeeper",
+    "taskflow.jobs.backends.impl_etcd",
+    "taskflow.conductors",
+    "taskflow.conductors.base",
+    "taskflow.conductors.backends",
+    "taskflow.conductors.backends.impl_blocking",
+    "taskflow.conductors.backends.impl_nonblocking",
+    "taskflow.conductors.backends.impl_executor",
+    "taskflow.utils.redis_utils",
+    "taskflow.utils.eventlet_utils",
 )
 
 #: Classes whose members and method parameters are compared, not just their names.

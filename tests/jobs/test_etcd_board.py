@@ -153,6 +153,11 @@ def test_keys_follow_upstreams_layout(boards):
         == keys[root + "job1.data"][1]["create_revision"]
     )
     assert (second.sequence, first.sequence) == (2, 1)
+    # Upstream's EtcdJob names its keys' prefix 'key' and its board's prefix 'root'.
+    listed = {job.uuid: job for job in board.iterjobs(ensure_fresh=True)}
+    for job in (first, listed[first.uuid]):
+        assert isinstance(job, impl.EtcdJob)
+        assert (job.root, job.key) == (root.rstrip("/"), root + "job1")
 
     board.claim(first, "me")
     keys = _keys(boards)

@@ -216,3 +216,31 @@ def test_finalize_client_is_idempotent(client):
     kazoo_utils.finalize_client(client)
     with pytest.raises(k_exc.ConnectionClosedError):
         client.exists("/")
+
+
+def test_closing_a_client_never_started_is_fine():
+    client = kazoo_utils.make_client({})
+    client.close()
+    client.close()
+    assert not client.connected
+
+
+@pytest.mark.zookeeper
+def test_closing_a_started_client_stops_it_first(zk_hosts):
+    # A plain KazooClient refuses ("Cannot close connection until it is stopped"), which
+    # broke ``with contextlib.closing(make_client(conf))`` around boards sharing the client.
+    client = kazoo_utils.make_client({"hosts": zk_hosts})
+    client.start(timeout=10)
+    session_node = f"/taskflow-test-{uuid.uuid4().hex}"
+    client.create(session_node, ephemeral=True)
+    client.close()
+    assert not client.connected
+    with pytest.raises(k_exc.ConnectionClosedError):
+        client.exists("/")
+    # Closing ended the session: its ephemeral znodes (a board's claims) are gone.
+    other = kazoo_utils.make_client({"hosts": zk_hosts})
+    other.start(timeout=10)
+    try:
+        assert other.exists(session_node) is None
+    finally:
+        other.close()

@@ -102,6 +102,7 @@ import posixpath
 import re
 import threading
 import time
+import weakref
 from datetime import UTC, datetime
 from typing import TYPE_CHECKING, Any, NamedTuple
 
@@ -322,6 +323,19 @@ def _normalize(path: Any) -> str:
     return normalized
 
 
+#: One lock per kazoo client, held while a store starts it. Boards that share a client may
+#: connect from several threads at once, and kazoo refuses to start a client whose start is
+#: already under way ("connection routine already active"): the first store starts it, the
+#: others wait and then find it connected.
+_START_LOCKS: weakref.WeakKeyDictionary[Any, threading.Lock] = weakref.WeakKeyDictionary()
+_START_LOCKS_GUARD = threading.Lock()
+
+
+def _start_lock(client: Any) -> threading.Lock:
+    with _START_LOCKS_GUARD:
+        return _START_LOCKS.setdefault(client, threading.Lock())
+
+
 class ZookeeperStore:
     """A :class:`~taskflow._jobs.store.BoardStore` on a ZooKeeper tree (module docstring).
 
@@ -415,16 +429,17 @@ class ZookeeperStore:
             client = kazoo_utils.make_client(self._client_conf)
         self._client = client
         try:
-            if not client.connected:
-                try:
-                    client.start(timeout=timeout)
-                except client.handler.timeout_exception as err:
-                    # kazoo stops the client itself: nothing keeps retrying behind us.
-                    raise exc.JobFailure(
-                        f"Could not connect to ZooKeeper at"
-                        f" {self._client_conf.get('hosts', 'localhost:2181')}"
-                        f" within {timeout:g} seconds"
-                    ) from err
+            with _start_lock(client):
+                if not client.connected:
+                    try:
+                        client.start(timeout=timeout)
+                    except client.handler.timeout_exception as err:
+                        # kazoo stops the client itself: nothing keeps retrying behind us.
+                        raise exc.JobFailure(
+                            f"Could not connect to ZooKeeper at"
+                            f" {self._client_conf.get('hosts', 'localhost:2181')}"
+                            f" within {timeout:g} seconds"
+                        ) from err
             with self._errors("connect"):
                 if self._check_compatible:
                     kazoo_utils.check_compatible(client, MIN_ZK_VERSION)

@@ -1,9 +1,9 @@
 """Helpers shared by everything that talks to ZooKeeper through kazoo.
 
 :func:`make_client` builds a (not yet started) ``KazooClient`` from a taskflow
-configuration dict, :func:`checked_commit` commits a kazoo transaction and raises if any of
-its operations failed, :func:`check_compatible` checks the server's version and
-:func:`finalize_client` stops and closes a client.
+configuration dict (one that stops itself when closed), :func:`checked_commit` commits a
+kazoo transaction and raises if any of its operations failed, :func:`check_compatible`
+checks the server's version and :func:`finalize_client` stops and closes a client.
 
 Importing this module needs kazoo (``pip install taskflow[zookeeper]``).
 """
@@ -216,8 +216,25 @@ def _handler(value: Any) -> Any:
     raise ValueError(f"Unknown kazoo handler '{value}' (threading, eventlet or gevent)")
 
 
+class _StoppingKazooClient(k_client.KazooClient):  # type: ignore[misc]
+    """A ``KazooClient`` whose :meth:`close` stops it first when it is still started.
+
+    kazoo refuses to close a started client ("Cannot close connection until it is
+    stopped"), so ``with contextlib.closing(make_client(conf)) as client:`` around boards
+    that share the client would fail on the way out. Closing ends the session (its
+    ephemeral znodes, i.e. claims, go with it), as :func:`finalize_client` does.
+    """
+
+    def close(self) -> None:
+        self.stop()  # a no-op when never started or already stopped
+        super().close()
+
+
 def make_client(conf: Mapping[str, Any]) -> Any:
     """A new, not yet started ``KazooClient`` configured from ``conf``.
+
+    Unlike a plain ``KazooClient``, the client may be closed while started: ``close()``
+    stops it first.
 
     Keys read (all optional):
 
@@ -250,4 +267,4 @@ def make_client(conf: Mapping[str, Any]) -> Any:
     for key in ("command_retry", "connection_retry"):
         if isinstance(conf.get(key), Mapping):
             options[key] = dict(conf[key])
-    return k_client.KazooClient(**options)
+    return _StoppingKazooClient(**options)

@@ -49,7 +49,24 @@ if TYPE_CHECKING:
 
     from taskflow.persistence.base import Backend
 
-__all__ = ["EtcdJobBoard"]
+__all__ = ["EtcdJob", "EtcdJobBoard"]
+
+
+class EtcdJob(BoardJob):
+    """A job of an :class:`EtcdJobBoard`."""
+
+    @property
+    def root(self) -> str:
+        """Its board's keys' prefix (``/taskflow/jobs/<path>``)."""
+        board = self._board_impl
+        assert isinstance(board, EtcdJobBoard)
+        return board.path
+
+    @property
+    def key(self) -> str:
+        """What its keys start with (``<root>/job<sequence>``): the posting is ``<key>.data``,
+        the claim ``<key>.lock``."""
+        return f"{self.root}/job{self.sequence}"
 
 
 class EtcdJobBoard(Board):
@@ -66,6 +83,8 @@ class EtcdJobBoard(Board):
     Raises:
         ValueError: a bad configuration value (the key is named); nothing connects yet.
     """
+
+    job_class = EtcdJob
 
     #: Upstream's names for the layout (see :class:`taskflow._jobs.etcd.Layout`).
     ROOT_PATH = etcd.ROOT_PATH
