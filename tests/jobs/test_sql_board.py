@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import os
 import time
 
@@ -171,3 +172,39 @@ def test_a_claim_skips_a_job_row_another_transaction_has_locked(postgres_url):
             assert board.find_owner(job) == "me"
         finally:
             engine.dispose()
+
+
+@pytest.mark.postgres
+def test_a_holder_paused_inside_a_transaction_keeps_its_job_no_longer_than_its_lease(
+    postgres_url,
+):
+    # A holder whose process stops (SIGSTOP, a frozen VM) between two statements of one of
+    # its board's transactions keeps the job's row locked: its kernel still answers TCP, so
+    # the server sees nothing wrong. Its sessions end such a transaction after a lease
+    # (idle_in_transaction_session_timeout), so the job is claimable again within the lease.
+    from tests.helpers.databases import isolated_postgres
+
+    with isolated_postgres(postgres_url) as url:
+        conf = {"board": url, "lease": 1.0}
+        with backends.backend("holder", conf) as holder, backends.backend("rival", conf) as rival:
+            job = holder.post("held")
+            holder.claim(job, "holder")
+            frozen = holder.store.engine.connect()  # a session of the holder's own
+            try:
+                frozen.begin()
+                frozen.execute(
+                    sa.select(sql.JOBS.c.uuid).where(sql.JOBS.c.uuid == job.uuid).with_for_update()
+                )
+                holder.close()  # and the holder's heartbeat stops, as the whole process does
+                started = time.monotonic()
+                while True:
+                    try:
+                        rival.claim(job, "rival")
+                        break
+                    except exc.UnclaimableJob:
+                        assert time.monotonic() - started < 1.0 + 3.0, "still locked"
+                        time.sleep(0.05)
+                assert rival.find_owner(job) == "rival"
+            finally:
+                with contextlib.suppress(sa.exc.DBAPIError):
+                    frozen.close()  # the server ended its session (or the test failed)

@@ -15,6 +15,11 @@ transaction:
   (owner, token), then deleted (consume) or updated (abandon, trash).
 * post: one ``INSERT``; the auto-increment key is the "oldest first" sequence.
 
+A holder paused between two statements of a transaction (SIGSTOP, a frozen VM) keeps its
+row locks, and the server cannot tell it from a slow one: on PostgreSQL the board's sessions
+set ``idle_in_transaction_session_timeout`` to the lease (one second at least), so the
+server ends such a transaction, and the job is claimable again, within about a lease.
+
 Waking waiters (:meth:`SQLStore.wait_changed`): PostgreSQL writers ``pg_notify`` a channel
 of the schema and namespace in the same transaction (delivered on commit) and the waiter
 ``LISTEN``\\ s on a connection of its own; SQLite's waiter polls ``PRAGMA data_version``
@@ -46,6 +51,7 @@ from sqlalchemy.dialects import mysql
 
 from taskflow import exceptions as exc
 from taskflow._jobs import postings
+from taskflow._jobs.board import lease_from_conf
 from taskflow._jobs.store import Listing, Outcome, TrashEntry
 from taskflow.persistence.backends._sqlalchemy import dialects
 
@@ -127,6 +133,9 @@ class _Kind:
         self.now: sa.ColumnElement[float] = sa.literal_column(self.now_sql, sa.Double())
         self._digest: Any = None
 
+    def configure(self, engine: sa.Engine) -> None:
+        """Called at connect, before the engine opens its first connection."""
+
     def start(self, conn: sa.Connection) -> None:
         """Called at connect, on a connection inside a transaction."""
 
@@ -205,6 +214,21 @@ class _PostgreSQL(_Kind):
         self.channel = ""
         self._listener: Any = None
         self._lock = threading.Lock()
+
+    def configure(self, engine: sa.Engine) -> None:
+        # Every session of the board's (pool and listener): a transaction left idle longer
+        # than a lease is ended by the server, with its locks (see the module docstring).
+        timeout = round(max(self.store.lease, 1.0) * 1000)
+
+        def on_connect(dbapi_connection: Any, record: Any) -> None:
+            cursor = dbapi_connection.cursor()
+            try:
+                cursor.execute(f"SET idle_in_transaction_session_timeout = {timeout}")
+            finally:
+                cursor.close()
+            dbapi_connection.commit()
+
+        sa.event.listen(engine, "connect", on_connect)
 
     def start(self, conn: sa.Connection) -> None:
         schema = conn.execute(sa.text("SELECT current_schema()")).scalar_one()
@@ -291,6 +315,8 @@ class SQLStore:
 
     def __init__(self, conf: Mapping[str, Any]) -> None:
         kind, url, self.namespace = _validate_conf(conf)
+        #: Seconds a claim lasts without renewal (the board's ``lease``).
+        self.lease = lease_from_conf(conf)
         #: The database, for messages (no password).
         self.where = url.render_as_string(hide_password=True)
         # The SQL engine's own keys (pool, timeouts...) go to the persistence dialects.
@@ -312,6 +338,7 @@ class SQLStore:
         conf.setdefault("connect_timeout", timeout)
         engine, dialect = dialects.create_engine(conf)
         kind = _KINDS.get(dialect.name, _Kind)(self)
+        kind.configure(engine)
         self.engine, self._dialect, self._kind = engine, dialect, kind
         try:
             with _translate(f"connect to {self.where}"):
