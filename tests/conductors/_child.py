@@ -5,7 +5,8 @@ Run as ``python _child.py '<json spec>'`` with the spec's keys ``kind``, ``name`
 keyword arguments). It prints one JSON line per conductor event (``{"event": ...,
 "job": uuid, "token": its claim's fencing token}``), per ended dispatch
 (``{"dispatched": uuid}``) and per warning logged by taskflow (``{"warning": text}``), and
-``{"ready": true}`` once its board is connected.
+``{"ready": true}`` once its board is connected; each line also has ``"t"``, the
+``time.monotonic()`` it was printed at (one clock for every process of the machine).
 SIGTERM asks for a graceful stop (``conductor.stop()``).
 """
 
@@ -17,6 +18,7 @@ import logging
 import signal
 import sys
 import threading
+import time
 from typing import Any
 
 from taskflow.conductors import backends as conductor_backends
@@ -28,7 +30,7 @@ _lock = threading.Lock()
 
 def say(**values: Any) -> None:
     with _lock:
-        print(json.dumps(values, default=str), flush=True)
+        print(json.dumps({**values, "t": time.monotonic()}, default=str), flush=True)
 
 
 class _Warnings(logging.Handler):

@@ -10,7 +10,7 @@ from __future__ import annotations
 import os
 import signal
 import time
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 from taskflow import exceptions as exc
 from taskflow import task
@@ -21,6 +21,8 @@ if TYPE_CHECKING:
 
 #: Seconds a gated task waits at most for its gate before failing.
 GATE_TIMEOUT = 30.0
+#: The same for :class:`Link` (long chaos runs keep their gate closed for minutes).
+CHAIN_GATE_TIMEOUT = 600.0
 
 
 def note(journal: str | None, event: str, name: str) -> None:
@@ -150,3 +152,63 @@ def adder() -> linear_flow.Flow:
 
 def broken() -> linear_flow.Flow:
     raise ValueError("this factory is broken")
+
+
+class Link(task.Task):
+    """One link of the chaos tests' chains: ``previous["v"] * 3 + index + 1`` after a nap
+    (and after the ``gate`` file exists, if one is named).
+
+    It journals ``start``/``end`` lines to ``chaos_journal`` with the job's index, its pid
+    and ``time.monotonic()`` (CLOCK_MONOTONIC, one clock for every process of the machine),
+    and returns the same facts with its value, so a test can tell which holder's result was
+    persisted and whether two holders worked the task at the same time.
+    """
+
+    def __init__(self, index: int, **kwargs: Any) -> None:
+        previous = "origin" if index == 0 else f"r{index - 1}"
+        super().__init__(f"t{index}", provides=f"r{index}", rebind={"previous": previous}, **kwargs)
+        self.index = index
+
+    def execute(
+        self,
+        chaos_journal: str,
+        job_index: int,
+        pace: list[float],
+        previous: dict[str, Any],
+        gate: str = "",
+    ) -> dict[str, Any]:
+        started = _journal_line(chaos_journal, "start", job_index, self.name)
+        deadline = time.monotonic() + CHAIN_GATE_TIMEOUT
+        while gate and not os.path.exists(gate):
+            if time.monotonic() > deadline:
+                raise TimeoutError(f"gate {gate} never opened")
+            time.sleep(0.01)
+        time.sleep(pace[self.index])
+        ended = _journal_line(chaos_journal, "end", job_index, self.name)
+        value = previous["v"] * 3 + self.index + 1
+        return {"v": value, "pid": os.getpid(), "start": started, "end": ended}
+
+
+def _journal_line(journal: str, event: str, job_index: int, name: str) -> float:
+    """Append one line (a single O_APPEND write: lines of processes never interleave)."""
+    now = time.monotonic()
+    fd = os.open(journal, os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o644)
+    try:
+        os.write(fd, f"{event} {job_index} {name} {os.getpid()} {now:.6f}\n".encode())
+    finally:
+        os.close(fd)
+    return now
+
+
+def chain(tasks: int) -> linear_flow.Flow:
+    """``tasks`` :class:`Link` tasks, each fed the previous one's result."""
+    return linear_flow.Flow("chain").add(*(Link(index) for index in range(tasks)))
+
+
+def chain_values(origin: int, tasks: int) -> list[int]:
+    """The value each task of :func:`chain` returns for a job whose origin is ``origin``."""
+    values, value = [], origin
+    for index in range(tasks):
+        value = value * 3 + index + 1
+        values.append(value)
+    return values
