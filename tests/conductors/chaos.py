@@ -285,7 +285,15 @@ class Chaos:
 
     def _pause(self, slot: Slot) -> None:
         pid = slot.child.pid
-        jobs = {call.job for call in self.attempts() if call.pid == pid and call.end is None}
+        # The jobs it is working on: its open calls that nobody else started a call of the
+        # job after (an open call of a job taken from it by an earlier pause is stale).
+        calls = self.attempts()
+        latest = {call.job: call for call in calls}  # in order of start: the last one wins
+        jobs = {
+            call.job
+            for call in calls
+            if call.pid == pid and call.end is None and latest[call.job].pid == pid
+        }
         os.kill(pid, signal.SIGSTOP)
         _wait_stopped(pid)
         pause = Pause(pid, jobs, time.monotonic())
