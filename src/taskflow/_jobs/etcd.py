@@ -288,6 +288,10 @@ class EtcdStore:
         # fails and is read again): a listing then claim, or a claim then consume, costs
         # one request less. Replaced by every full listing, so it never outgrows the board.
         self._views: dict[int, _Job] = {}
+        # Decoded postings by key, with the revision they were decoded at: a posting never
+        # changes once written, and decoding (JSON, schema check) is most of what a listing
+        # costs. Replaced by every full listing, so it never outgrows the board.
+        self._decoded: dict[str, tuple[int, Posting]] = {}
         self._counter: _KV | None = None  # the ``sequence`` key as this store last wrote it
         self._wake = threading.Event()
         self._watch: _Watch | None = None
@@ -452,13 +456,19 @@ class EtcdStore:
         return self._job(uuid, what), True
 
     def _posting(self, kv: _KV, seq: int) -> Posting | None:
+        cached = self._decoded.get(kv.key)
+        if cached is not None and cached[0] == kv.mod and cached[1].sequence == seq:
+            return cached[1]
         where = f"{kv.key!r} on etcd {self.where}"
         try:
             text = kv.value.decode("utf-8")
         except UnicodeDecodeError:
             LOG.warning("Skipping malformed job record %s: it is not UTF-8 text", where)
             return None
-        return postings.decode(text, where, seq)
+        posting = postings.decode(text, where, seq)
+        if posting is not None and kv.mod:
+            self._decoded[kv.key] = (kv.mod, posting)
+        return posting
 
     def _claim_of(self, kv: _KV) -> _Claim | None:
         """The claim a lock key records, or None (logged) when it is malformed."""
@@ -518,6 +528,12 @@ class EtcdStore:
         with self._translate("list jobs"):
             jobs = self._scan(self.layout.root)
         self._views = {seq: job for seq, job in jobs.items() if job.data is not None}
+        decoded = self._decoded
+        self._decoded = {
+            job.data.key: decoded[job.data.key]
+            for job in self._views.values()
+            if job.data is not None and job.data.key in decoded
+        }
         found: dict[str, Listing] = {}
         for seq in sorted(jobs):
             listing = self._listing(jobs[seq])

@@ -330,6 +330,10 @@ class SQLStore:
         self._dialect: dialects.Dialect | None = None
         self._kind: _Kind | None = None
         self._wake = threading.Event()
+        # Decoded postings by uuid, with the (seq, text) they were decoded from: a posting
+        # never changes once written, and decoding (JSON, schema check) is most of what a
+        # listing costs. Replaced by every listing, so it never outgrows the board.
+        self._decoded: dict[str, tuple[int, Any, Posting]] = {}
 
     # -- lifecycle ------------------------------------------------------------------------------
 
@@ -392,11 +396,17 @@ class SQLStore:
         )  # fmt: skip
 
     def _decode(self, row: Any) -> Posting | None:
+        seq = int(row.seq)
+        cached = self._decoded.get(row.uuid)
+        if cached is not None and cached[0] == seq and cached[1] == row.posting:
+            return cached[2]
         where = f"{row.uuid!r} (seq {row.seq}) of namespace {self.namespace!r} in {self.where}"
-        posting = postings.decode(row.posting, where, int(row.seq))
+        posting = postings.decode(row.posting, where, seq)
         if posting is not None and posting.uuid != row.uuid:
             LOG.warning("Skipping malformed job record %s: it holds job %r", where, posting.uuid)
             return None
+        if posting is not None:
+            self._decoded[row.uuid] = (seq, row.posting, posting)
         return posting
 
     def _listing(self, row: Any) -> Listing | None:
@@ -419,7 +429,10 @@ class SQLStore:
         query = self._select().where(JOBS.c.namespace == self.namespace, JOBS.c.status == _LIVE)
         with self._tx(write=False, what="list jobs") as conn:
             rows = conn.execute(query).all()
-        return [listing for row in rows if (listing := self._listing(row)) is not None]
+        listings = [listing for row in rows if (listing := self._listing(row)) is not None]
+        decoded = self._decoded
+        self._decoded = {row.uuid: decoded[row.uuid] for row in rows if row.uuid in decoded}
+        return listings
 
     def get(self, uuid: str) -> Listing | None:
         query = self._select().where(self._where(uuid), JOBS.c.status == _LIVE)
