@@ -14,6 +14,15 @@ listing again); taskflow's boards wake it within milliseconds of a post or a rel
 steps of :data:`STOP_CHECK` so that :meth:`stop` is seen promptly. Other boards are
 listed every ``wait_timeout``, as upstream TaskFlow does.
 
+Listing: a listing costs a read of the whole board (every live job), so a conductor that
+has just finished a job claims the next one from what is left of its last listing, in that
+listing's order, as long as that listing is younger than :data:`REUSE_LISTING`; a claim
+another conductor won meanwhile fails at once and the next job is tried. When the rest runs
+out, the listing is too old, or the loop waited for the board to change, it lists again. So
+the board's order (priority, then oldest first) holds up to jobs posted or released in the
+last :data:`REUSE_LISTING` seconds, and a board of ``n`` jobs costs O(n) per listing rather
+than per job.
+
 Stopping: :meth:`stop` sets ``_stopping`` (sticky: a stopped conductor's later runs return
 at once, as upstream's do) and suspends every engine in ``_engines``. An engine enters that
 set before it is compiled; the dispatch checks ``_stopping`` under the same lock, and a
@@ -49,7 +58,8 @@ from taskflow._conductors.outcomes import (
     outcome_of,
     poison_reason,
 )
-from taskflow._jobs.board import Board
+from taskflow._engine.lifecycle import Lifecycle
+from taskflow._jobs.board import Board, BoardJob
 
 if TYPE_CHECKING:
     import logging
@@ -59,12 +69,14 @@ if TYPE_CHECKING:
     from taskflow.engines.base import Engine
     from taskflow.jobs.base import Job, JobBoard
 
-__all__ = ["STOP_CHECK", "Dispatcher", "Executor", "InlineExecutor"]
+__all__ = ["REUSE_LISTING", "STOP_CHECK", "Dispatcher", "Executor", "InlineExecutor"]
 
 #: Seconds between checks of a stop request while waiting for the board to change.
 STOP_CHECK = 0.05
 #: Seconds between listings that ask the board to read its storage afresh (upstream's).
 REFRESH_PERIODICITY = 30.0
+#: Seconds during which the rest of a listing is used to claim the next job (see above).
+REUSE_LISTING = 0.2
 
 
 class Executor(Protocol):
@@ -174,21 +186,31 @@ class Dispatcher:
         executor = self._executor_factory()
         dispatched = 0
         fresh_at = time.monotonic()
+        # The unclaimed rest of the last listing (in the board's order) and until when it
+        # may be used.
+        rest: list[Job] = []
+        rest_until = 0.0
         try:
             while not self._stopping.is_set():
                 if max_dispatches is not None and dispatched >= max_dispatches:
                     break
                 if not self._wait_for_slot():
                     break
-                # Taken before listing: a change made after it ends the idle wait below.
-                mark = board.generation if isinstance(board, Board) else 0
-                ensure_fresh = time.monotonic() >= fresh_at
-                if ensure_fresh:
-                    fresh_at = time.monotonic() + REFRESH_PERIODICITY
-                job = self._claim_next(ensure_fresh)
+                job = None
+                if rest and time.monotonic() < rest_until:
+                    job = self._claim_first(rest, reused=True)
                 if job is None:
-                    self._idle(mark)
-                    continue
+                    # Taken before listing: a change made after it ends the idle wait below.
+                    mark = board.generation if isinstance(board, Board) else 0
+                    ensure_fresh = time.monotonic() >= fresh_at
+                    if ensure_fresh:
+                        fresh_at = time.monotonic() + REFRESH_PERIODICITY
+                    rest = self._list(ensure_fresh)
+                    rest_until = time.monotonic() + REUSE_LISTING
+                    job = self._claim_first(rest, reused=False)
+                    if job is None:
+                        self._idle(mark)
+                        continue
                 dispatched += 1
                 self._submit(executor, job)
         finally:
@@ -204,25 +226,41 @@ class Dispatcher:
             )
         return not self._stopping.is_set()
 
-    def _claim_next(self, ensure_fresh: bool) -> Job | None:
-        """Claim the first claimable job (the board's order: priority, then oldest)."""
+    def _list(self, ensure_fresh: bool) -> list[Job]:
+        """The claimable jobs in the board's order (priority, then oldest first)."""
         board = self._board
-        name = self._conductor._name
         try:
-            for job in board.iterjobs(only_unclaimed=True, ensure_fresh=ensure_fresh):
-                if self._stopping.is_set():
-                    return None
-                try:
-                    board.claim(job, name)
-                except (exc.UnclaimableJob, exc.NotFound):
-                    continue  # another conductor was first, or it is gone
-                except exc.JobFailure:
-                    self._log.warning("Could not claim job %s", job, exc_info=True)
-                    continue
-                self._log.debug("Job %s claimed by %s", job, name)
-                return job
+            return list(board.iterjobs(only_unclaimed=True, ensure_fresh=ensure_fresh))
         except exc.JobFailure:
             self._log.warning("Could not list the jobs of %s", board.name, exc_info=True)
+            return []
+
+    def _claim_first(self, jobs: list[Job], reused: bool) -> Job | None:
+        """Claim the first job of ``jobs`` that can be claimed, removing those tried.
+
+        ``reused``: the jobs come from an earlier listing, so what it said of a job's
+        attempts may be out of date; with ``max_attempts`` the claimed job is read again.
+        """
+        board = self._board
+        name = self._conductor._name
+        while jobs:
+            if self._stopping.is_set():
+                return None
+            job = jobs.pop(0)
+            try:
+                board.claim(job, name)
+            except (exc.UnclaimableJob, exc.NotFound):
+                continue  # another conductor was first, or it is gone
+            except exc.JobFailure:
+                self._log.warning("Could not claim job %s", job, exc_info=True)
+                continue
+            self._log.debug("Job %s claimed by %s", job, name)
+            if reused and self._max_attempts is not None and isinstance(job, BoardJob):
+                # Reads the job's record again, its attempts included (if that fails, the
+                # listing's count stands: the job is ours and must run or be released).
+                with contextlib.suppress(exc.JobFailure):
+                    _ = job.state
+            return job
         return None
 
     def _idle(self, mark: int) -> None:
@@ -306,11 +344,14 @@ class Dispatcher:
                 self._engines.add(engine)
             engine.notifier.register(states.RUNNING, self._suspend_if_stopping)
             try:
-                for step in ENGINE_STEPS:
-                    details = {"job": job, "engine": engine, "conductor": conductor}
-                    conductor.notifier.notify(f"{step}_start", details)
-                    getattr(engine, _STEP_METHODS[step])()
-                    conductor.notifier.notify(f"{step}_end", details)
+                with contextlib.ExitStack() as owned:
+                    for step in ENGINE_STEPS:
+                        details = {"job": job, "engine": engine, "conductor": conductor}
+                        conductor.notifier.notify(f"{step}_start", details)
+                        if step == "preparation":
+                            owned.enter_context(_owning(engine))
+                        getattr(engine, _STEP_METHODS[step])()
+                        conductor.notifier.notify(f"{step}_end", details)
             except Exception as err:
                 outcome = outcome_of(err, self._retryable)
                 self._log.warning(
@@ -379,6 +420,19 @@ class Dispatcher:
             "persistence": self._conductor._persistence,
         }
         self._conductor.notifier.notify(event, details)
+
+
+def _owning(engine: Engine) -> contextlib.AbstractContextManager[None]:
+    """Own the engine's flow detail from preparation to the end of the run, in one claim.
+
+    Preparing and running each claim the flow and release it again (a write each, and a
+    lease thread); inside this block they find it owned already. Engines other than
+    taskflow's own run as they are.
+    """
+    core = getattr(engine, "_core", None)
+    if isinstance(core, Lifecycle):
+        return core._owning()
+    return contextlib.nullcontext()
 
 
 _VERDICTS = {
