@@ -22,6 +22,11 @@ machine's speed affects both alike. Two more columns show before's numbers and o
 flagged when ours is more than 10% slower (or bigger). ``--impl ours --against REF`` compares
 the two without running upstream.
 
+The jobboard benchmarks (``jobs_<board>``, ``jobsnb_<board>``, ``pickup_<board>`` for the
+sqlite, postgresql, redis, zookeeper and etcd boards; upstream has only the last three) run
+``benchmarks/jobboards.py``, which starts its own conductor processes under the same
+interpreter; they need the services on loopback (see that file for the addresses).
+
 The persistence benchmarks write to SQLite files in the temporary directory and to new
 schemas of the PostgreSQL database at ``--postgres-url`` (or ``TASKFLOW_BENCH_POSTGRES_URL``;
 default ``postgresql+psycopg://postgres@127.0.0.1:5432/test``), dropped afterwards.
@@ -48,11 +53,29 @@ from typing import Any
 UPSTREAM_VERSION = "6.5.0"
 ROOT = Path(__file__).resolve().parent.parent
 WORKLOADS_PY = Path(__file__).resolve().parent / "workloads.py"
+JOBBOARDS_PY = Path(__file__).resolve().parent / "jobboards.py"
 DEFAULT_VENV = Path.home() / ".cache" / "taskflow-bench" / f"upstream-{UPSTREAM_VERSION}"
 #: What upstream's SQL backend needs for SQLite and PostgreSQL (psycopg 3, named explicitly
-#: in the workloads' URI), installed next to it; and the modules that show they are there.
-UPSTREAM_EXTRAS = ("SQLAlchemy", "alembic", "psycopg[binary]")
-UPSTREAM_EXTRA_MODULES = ("sqlalchemy", "alembic", "psycopg")
+#: in the workloads' URI) and its Redis (with msgpack), ZooKeeper and etcd jobboards need,
+#: installed next to it; and the modules that show they are there.
+UPSTREAM_EXTRAS = (
+    "SQLAlchemy",
+    "alembic",
+    "psycopg[binary]",
+    "redis",
+    "msgpack",
+    "kazoo",
+    "etcd3gw",
+)
+UPSTREAM_EXTRA_MODULES = (
+    "sqlalchemy",
+    "alembic",
+    "psycopg",
+    "redis",
+    "msgpack",
+    "kazoo",
+    "etcd3gw",
+)
 DEFAULT_POSTGRES_URL = "postgresql+psycopg://postgres@127.0.0.1:5432/test"
 IMPLS = ("ours", "upstream", "before")
 #: ours/before above this is flagged: ours got more than 10% slower (or bigger).
@@ -70,6 +93,8 @@ class Spec:
         upstream_repeat: how many times upstream runs by default; 0 means never.
         quick_upstream_tasks: the smaller size upstream runs with ``--quick``, if any.
         needs: other benchmarks whose "ours" results this one's ratio is computed from.
+        script: the workload file (``workloads.py`` or ``jobboards.py``).
+        repeat: how many times ours runs by default, if not the runner's default.
     """
 
     workload: str
@@ -78,6 +103,8 @@ class Spec:
     upstream_repeat: int = 3
     quick_upstream_tasks: int | None = None
     needs: tuple[str, ...] = ()
+    script: Path = WORKLOADS_PY
+    repeat: int | None = None
 
 
 SPECS: dict[str, Spec] = {
@@ -108,12 +135,58 @@ SPECS: dict[str, Spec] = {
     ),
 }
 
+#: Jobboard kinds, and those upstream TaskFlow 6.5 has.
+BOARDS = ("sqlite", "postgresql", "redis", "zookeeper", "etcd")
+UPSTREAM_BOARDS = ("redis", "zookeeper", "etcd")
+#: Boards whose jobs/s must reach this multiple of upstream's (issue 9).
+JOBS_TARGET = {"redis": 10.0, "zookeeper": 10.0}
+#: An idle conductor's median pickup must stay below this, on every board (seconds).
+PICKUP_TARGET = 0.050
+
+for _board in BOARDS:
+    _upstream = 1 if _board in UPSTREAM_BOARDS else 0
+    # Upstream runs 300 jobs at 8-17 jobs/s (20-40 s), so once by default.
+    SPECS[f"jobs_{_board}"] = Spec(
+        "jobs",
+        ("--board", _board),
+        tasks=300,
+        upstream_repeat=_upstream,
+        quick_upstream_tasks=100,
+        script=JOBBOARDS_PY,
+        repeat=3,
+    )
+    SPECS[f"jobsnb_{_board}"] = Spec(
+        "jobs",
+        ("--board", _board, "--kind", "nonblocking"),
+        tasks=300,
+        upstream_repeat=_upstream,
+        quick_upstream_tasks=100,
+        script=JOBBOARDS_PY,
+        repeat=1,
+    )
+    # Each run is 30 posts at 0.1-0.6 s apart: a distribution of its own.
+    SPECS[f"pickup_{_board}"] = Spec(
+        "pickup",
+        ("--board", _board),
+        tasks=30,
+        upstream_repeat=_upstream,
+        quick_upstream_tasks=10,
+        script=JOBBOARDS_PY,
+        repeat=1,
+    )
+
 UPSTREAM_SKIPPED = {
     "linear10k": "skipped (quadratic)",
     "floor": "n/a (plain Python)",
     "sqlite_full": "n/a (no such key)",
     "sqlite_floor": "n/a (stdlib sqlite3)",
     "sqlite_full_floor": "n/a (stdlib sqlite3)",
+    **{
+        f"{kind}_{board}": "n/a (no such board)"
+        for kind in ("jobs", "jobsnb", "pickup")
+        for board in BOARDS
+        if board not in UPSTREAM_BOARDS
+    },
 }
 
 
@@ -293,7 +366,7 @@ def measure_once(impl: Impl, spec: Spec, tasks: int, timeout: float) -> dict[str
     """
     command = [
         str(impl.python),
-        str(WORKLOADS_PY),
+        str(spec.script),
         spec.workload,
         "--tasks",
         str(tasks),
@@ -322,6 +395,10 @@ def measure_once(impl: Impl, spec: Spec, tasks: int, timeout: float) -> dict[str
 
 
 def _brief(report: dict[str, Any]) -> str:
+    if report["workload"] == "jobs":
+        return _jobs_text(report["jobs_per_second"], report["cpu_per_job"])
+    if report["workload"] == "pickup":
+        return _pickup_text(report["median"], report["p95"])
     text = _fmt_seconds(report["seconds"])
     if "fraction" in report:
         text += f" ({report['fraction']:.0%} of ideal)"
@@ -401,6 +478,19 @@ def _fmt_bytes(size: float | None) -> str:
         if size >= scale:
             return f"{size / scale:.3g} {unit}"
     return f"{size:.0f} B"
+
+
+def _jobs_text(rate: float | None, cpu: float | None, growth: float | None = None) -> str:
+    text = f"{rate:.0f} jobs/s" if rate is not None else "-"
+    if cpu is not None:
+        text += f", {_fmt_seconds(cpu)} CPU/job"
+    if growth is not None:
+        text += f", {'+' if growth >= 0 else '-'}{_fmt_bytes(abs(growth))}/job"
+    return text
+
+
+def _pickup_text(median: float | None, p95: float | None) -> str:
+    return f"{_fmt_seconds(median)} (p95 {_fmt_seconds(p95)})"
 
 
 def _fmt_ratio(ratio: float | None) -> str:
@@ -515,6 +605,10 @@ class TableBuilder:
                 out.append(self.sqlite_floor_row(name))
             elif name == "postgres":
                 out.append(self.speedup_row(name, "postgres (1000 tasks)", 30))
+            elif name.startswith(("jobs_", "jobsnb_")):
+                out.append(self.jobs_row(name))
+            elif name.startswith("pickup_"):
+                out.append(self.pickup_row(name))
             else:
                 out.append(self.parallel_row(name))
         if self.against:
@@ -536,6 +630,78 @@ class TableBuilder:
             self.runs(name),
             {"ours": _med(ours, "seconds"), "upstream": _med(up, "seconds"), "ratio": ratio},
             compare=(name, "per_task"),
+        )
+
+    def jobs_row(self, name: str) -> Row:
+        """Jobs per second end to end, with CPU and memory growth per job (jobboards.py)."""
+        kind, board = name.split("_", 1)
+        ours, up = self.get(name, "ours"), self.get(name, "upstream")
+        texts = {}
+        for impl, m in (("ours", ours), ("upstream", up)):
+            rate = _med(m, "jobs_per_second")
+            text = None
+            if rate is not None:
+                text = _jobs_text(rate, _med(m, "cpu_per_job"), _med(m, "rss_growth_per_job"))
+                if impl == "upstream" and self.reduced(name):
+                    text += f" n={m.tasks}*" if m else ""
+            texts[impl] = self.cell(name, impl, text)
+        ratio = _div(_med(ours, "jobs_per_second"), _med(up, "jobs_per_second"))
+        target = JOBS_TARGET.get(board) if kind == "jobs" else None
+        conductors = "blocking" if kind == "jobs" else "non-blocking"
+        return Row(
+            f"{board} board: 300 jobs, 2 {conductors}",
+            texts["ours"],
+            texts["upstream"],
+            f"{_fmt_ratio(ratio)} (ours/up)" if ratio is not None else "-",
+            f"ours/up >= {target:g}x" if target else "-",
+            self.verdict(ratio is not None and ratio >= target, ratio is None, name)
+            if target
+            else "-",
+            self.runs(name),
+            {
+                "ours": _med(ours, "jobs_per_second"),
+                "upstream": _med(up, "jobs_per_second"),
+                "ratio": ratio,
+                "cpu_per_job": {
+                    "ours": _med(ours, "cpu_per_job"),
+                    "upstream": _med(up, "cpu_per_job"),
+                },
+                "rss_growth_per_job": {
+                    "ours": _med(ours, "rss_growth_per_job"),
+                    "upstream": _med(up, "rss_growth_per_job"),
+                },
+            },
+            compare=(name, "seconds"),
+        )
+
+    def pickup_row(self, name: str) -> Row:
+        """An idle conductor's pickup latency: median (p95) of each run's, then the median."""
+        board = name.split("_", 1)[1]
+        ours, up = self.get(name, "ours"), self.get(name, "upstream")
+        texts = {}
+        for impl, m in (("ours", ours), ("upstream", up)):
+            median = _med(m, "median")
+            text = None if median is None else _pickup_text(median, _med(m, "p95"))
+            if text is not None and impl == "upstream" and self.reduced(name):
+                text += f" n={m.tasks}*" if m else ""
+            texts[impl] = self.cell(name, impl, text)
+        median = _med(ours, "median")
+        ratio = _div(_med(up, "median"), median)
+        return Row(
+            f"{board} board: idle conductor pickup",
+            texts["ours"],
+            texts["upstream"],
+            _fmt_ratio(ratio),
+            f"median < {PICKUP_TARGET * 1000:g} ms",
+            self.verdict(median is not None and median < PICKUP_TARGET, median is None),
+            self.runs(name),
+            {
+                "ours": median,
+                "upstream": _med(up, "median"),
+                "ratio": ratio,
+                "p95": {"ours": _med(ours, "p95"), "upstream": _med(up, "p95")},
+            },
+            compare=(name, "median"),
         )
 
     def scaling_row(self) -> Row:
@@ -711,12 +877,13 @@ def build_plan(args: argparse.Namespace) -> list[tuple[str, str, int, int]]:
     for name in list(names):
         names.extend(dep for dep in SPECS[name].needs if dep not in names)
     selected = set(args.only or SPECS)
-    ours_repeat = args.repeat or (1 if args.quick else 5)
+    default_repeat = 1 if args.quick else 5
     plan = []
     for name in SPECS:  # keep the canonical order
         if name not in names:
             continue
         spec = SPECS[name]
+        ours_repeat = args.repeat or min(default_repeat, spec.repeat or default_repeat)
         if args.impl in ("both", "ours"):
             plan.append((name, "ours", spec.tasks, ours_repeat))
             if args.against:
@@ -870,6 +1037,20 @@ def _run(args: argparse.Namespace, argv: list[str] | None, before: tuple[str, Pa
         footnotes.append(
             f"postgres: {os.environ['TASKFLOW_BENCH_POSTGRES_URL']} (psycopg 3 for both), a new"
             "\n  schema per run (search_path through PGOPTIONS), dropped afterwards"
+        )
+    if any(name.startswith(("jobs_", "jobsnb_", "pickup_")) for name in shown):
+        footnotes.append(
+            "jobboards (benchmarks/jobboards.py): a new board per run (redis namespace, zookeeper"
+            "\n  path, etcd path, postgresql schema, sqlite file), removed afterwards; each job a"
+            "\n  book with one flow detail (one task, factory saved with save_factory_details) in"
+            "\n  one SQLite persistence file; every board and conductor with its defaults"
+            "\n  jobs/s: 300 jobs posted first, then 2 conductor processes (each its own board"
+            "\n  and persistence objects, connected and warmed up) told to go at once; time from"
+            "\n  the go to the last job_consumed event. CPU/job: the conductors' CPU from the go"
+            "\n  to their last consume, summed, / 300; +X/job: their RSS growth likewise"
+            "\n  pickup: one idle blocking conductor; 30 times a random 0.1-0.6 s pause, post()"
+            "\n  one job, time until its task starts (time.time() in both processes); median"
+            "\n  (p95) of the 30, then the median over runs"
         )
     if any(builder.reduced(name) for name in SPECS):
         footnotes.append(
