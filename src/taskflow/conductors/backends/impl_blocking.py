@@ -40,17 +40,10 @@ class BlockingConductor(impl_executor.ExecutorConductor):
         max_simultaneous_jobs: int = MAX_SIMULTANEOUS_JOBS,
         max_attempts: int | None = None,
     ) -> None:
-        super().__init__(
-            name,
-            jobboard,
-            persistence=persistence,
-            engine=engine,
-            engine_options=engine_options,
-            wait_timeout=wait_timeout,
-            log=log,
-            max_simultaneous_jobs=max_simultaneous_jobs,
-            max_attempts=max_attempts,
-        )
+        # The signature is only here for its default (upstream's, per kind): the base
+        # class takes the same arguments in the same order.
+        args = (name, jobboard, persistence, engine, engine_options, wait_timeout, log)
+        super().__init__(*args, max_simultaneous_jobs, max_attempts)
 
     def _executor_factory(self) -> Executor:
         return InlineExecutor()

@@ -57,17 +57,10 @@ class NonBlockingConductor(impl_executor.ExecutorConductor):
                 f"max_simultaneous_jobs must be a positive integer, not {max_simultaneous_jobs!r}"
             )
         self._user_executor_factory = executor_factory
-        super().__init__(
-            name,
-            jobboard,
-            persistence=persistence,
-            engine=engine,
-            engine_options=engine_options,
-            wait_timeout=wait_timeout,
-            log=log,
-            max_simultaneous_jobs=max_simultaneous_jobs,
-            max_attempts=max_attempts,
-        )
+        # The signature is only here for its default (upstream's, per kind): the base
+        # class takes the same arguments in the same order.
+        args = (name, jobboard, persistence, engine, engine_options, wait_timeout, log)
+        super().__init__(*args, max_simultaneous_jobs, max_attempts)
 
     def _executor_factory(self) -> Executor:
         if self._user_executor_factory is not None:
