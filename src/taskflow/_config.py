@@ -9,11 +9,12 @@ read as false.
 from __future__ import annotations
 
 from typing import TYPE_CHECKING, Any, overload
+from urllib import parse
 
 if TYPE_CHECKING:
     from collections.abc import Mapping
 
-__all__ = ["TRUE_WORDS", "FALSE_WORDS", "as_bool", "as_float", "as_int", "to_bool"]
+__all__ = ["TRUE_WORDS", "FALSE_WORDS", "as_bool", "as_float", "as_int", "to_bool", "uri_options"]
 
 #: Words read as true (compared lower-cased and stripped), as oslo's ``bool_from_string``.
 TRUE_WORDS = frozenset(("1", "t", "true", "on", "y", "yes"))
@@ -87,3 +88,27 @@ def as_float(conf: Mapping[str, Any], key: str, default: float | None) -> float 
         return float(value)
     except (TypeError, ValueError):
         raise ValueError(f"'{key}' must be a number, not {value!r}") from None
+
+
+def uri_options(uri: str) -> dict[str, Any]:
+    """The options a backend or board URI carries besides its kind, as upstream TaskFlow
+    merges them into the configuration: credentials, port, host (with its port, as
+    upstream gives it) and the query (repeated keys: the last wins; keys without a value
+    are dropped).
+
+    Raises:
+        ValueError: a non-numeric port.
+    """
+    parts = parse.urlsplit(uri)
+    options: dict[str, Any] = {}
+    if parts.username:
+        options["username"] = parse.unquote(parts.username)
+    if parts.password:
+        options["password"] = parse.unquote(parts.password)
+    port = parts.port
+    if port is not None:
+        options["port"] = port
+    if parts.hostname:
+        options["hostname"] = parts.hostname if port is None else f"{parts.hostname}:{port}"
+    options.update(parse.parse_qsl(parts.query))
+    return options

@@ -15,6 +15,7 @@ from urllib import parse
 
 from taskflow import _plugins
 from taskflow import exceptions as exc
+from taskflow._config import uri_options
 
 if TYPE_CHECKING:
     from collections.abc import Iterator, Mapping
@@ -27,23 +28,6 @@ LOG = logging.getLogger(__name__)
 
 #: Entry point group searched for board kinds.
 BACKEND_NAMESPACE = "taskflow.jobboards"
-
-
-def _uri_options(uri: str) -> dict[str, Any]:
-    """What a board URI carries besides its kind (as upstream TaskFlow merges it)."""
-    parts = parse.urlsplit(uri)
-    options: dict[str, Any] = {}
-    if parts.username:
-        options["username"] = parse.unquote(parts.username)
-    if parts.password:
-        options["password"] = parse.unquote(parts.password)
-    port = parts.port  # ValueError for a non-numeric port
-    if port is not None:
-        options["port"] = port
-    if parts.hostname:
-        options["hostname"] = parts.hostname if port is None else f"{parts.hostname}:{port}"
-    options.update(parse.parse_qsl(parts.query))
-    return options
 
 
 def fetch(
@@ -69,7 +53,7 @@ def fetch(
     kind = board
     if "://" in board:
         kind = parse.urlsplit(board).scheme.split("+", 1)[0]
-        for key, value in _uri_options(board).items():
+        for key, value in uri_options(board).items():
             merged.setdefault(key, value)
     LOG.debug("Looking for %r jobboard driver in %r", kind, namespace)
     try:

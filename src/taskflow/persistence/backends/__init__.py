@@ -14,6 +14,7 @@ from urllib import parse
 
 from taskflow import _plugins
 from taskflow import exceptions as exc
+from taskflow._config import uri_options
 
 if TYPE_CHECKING:
     from collections.abc import Iterator, Mapping
@@ -32,22 +33,7 @@ def _uri_options(uri: str) -> tuple[str, dict[str, Any]]:
     """(backend name, options carried by the URI) for a connection string."""
     parts = parse.urlsplit(uri)
     name = (parts.scheme or uri).split("+", 1)[0]
-    options: dict[str, Any] = {}
-    if not parts.scheme:
-        return name, options
-    if parts.username:
-        options["username"] = parse.unquote(parts.username)
-    if parts.password:
-        options["password"] = parse.unquote(parts.password)
-    port = parts.port  # ValueError for a non-numeric port
-    if port is not None:
-        options["port"] = port
-    if parts.hostname:
-        # Upstream TaskFlow gives the host with its port here; kept for compatibility.
-        options["hostname"] = parts.hostname if port is None else f"{parts.hostname}:{port}"
-    # Repeated keys: the last one wins; keys without a value are dropped.
-    options.update(parse.parse_qsl(parts.query))
-    return name, options
+    return name, (uri_options(uri) if parts.scheme else {})
 
 
 def fetch(
