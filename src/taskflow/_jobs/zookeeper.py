@@ -393,6 +393,9 @@ class ZookeeperStore:
         self._reads = 0
         self._children: frozenset[str] | None = None
         self._watching = False
+        # The locks the latest listing saw (None: no listing since connecting): a lock the
+        # children watch shows now but that listing did not is a claim made since.
+        self._listed_locks: frozenset[str] | None = None
 
     # -- lifecycle ------------------------------------------------------------------------------
 
@@ -450,6 +453,7 @@ class ZookeeperStore:
                 self._names.clear()
                 self._fired.clear()
                 self._children = None
+                self._listed_locks = None
                 self._watching = True
             client.add_listener(self._on_state)
             ChildrenWatch(client, self.path, self._on_children)
@@ -491,6 +495,7 @@ class ZookeeperStore:
             # everything they guard, and wake the waiter (claims may have lapsed).
             with self._lock:
                 self._records.clear()
+                self._listed_locks = None
             self._signal()
 
     def _on_data(self, event: Any) -> None:
@@ -532,6 +537,7 @@ class ZookeeperStore:
         names = [name for name in children if not name.endswith(LOCK_SUFFIX)]
         locked = [name[: -len(LOCK_SUFFIX)] for name in children if name.endswith(LOCK_SUFFIX)]
         with self._lock:
+            self._listed_locks = frozenset(name for name in children if name.endswith(LOCK_SUFFIX))
             present = set(names)
             for gone in [name for name in self._records if name not in present]:
                 del self._records[gone]
@@ -801,6 +807,30 @@ class ZookeeperStore:
             self._fired[name] = self._fired.get(name, 0) + 1
             self._records.pop(name, None)
 
+    def _unlocked_record(self, uuid: str, name: str) -> tuple[dict[str, Any], int] | None:
+        """(a copy of the document, the data version) of job ``name``'s cached record if the
+        watches say that nobody holds it, for a claim without a read first (the
+        transaction's version checks make a stale answer fail, never succeed wrongly).
+
+        Raises UnclaimableJob if they say it was claimed since the latest listing: from a
+        listing's leftovers, conductors would otherwise try each job the others just took
+        (one round trip each). Such a fresh claim has not lapsed, or the next listing, which
+        sees its lock, reads it and takes it over.
+        """
+        lock_name = name + LOCK_SUFFIX
+        with self._lock:
+            children, listed = self._children, self._listed_locks
+            record = self._records.get(name)
+        if children is None:
+            return None
+        if lock_name in children:
+            if listed is not None and lock_name not in listed:
+                raise exc.UnclaimableJob(f"Job {uuid} already claimed (since it was listed)")
+            return None
+        if record is None or record.document is None:
+            return None
+        return dict(record.document), record.version
+
     def claim(self, uuid: str, owner: str, lease: float) -> int:
         with self._errors(f"claim job {uuid}"):
             name = self._name_of(uuid)
@@ -808,18 +838,24 @@ class ZookeeperStore:
                 raise exc.NotFound(f"Job {uuid} not found to be claimed")
             client = self._connected()
             path, lock_path = self._job_path(name), self._job_path(name + LOCK_SUFFIX)
+            known = self._unlocked_record(uuid, name)
             for _ in range(_CAS_TRIES):
-                job, lock = self._read_job(name)
-                if job is None:
-                    raise exc.NotFound(f"Job {uuid} not found to be claimed")
-                if lock is not None and not self._lapsed(lock):
-                    raise exc.UnclaimableJob(
-                        f"Job {uuid} already claimed by {lock[0].get('owner', '?')}"
-                    )
-                try:
-                    document = _check_document(json.loads(job[0]))
-                except ValueError:
-                    raise exc.NotFound(f"Job {uuid} not found to be claimed") from None
+                lock: tuple[dict[str, Any], Any] | None = None
+                if known is not None:
+                    (document, version), known = known, None
+                else:
+                    job, lock = self._read_job(name)
+                    if job is None:
+                        raise exc.NotFound(f"Job {uuid} not found to be claimed")
+                    if lock is not None and not self._lapsed(lock):
+                        raise exc.UnclaimableJob(
+                            f"Job {uuid} already claimed by {lock[0].get('owner', '?')}"
+                        )
+                    try:
+                        document = _check_document(json.loads(job[0]))
+                    except ValueError:
+                        raise exc.NotFound(f"Job {uuid} not found to be claimed") from None
+                    version = job[1].version
                 token = _claims(document) + 1
                 document[CLAIMS_KEY] = token
                 data = _dumps({"owner": owner, TOKEN_KEY: token, LEASE_KEY: lease})
@@ -827,7 +863,7 @@ class ZookeeperStore:
                 if lock is not None:
                     # Taking over a lapsed lease: a renewal since (a new version) wins.
                     txn.delete(lock_path, version=lock[1].version)
-                txn.set_data(path, _dumps(document), version=job[1].version)
+                txn.set_data(path, _dumps(document), version=version)
                 txn.create(lock_path, data, ephemeral=True)
                 txn.set_data(lock_path, data)  # version 1: see renew()
                 try:
@@ -931,6 +967,8 @@ class ZookeeperStore:
                 raise exc.NotFound(f"Job {uuid} not found to be {_PAST[outcome]}")
             client = self._connected()
             path, lock_path = self._job_path(name), self._job_path(name + LOCK_SUFFIX)
+            if outcome is not Outcome.TRASH and self._release_held(uuid, owner, token, outcome):
+                return
             trash_name = name
             for _ in range(_CAS_TRIES):
                 job, lock = self._read_job(name)
@@ -983,6 +1021,29 @@ class ZookeeperStore:
                     self._forget(name)
                 return
             raise exc.JobFailure(f"Job {uuid} is changing too fast to be {_PAST[outcome]}")
+
+    def _release_held(self, uuid: str, owner: str, token: int | None, outcome: Outcome) -> bool:
+        """End claim ``(owner, token)`` in one transaction pinned to the versions this store
+        last saw it at (no read first); False if that is not known or no longer true, and
+        the caller reads the job to find out why."""
+        with self._lock:
+            held = self._held.get(uuid)
+        if token is None or held is None or (held.owner, held.token) != (owner, token):
+            return False
+        path = self._job_path(held.name)
+        txn = self._connected().transaction()
+        txn.delete(self._job_path(held.name + LOCK_SUFFIX), version=held.lock_version)
+        if outcome is Outcome.ABANDON:
+            txn.check(path, held.record_version)
+        else:
+            txn.delete(path, version=held.record_version)
+        try:
+            self._commit(txn)
+        except kazoo_utils.KazooTransactionException:
+            return False
+        finally:
+            self._forget(held.name)
+        return True
 
     def _add_trash(
         self, txn: Any, name: str, data: bytes, held_token: Any, reason: str | None
