@@ -554,11 +554,15 @@ class Storage:
         else:
             ad = self._details.get(_INJECTOR)
             if ad is None:
-                ad = self._create_atom_detail(models.TaskDetail, _INJECTOR)
-            merged = dict(ad.results or {})
-            merged.update(pairs)
-            ad.put(states.SUCCESS, merged)
-            self._save_atom(ad)
+                # Created with its values: one write, not a creation and then an update.
+                ad = self._create_atom_detail(models.TaskDetail, _INJECTOR, save=False)
+                ad.put(states.SUCCESS, pairs)
+                self._save_flow_with_atoms()
+            else:
+                merged = dict(ad.results or {})
+                merged.update(pairs)
+                ad.put(states.SUCCESS, merged)
+                self._save_atom(ad)
         self._flow_injected.update(pairs)
         for symbol in pairs:
             providers = self._providers.setdefault(symbol, [])

@@ -250,3 +250,31 @@ def test_a_conductor_with_no_job_waits_quietly_and_stops_promptly(env: Env):
     env.post(flows.ok, "late")
     conductor.run()
     assert not env.journal.exists()
+
+
+@pytest.mark.parametrize("kind", KINDS)
+def test_a_job_whose_flow_another_holder_owns_is_abandoned_with_the_job_store_unwritten(
+    env: Env, kind: str
+):
+    # Two jobs pointing at one flow detail: while the holder of the other one owns the
+    # flow, this job can not run it now, but may later (abandoned, never trashed). The
+    # job's store is written under the run's own claim, so nothing was written either.
+    job = env.post(flows.ok, "shared", job_store={"extra": 1})
+    flow_detail = env.flow_detail(job)
+    with contextlib.closing(env.persistence.get_connection()) as holder:
+        holder.claim_flow(flow_detail.uuid, 60.0, fencing_token=7, fencing_key="other-job")
+        events = _run(env, kind, 1)
+        assert events == [("job_abandoned", "shared")]
+        assert job.state == states.UNCLAIMED
+        assert env.trash() == {}
+        assert [ad.name for ad in env.flow_detail(job)] == []
+        holder.release_flow(flow_detail.uuid, holder.read_ownership(flow_detail.uuid).token)
+    # Once the other holder let go, the job runs (the next attempt by anyone).
+    events = _run(env, kind, 1)
+    assert events[-1] == ("job_consumed", "shared")
+    stored = env.flow_detail(job)
+    assert stored.state == states.SUCCESS
+    injected = {ad.name: ad.results for ad in stored if ad.name.startswith("_")}
+    assert list(injected.values()) == [
+        {"journal": str(env.journal), "gate": str(env.gate), "extra": 1}
+    ]

@@ -9,7 +9,6 @@ import subprocess
 import sys
 import threading
 import time
-import uuid
 from collections import Counter
 from pathlib import Path
 from typing import Any
@@ -18,9 +17,10 @@ import pytest
 
 from taskflow import engines, exceptions, states, task
 from taskflow.patterns import linear_flow as lf
-from taskflow.persistence import backends, models
+from taskflow.persistence import backends
 from tests.helpers import services
 from tests.helpers.databases import isolated_postgres, isolated_zookeeper_root
+from tests.helpers.ownership import saved_flow
 
 CHILD = Path(__file__).with_name("ownership_child.py")
 ROOT = Path(__file__).resolve().parents[2]
@@ -57,16 +57,6 @@ def shared_conf(request: pytest.FixtureRequest, tmp_path: Path) -> Any:
     yield from _conf(request.param, request, tmp_path)
 
 
-def _saved_flow(backend: Any) -> models.FlowDetail:
-    book = models.LogBook("owned")
-    detail = models.FlowDetail("owned", str(uuid.uuid4()))
-    book.add(detail)
-    with backend.get_connection() as conn:
-        conn.upgrade()
-        conn.save_logbook(book)
-    return detail
-
-
 def _spawn(conf: dict[str, Any], flow_uuid: str, journal: Path, *extra: str, **env: str) -> Any:
     return subprocess.Popen(
         [sys.executable, str(CHILD), json.dumps(conf), flow_uuid, str(journal), *extra],
@@ -87,7 +77,7 @@ def _executions(journal: Path) -> Counter[str]:
 def test_two_processes_resuming_one_flow_run_it_once(shared_conf: dict[str, Any], tmp_path: Path):
     conf = shared_conf
     with backends.backend(conf) as backend:
-        detail = _saved_flow(backend)
+        detail = saved_flow(backend)
     journal = tmp_path / "journal"
     gate = tmp_path / "gate"
     children = [_spawn(conf, detail.uuid, journal, OWNERSHIP_GATE=str(gate)) for _ in range(2)]
@@ -126,7 +116,7 @@ class Slow(task.Task):
 def test_two_threads_with_fresh_flow_details_do_not_both_run(conf: dict[str, Any]):
     started, gate = threading.Event(), threading.Event()
     with backends.backend(conf) as backend:
-        detail = _saved_flow(backend)
+        detail = saved_flow(backend)
 
         def load() -> Any:
             with backend.get_connection() as conn:
@@ -158,7 +148,7 @@ def test_ownership_is_released_however_a_run_ends(conf: dict[str, Any]):
             raise RuntimeError("boom")
 
     with backends.backend(conf) as backend:
-        detail = _saved_flow(backend)
+        detail = saved_flow(backend)
         engine = engines.load(lf.Flow("f").add(Boom("x")), flow_detail=detail, backend=backend)
         with pytest.raises(RuntimeError):
             engine.run()
@@ -180,7 +170,7 @@ def test_a_paused_owner_is_taken_over_after_its_lease_and_then_fenced(tmp_path: 
     services.need_module("sqlalchemy", "database")
     conf = {"connection": f"sqlite:///{tmp_path / 'flows.db'}"}
     with backends.backend(conf) as backend:
-        detail = _saved_flow(backend)
+        detail = saved_flow(backend)
     journal = tmp_path / "journal"
     slow = {"OWNERSHIP_STEP": "0.3"}
     first = _spawn(conf, detail.uuid, journal, "1.0", **slow)
@@ -220,7 +210,7 @@ def test_a_run_with_a_larger_fencing_token_takes_the_flow_from_a_live_engine(tmp
     started, stale_gate, open_gate = threading.Event(), threading.Event(), threading.Event()
     open_gate.set()
     with backends.backend(conf) as backend:
-        detail = _saved_flow(backend)
+        detail = saved_flow(backend)
 
         def load(token: int, gate: threading.Event) -> Any:
             with backend.get_connection() as conn:
@@ -274,7 +264,7 @@ def test_a_run_started_during_an_injection_from_another_thread_owns_the_flow(pos
     sa = services.need_module("sqlalchemy", "postgresql")
     started, gate = threading.Event(), threading.Event()
     with isolated_postgres(postgres_url) as url, backends.backend({"connection": url}) as backend:
-        detail = _saved_flow(backend)
+        detail = saved_flow(backend)
         engine = engines.load(
             lf.Flow("owned").add(Slow("a", started, gate)), flow_detail=detail, backend=backend
         )
@@ -323,7 +313,7 @@ def test_an_injection_from_another_thread_leaves_the_runs_ownership_held(tmp_pat
     conf = {"connection": f"sqlite:///{tmp_path / 'flows.db'}"}
     started, gate = threading.Event(), threading.Event()
     with backends.backend(conf) as backend:
-        detail = _saved_flow(backend)
+        detail = saved_flow(backend)
         engine = engines.load(
             lf.Flow("owned").add(Slow("a", started, gate)), flow_detail=detail, backend=backend
         )
@@ -350,3 +340,43 @@ def test_an_injection_from_another_thread_leaves_the_runs_ownership_held(tmp_pat
         assert not after.held  # released once the run ended
         assert stored.state == states.SUCCESS
         assert engine.storage.fetch("extra") == 1
+
+
+def test_owning_holds_the_flow_in_one_claim_across_injection_and_run(conf: dict[str, Any]):
+    class Echo(task.Task):
+        def execute(self, x: int) -> int:
+            return x
+
+    with backends.backend(conf) as backend:
+        detail = saved_flow(backend)
+        engine = engines.load(lf.Flow("f").add(Echo("e")), flow_detail=detail, backend=backend)
+        with backend.get_connection() as conn:
+            with engine.owning():
+                claimed = conn.read_ownership(detail.uuid)
+                assert claimed is not None
+                assert claimed.held
+                with engine.owning():  # re-entrant
+                    engine.storage.inject({"x": 5})
+                engine.run()
+                # The injection and the run wrote under that claim: no other was made.
+                still = conn.read_ownership(detail.uuid)
+                assert (still.token, still.held) == (claimed.token, True)
+                fresh = conn.get_flow_details(detail.uuid)
+                other = engines.load(
+                    lf.Flow("f").add(Echo("e")), flow_detail=fresh, backend=backend
+                )
+                with pytest.raises(exceptions.FlowOwned):
+                    other.storage.inject({"x": 6})
+            released = conn.read_ownership(detail.uuid)
+            assert (released.token, released.held) == (claimed.token, False)
+            stored = conn.get_flow_details(detail.uuid)
+        assert stored.state == states.SUCCESS
+        assert {ad.name: ad.results for ad in stored if ad.name == "e"} == {"e": 5}
+
+
+def test_an_engine_without_a_backend_owns_nothing():
+    engine = engines.load(lf.Flow("f").add(task.FunctorTask(lambda: 1, name="t", provides="one")))
+    with engine.owning():
+        engine.run()
+    assert engine.storage.fetch("one") == 1
+    assert engine.storage.get_flow_state() == states.SUCCESS

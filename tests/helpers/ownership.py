@@ -8,6 +8,7 @@ children at once. Children stay alive until the parent is done, because an owner
 host whose process is gone may be taken over (that would be a second legitimate winner).
 
 :func:`check_owner_writes` makes every kind of write an engine makes, as the owner.
+:func:`saved_flow` saves an empty flow detail (in a book of its own) to claim.
 """
 
 from __future__ import annotations
@@ -26,7 +27,7 @@ if TYPE_CHECKING:
 
     from taskflow.persistence import base
 
-__all__ = ["check_owner_writes", "race_claims"]
+__all__ = ["check_owner_writes", "race_claims", "saved_flow"]
 
 _CHILD = """
 import json, sys
@@ -150,3 +151,14 @@ def check_takeover_fences(owner: base.Connection, thief: base.Connection, lease:
             continue
         raise AssertionError("a write of the old owner went through")
     assert thief.get_atom_details(ad.uuid).state == states.RUNNING
+
+
+def saved_flow(backend: base.Backend, name: str = "owned") -> models.FlowDetail:
+    """A new, empty flow detail saved in a book of its own (the schema upgraded first)."""
+    book = models.LogBook(name)
+    detail = models.FlowDetail(name, str(uuid.uuid4()))
+    book.add(detail)
+    with backend.get_connection() as conn:
+        conn.upgrade()
+        conn.save_logbook(book)
+    return detail

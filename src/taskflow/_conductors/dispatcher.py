@@ -58,8 +58,8 @@ from taskflow._conductors.outcomes import (
     outcome_of,
     poison_reason,
 )
-from taskflow._engine.lifecycle import Lifecycle
 from taskflow._jobs.board import Board, BoardJob
+from taskflow.conductors import base as conductor_base
 
 if TYPE_CHECKING:
     import logging
@@ -311,9 +311,13 @@ class Dispatcher:
             self._give_up(job, attempts, limit)
             return
         try:
-            engine = conductor._engine_from_job(job)
-        except exc.StorageFailure as err:
-            # The backend is unreachable: another attempt (by anyone) may well succeed.
+            if type(conductor)._engine_from_job is conductor_base.Conductor._engine_from_job:
+                engine, store = conductor._load_job(job)
+            else:  # a subclass's own hook, which injects the store itself
+                engine, store = conductor._engine_from_job(job), {}
+        except (exc.StorageFailure, exc.FlowOwned) as err:
+            # The backend is unreachable, or a holder of the flow has not let go yet (a
+            # subclass's hook that writes): another attempt may well succeed.
             self._log.warning("Could not load job %s: %s", job, err, exc_info=True)
             self._finish(job, Outcome.ABANDON, error=err)
             return
@@ -321,7 +325,7 @@ class Dispatcher:
             self._log.warning("Job %s can never run, trashing it: %s", job, err, exc_info=True)
             self._finish(job, Outcome.TRASH, reason=describe(err))
             return
-        outcome, error = self._run_engine(job, engine)
+        outcome, error = self._run_engine(job, engine, store)
         del engine  # freed before the board is told (a finished job leaves nothing behind)
         self._finish(job, outcome, error=error)
 
@@ -333,7 +337,9 @@ class Dispatcher:
         reason = poison_reason(attempts, max_attempts, flow_detail=flow_detail)
         self._finish(job, Outcome.TRASH, reason=reason)
 
-    def _run_engine(self, job: Job, engine: Engine) -> tuple[Outcome, BaseException | None]:
+    def _run_engine(
+        self, job: Job, engine: Engine, store: dict[str, Any]
+    ) -> tuple[Outcome, BaseException | None]:
         conductor = self._conductor
         with contextlib.ExitStack() as stack:
             for listener in conductor._listeners_from_job(job, engine):
@@ -344,12 +350,14 @@ class Dispatcher:
                 self._engines.add(engine)
             engine.notifier.register(states.RUNNING, self._suspend_if_stopping)
             try:
-                with contextlib.ExitStack() as owned:
+                # One claim of the flow for the whole job: the injection, preparing and
+                # running would otherwise each claim and release it (a write each).
+                with engine.owning():
+                    if store:
+                        engine.storage.inject(store)
                     for step in ENGINE_STEPS:
                         details = {"job": job, "engine": engine, "conductor": conductor}
                         conductor.notifier.notify(f"{step}_start", details)
-                        if step == "preparation":
-                            owned.enter_context(_owning(engine))
                         getattr(engine, _STEP_METHODS[step])()
                         conductor.notifier.notify(f"{step}_end", details)
             except Exception as err:
@@ -420,19 +428,6 @@ class Dispatcher:
             "persistence": self._conductor._persistence,
         }
         self._conductor.notifier.notify(event, details)
-
-
-def _owning(engine: Engine) -> contextlib.AbstractContextManager[None]:
-    """Own the engine's flow detail from preparation to the end of the run, in one claim.
-
-    Preparing and running each claim the flow and release it again (a write each, and a
-    lease thread); inside this block they find it owned already. Engines other than
-    taskflow's own run as they are.
-    """
-    core = getattr(engine, "_core", None)
-    if isinstance(core, Lifecycle):
-        return core._owning()
-    return contextlib.nullcontext()
 
 
 _VERDICTS = {

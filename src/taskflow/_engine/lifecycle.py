@@ -106,7 +106,7 @@ class Lifecycle:
             raise ValueError(f"'fencing_check' must be callable, not {check!r}")
         self._fencing_check: Callable[[], None] | None = check
         self._ownership: Ownership | None = None
-        # Blocks inside _owning (any thread), and the lease renewal of the current ownership:
+        # Blocks inside owning (any thread), and the lease renewal of the current ownership:
         # (stop event, renewing thread).
         self._holders = 0
         self._renewal: tuple[threading.Event, threading.Thread] | None = None
@@ -133,7 +133,7 @@ class Lifecycle:
         return self.plan
 
     def prepare(self) -> None:
-        with self._owning():
+        with self.owning():
             self._prepare()
 
     def _prepare(self) -> None:
@@ -197,7 +197,7 @@ class Lifecycle:
         raise exc.MissingDependencies(self._flow, sorted(missing), cause=cause)
 
     def reset(self) -> None:
-        with self._owning():
+        with self.owning():
             self._reset()
 
     def _reset(self) -> None:
@@ -269,7 +269,7 @@ class Lifecycle:
     # -- ownership ---------------------------------------------------------------------------
 
     @contextlib.contextmanager
-    def _owning(self) -> Iterator[None]:
+    def owning(self) -> Iterator[None]:
         """Own the flow detail while inside; released however the block ends.
 
         Re-entrant, from any thread: the first block to enter claims the flow, the last to
@@ -377,7 +377,7 @@ class Lifecycle:
 
     @contextlib.contextmanager
     def _run(self, timeout: float | None) -> Iterator[Runner]:
-        """One run: owned from start to end (see :meth:`_owning`), compiled, prepared and
+        """One run: owned from start to end (see :meth:`owning`), compiled, prepared and
         validated; gives the runner, which the block drives to its final state."""
         if self._stale:
             self._reload_from_backend()
@@ -385,7 +385,7 @@ class Lifecycle:
                 raise exc.StorageFailure(
                     f"Can not reload flow detail '{self._flow_detail.uuid}' from the backend"
                 )
-        with self._owning():
+        with self.owning():
             self.compile()
             try:
                 self.prepare()
@@ -442,8 +442,8 @@ def _fencing_token(value: Any) -> int | None:
 
 
 def _weak_guard(lifecycle: Lifecycle) -> Callable[[], contextlib.AbstractContextManager[None]]:
-    """``lifecycle._owning``, held weakly (the storage it guards belongs to the lifecycle)."""
-    method = weakref.WeakMethod(lifecycle._owning)
+    """``lifecycle.owning``, held weakly (the storage it guards belongs to the lifecycle)."""
+    method = weakref.WeakMethod(lifecycle.owning)
 
     def guard() -> contextlib.AbstractContextManager[None]:
         owning = method()

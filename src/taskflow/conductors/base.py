@@ -168,7 +168,18 @@ class Conductor(abc.ABC):
         claim: an engine continued after a pause past its lease neither writes nor starts
         anything once another conductor has claimed the job, even before that one claims
         the flow.
+
+        Unless a subclass replaces this method, the conductor itself uses
+        :meth:`_load_job` and injects the store under the run's own ownership of the flow
+        (one claim for the whole job instead of one more for the injection).
         """
+        engine, store = self._load_job(job)
+        if store:
+            engine.storage.inject(store)
+        return engine
+
+    def _load_job(self, job: Job) -> tuple[Engine, dict[str, Any]]:
+        """:meth:`_engine_from_job`'s engine before the store is injected, and that store."""
         flow_detail = self._flow_detail_from_job(job)
         store: dict[str, Any] = {}
         meta_store = (flow_detail.meta or {}).get("store")
@@ -184,9 +195,10 @@ class Conductor(abc.ABC):
             options["fencing_key"] = job.uuid
             if isinstance(self._jobboard, Board):
                 options["fencing_check"] = functools.partial(self._jobboard.confirm, job)
-        return engines.load_from_detail(
-            flow_detail, store=store, engine=self._engine, backend=self._persistence, **options
+        engine = engines.load_from_detail(
+            flow_detail, engine=self._engine, backend=self._persistence, **options
         )
+        return engine, store
 
     def _listeners_from_job(
         self, job: Job, engine: Engine

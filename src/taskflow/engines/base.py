@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import abc
+import contextlib
 from typing import TYPE_CHECKING, Any
 
 from taskflow.types.notifier import Notifier
@@ -93,3 +94,16 @@ class Engine(abc.ABC):
     @abc.abstractmethod
     def reset(self) -> None:
         """Put every atom back to PENDING (results cleared) and the flow to PENDING."""
+
+    def owning(self) -> contextlib.AbstractContextManager[None]:
+        """Own the flow detail for the whole block, in one claim (taskflow's own; not in
+        upstream TaskFlow).
+
+        Each step that writes (``prepare``, ``run``, ``storage.inject`` outside a run)
+        otherwise claims the flow and releases it again: a write each, and a lease renewed
+        meanwhile. Inside this block they find it owned already. Re-entrant; the claim ends
+        when the outermost block does. Raises what claiming does
+        (:class:`~taskflow.exceptions.FlowOwned`). An engine that keeps no ownership
+        (no backend, or a kind of its own) owns nothing here.
+        """
+        return contextlib.nullcontext()

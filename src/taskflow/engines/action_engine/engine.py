@@ -96,6 +96,9 @@ class ActionEngine(base.Engine):
     def suspend(self) -> None:
         self._core.suspend()
 
+    def owning(self) -> contextlib.AbstractContextManager[None]:
+        return self._core.owning()
+
     def run(self, timeout: float | None = None) -> None:
         with self._locked(), gc_frozen():
             self._core.run(timeout)
