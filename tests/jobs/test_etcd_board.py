@@ -479,3 +479,28 @@ def test_upstream_and_ours_share_a_board(boards):
     assert _upstream(python, conf, "run", ours.uuid) == {"state": states.COMPLETE}
     assert ours.state == states.COMPLETE
     assert list(board.iterjobs()) == []
+
+
+@pytest.mark.etcd
+def test_a_claims_lease_as_upstreams_etcd_job_shows_it(boards):
+    board = boards.make(lease=7)
+    other = boards.make("other")
+    job = board.post("leased")
+    # Unclaimed: no lease (upstream raises TypeError here; -1 is its "no lease" answer).
+    assert (job.lease, job.expires_in(), job.extend_expiry(30)) == (None, -1, False)
+    board.claim(job, "me")
+    lease_id = _keys(boards)[f"/taskflow/jobs/{boards.path}/job1.lock"][1]["lease"]
+    seen = next(iter(other.iterjobs(ensure_fresh=True)))  # any board's view of the job
+    for view in (job, seen):
+        assert view.lease is not None
+        assert view.lease.id == lease_id
+        assert 0 < view.expires_in() <= 7
+    assert seen.lease.ttl() == seen.expires_in() or seen.lease.ttl() == seen.expires_in() - 1
+    # Renewing keeps the claim's lease alive for its whole TTL again.
+    time.sleep(1.2)
+    before = seen.expires_in()
+    assert seen.extend_expiry(30) is True
+    assert seen.expires_in() > before
+    board.consume(job, "me")
+    assert job.expires_in() == -1
+    assert job.lease is None

@@ -350,3 +350,20 @@ def test_a_given_client_is_used_and_left_running(make, client):
     assert board.store._client is client
     board.close()
     assert client.connected
+
+
+def test_upstreams_layout_names(make, root):
+    board = make()
+    cls = impl_zookeeper.ZookeeperJobBoard
+    assert (cls.DEFAULT_PATH, cls.JOB_PREFIX, cls.LOCK_POSTFIX) == (
+        "/taskflow/jobs",
+        "job",
+        ".lock",
+    )
+    assert (cls.TRASH_FOLDER, cls.ENTITY_FOLDER) == (".trash", ".entities")
+    assert cls.MIN_ZK_VERSION == (3, 4, 0)
+    job = board.post("j")
+    assert job.root == board.path == f"{root}/jobs"
+    assert job.path == f"{job.root}/{cls.JOB_PREFIX}0000000000"
+    assert job.lock_path == job.path + cls.LOCK_POSTFIX
+    assert board.trash_path == f"{root}/{cls.TRASH_FOLDER}"

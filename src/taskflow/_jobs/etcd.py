@@ -720,12 +720,7 @@ class EtcdStore:
                 claim = self._claim_of(job.lock)
                 if claim != _Claim(owner, token) or not job.lock.lease:
                     return False
-                started = time.monotonic()
-                with self._translate(what):
-                    answer = self._call("/lease/keepalive", {"ID": job.lock.lease})
-                ttl = int(answer.get("result", {}).get("TTL", -1))
-                if ttl > 0:
-                    self._kept_alive(job.lock.lease, started, ttl)
+                if self.keep_alive(job.lock.lease):
                     return True
                 continue  # the lease ended just now: its lock is gone, see below
             # The claim lapsed. If nobody claimed or released since (the stamp the claim
@@ -820,6 +815,31 @@ class EtcdStore:
                 self._wake.set()
                 return
         raise exc.JobFailure(f"etcd jobboard could not {what}: too much contention")
+
+    # -- the claim's lease (upstream's EtcdJob.lease, expires_in, extend_expiry) -----------
+
+    def claim_lease(self, uuid: str) -> int | None:
+        """The etcd lease id job ``uuid``'s claim lives on, read now (None: not claimed)."""
+        job = self._job(uuid, f"read the claim of job {uuid}")
+        if job is None or job.lock is None or not job.lock.lease:
+            return None
+        return job.lock.lease
+
+    def lease_ttl(self, lease_id: int) -> int:
+        """Seconds lease ``lease_id`` has left (-1: it has ended)."""
+        with self._translate(f"read lease {lease_id}"):
+            answer = self._call("/kv/lease/timetolive", {"ID": lease_id})
+        return int(answer.get("TTL", -1))
+
+    def keep_alive(self, lease_id: int) -> bool:
+        """Renew lease ``lease_id`` for its whole TTL; False if it has ended."""
+        with self._translate(f"renew lease {lease_id}"):
+            started = time.monotonic()
+            answer = self._call("/lease/keepalive", {"ID": lease_id})
+        ttl = int(answer.get("result", {}).get("TTL", 0))
+        if ttl > 0:
+            self._kept_alive(lease_id, started, ttl)
+        return ttl > 0
 
     def register_entity(self, kind: str, name: str, metadata: dict[str, Any]) -> None:
         text = json.dumps(metadata, default=str)

@@ -46,6 +46,7 @@ from taskflow.jobs import base
 
 if TYPE_CHECKING:
     from etcd3gw.client import Etcd3Client
+    from etcd3gw.lease import Lease
 
     from taskflow.persistence.base import Backend
 
@@ -67,6 +68,37 @@ class EtcdJob(BoardJob):
         """What its keys start with (``<root>/job<sequence>``): the posting is ``<key>.data``,
         the claim ``<key>.lock``."""
         return f"{self.root}/job{self.sequence}"
+
+    @property
+    def _store(self) -> etcd.EtcdStore:
+        board = self._board_impl
+        assert isinstance(board, EtcdJobBoard)
+        return board._etcd
+
+    @property
+    def lease(self) -> Lease | None:
+        """The etcd lease the claim on this job lives on (read now), or None when unclaimed.
+
+        The claims of one board share a lease: renewing it renews them all.
+        """
+        from etcd3gw.lease import Lease
+
+        store = self._store
+        lease_id = store.claim_lease(self.uuid)
+        return None if lease_id is None else Lease(lease_id, store._client())
+
+    def expires_in(self) -> int:
+        """Seconds until the claim on this job lapses unless renewed; -1 when unclaimed."""
+        store = self._store
+        lease_id = store.claim_lease(self.uuid)
+        return -1 if lease_id is None else store.lease_ttl(lease_id)
+
+    def extend_expiry(self, expiry: float) -> bool:
+        """Renew the claim's lease for its whole TTL (an etcd lease keeps the TTL it was
+        granted with, so ``expiry`` is not used, as upstream). Whether it was still live."""
+        store = self._store
+        lease_id = store.claim_lease(self.uuid)
+        return lease_id is not None and store.keep_alive(lease_id)
 
 
 class EtcdJobBoard(Board):

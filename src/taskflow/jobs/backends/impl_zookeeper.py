@@ -34,6 +34,7 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING, Any
 
+from taskflow._jobs import zookeeper
 from taskflow._jobs.board import Board, BoardJob
 from taskflow._jobs.zookeeper import ZookeeperStore
 
@@ -47,11 +48,16 @@ class ZookeeperJob(BoardJob):
     """A job of a :class:`ZookeeperJobBoard`."""
 
     @property
-    def path(self) -> str:
-        """Its znode (``<board path>/jobNNNNNNNNNN``)."""
+    def root(self) -> str:
+        """Its board's jobs directory (the board's ``path``)."""
         board = self._board_impl
         assert isinstance(board, ZookeeperJobBoard)
-        return f"{board.path}/job{self.sequence:010d}"
+        return board.path
+
+    @property
+    def path(self) -> str:
+        """Its znode (``<board path>/jobNNNNNNNNNN``)."""
+        return f"{self.root}/job{self.sequence:010d}"
 
     @property
     def lock_path(self) -> str:
@@ -76,6 +82,14 @@ class ZookeeperJobBoard(Board):
     """
 
     job_class = ZookeeperJob
+
+    #: Upstream's names for the layout and its limits (see :mod:`taskflow._jobs.zookeeper`).
+    DEFAULT_PATH = zookeeper.DEFAULT_PATH
+    TRASH_FOLDER = zookeeper.TRASH_DIR
+    ENTITY_FOLDER = zookeeper.ENTITY_DIR
+    JOB_PREFIX = zookeeper.JOB_PREFIX
+    LOCK_POSTFIX = zookeeper.LOCK_SUFFIX
+    MIN_ZK_VERSION = zookeeper.MIN_ZK_VERSION
 
     def __init__(
         self,
