@@ -96,3 +96,46 @@ def test_timeouts_are_configurable_and_the_drivers_own_uri_options_win() -> None
     for bad in (-1, "soon"):
         with pytest.raises(ValueError, match="read_timeout"):
             dialects.MySQL({"read_timeout": bad})
+
+
+def test_a_transaction_left_idle_on_postgresql_is_ended_and_frees_the_flow(
+    postgres_url: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # A client paused (SIGSTOP) between two statements of a write keeps its row locks; the
+    # server ends its transaction after the idle timeout, so a new owner's claim of the
+    # flow goes through instead of waiting for the paused client to come back.
+    from tests.helpers.databases import isolated_postgres
+    from tests.helpers.ownership import saved_flow
+
+    monkeypatch.setattr(dialects, "IDLE_TRANSACTION_TIMEOUT", 1.0)
+    with isolated_postgres(postgres_url) as url:
+        paused, other = backends.fetch({"connection": url}), backends.fetch({"connection": url})
+        try:
+            detail = saved_flow(paused, "idle")
+            with paused.get_connection() as conn:
+                conn.claim_flow(detail.uuid, lease=0.2)
+            # The paused client's transaction: the owner row locked, then nothing more.
+            stuck = paused._engine.connect()  # type: ignore[attr-defined]
+            stuck.execute(
+                sa.text("SELECT * FROM taskflow_owners WHERE flow_uuid = :u FOR UPDATE"),
+                {"u": detail.uuid},
+            )
+            time.sleep(0.3)  # its lease lapsed
+            claimed: list[Any] = []
+
+            def claim() -> None:
+                with other.get_connection() as conn:
+                    claimed.append(conn.claim_flow(detail.uuid, lease=30))
+
+            thread = threading.Thread(target=claim, daemon=True)
+            thread.start()
+            thread.join(20)
+            assert claimed, "the claim still waits on the idle transaction's row lock"
+            assert claimed[0].held
+            with pytest.raises(sa.exc.DBAPIError, match="idle-in-transaction timeout"):
+                stuck.execute(sa.text("SELECT 1"))  # the server ended that session
+            stuck.invalidate()
+            stuck.close()
+        finally:
+            paused.close()
+            other.close()

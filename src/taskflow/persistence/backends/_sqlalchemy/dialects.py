@@ -422,6 +422,10 @@ class SQLite(Dialect):
         return f"{cached[1]}.{int((now - second) * 1_000_000):06d}"
 
 
+#: Seconds a PostgreSQL transaction of ours may sit idle before the server ends it.
+IDLE_TRANSACTION_TIMEOUT = 10.0
+
+
 class PostgreSQL(Dialect):
     """PostgreSQL through psycopg 3; JSON columns are native ``json``."""
 
@@ -451,6 +455,21 @@ class PostgreSQL(Dialect):
             args["keepalives_idle"] = max(1, math.ceil(read))
             args["tcp_user_timeout"] = math.ceil(read * 1000)  # milliseconds
         return {key: value for key, value in args.items() if key not in url.query}
+
+    def setup_connection(self, dbapi_conn: Any) -> None:
+        # Our transactions run their statements back to back: one left idle is a client
+        # paused (SIGSTOP, a frozen VM) or hung between two statements, and its row locks
+        # would hold up every other writer of the flow, a new owner's takeover included,
+        # for as long as that lasts. The server ends it after this long instead.
+        cursor = dbapi_conn.cursor()
+        try:
+            cursor.execute(
+                "SET idle_in_transaction_session_timeout = "
+                f"{round(IDLE_TRANSACTION_TIMEOUT * 1000)}"
+            )
+        finally:
+            cursor.close()
+        dbapi_conn.commit()  # else the pool's reset (a rollback) would undo the SET
 
     def lock_for_upgrade(self, conn: sa.Connection) -> None:
         # Per schema, released when the transaction ends.
