@@ -4,6 +4,7 @@ that it keeps nothing per job."""
 from __future__ import annotations
 
 import gc
+import logging
 import time
 import weakref
 from typing import TYPE_CHECKING, Any
@@ -157,7 +158,13 @@ def test_nothing_is_kept_per_job(env: Env):
     for index in range(30):
         env.post(flows.ok, f"job{index}")
     board = env.board("tracking")
-    conductor = _Tracking("tracking", board, persistence=env.persistence)
+    # A log at DEBUG: each engine gets the conductor's logging listener too (a NullHandler
+    # keeps the messages out of the test's output).
+    log = logging.getLogger("tests.conductors.tracking")
+    log.setLevel(logging.DEBUG)
+    log.propagate = False
+    log.addHandler(logging.NullHandler())
+    conductor = _Tracking("tracking", board, persistence=env.persistence, log=log)
     gc.collect()
     gc.disable()  # what is freed must be freed by reference counting, not by the collector
     try:
@@ -170,3 +177,23 @@ def test_nothing_is_kept_per_job(env: Env):
     finally:
         gc.enable()
         conductor.stop()
+
+
+def test_the_conductors_log_gets_each_engines_state_changes_at_debug(
+    env: Env, caplog: pytest.LogCaptureFixture
+):
+    # As upstream: a LoggingListener on the conductor's log, at DEBUG; left out (nothing
+    # registered on the engine) when that log does not log DEBUG.
+    log = logging.getLogger("tests.conductors.engine-log")
+    log.setLevel(logging.INFO)
+    env.post(flows.ok, "quiet")
+    conductor = env.conductor(log=log)
+    conductor.run(max_dispatches=1)
+    assert not [r for r in caplog.records if r.name == log.name]
+    log.setLevel(logging.DEBUG)
+    env.post(flows.ok, "loud")
+    caplog.set_level(logging.DEBUG, logger=log.name)
+    conductor.run(max_dispatches=1)
+    messages = [r.getMessage() for r in caplog.records if r.name == log.name]
+    assert any("into state 'SUCCESS'" in m and "flow" in m for m in messages), messages
+    assert any("'one'" in m and "into state 'SUCCESS'" in m for m in messages), messages
