@@ -29,6 +29,7 @@ LAYERS: dict[str, int] = {
     "taskflow.flow": 2,
     "taskflow.deciders": 2,
     "taskflow.patterns": 2,
+    "taskflow.tests": 2,  # upstream's example helpers: tasks and a context manager
     # 3. Persistence (and the engine's view of one flow detail).
     "taskflow.persistence": 3,
     "taskflow.storage": 3,

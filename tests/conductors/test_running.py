@@ -158,7 +158,7 @@ def test_nothing_is_kept_per_job(env: Env):
     for index in range(30):
         env.post(flows.ok, f"job{index}")
     board = env.board("tracking")
-    # A log at DEBUG: each engine gets the conductor's logging listener too (a NullHandler
+    # A log at DEBUG: each engine gets the conductor's engine logger too (a NullHandler
     # keeps the messages out of the test's output).
     log = logging.getLogger("tests.conductors.tracking")
     log.setLevel(logging.DEBUG)
@@ -182,8 +182,10 @@ def test_nothing_is_kept_per_job(env: Env):
 def test_the_conductors_log_gets_each_engines_state_changes_at_debug(
     env: Env, caplog: pytest.LogCaptureFixture
 ):
-    # As upstream: a LoggingListener on the conductor's log, at DEBUG; left out (nothing
-    # registered on the engine) when that log does not log DEBUG.
+    # As upstream (which attaches a LoggingListener): the engine's state changes at DEBUG
+    # on the conductor's log; nothing registered on the engine when that log does not log
+    # DEBUG. (Ours logs through a logger of the conductor's own: listeners are a layer
+    # above conductors, see tests/test_layers.py.)
     log = logging.getLogger("tests.conductors.engine-log")
     log.setLevel(logging.INFO)
     env.post(flows.ok, "quiet")

@@ -19,8 +19,8 @@ from typing import TYPE_CHECKING, Any
 
 from taskflow import engines
 from taskflow import exceptions as exc
+from taskflow._conductors.events import EngineLogger
 from taskflow._jobs.board import Board
-from taskflow.listeners.logging import LoggingListener
 from taskflow.types import entity, notifier
 from taskflow.utils import misc
 
@@ -206,11 +206,6 @@ class Conductor(abc.ABC):
         """Listeners attached to ``engine`` while it runs ``job`` (entered as context managers).
 
         Subclasses extend the list (``super()._listeners_from_job(job, engine) + [...]``).
-        The default is upstream's: a :class:`~taskflow.listeners.logging.LoggingListener` of
-        the engine's state changes at DEBUG to the conductor's log. It is left out when that
-        log does not log DEBUG (the usual case in production), so that an engine run by a
-        conductor pays nothing for it.
+        The default logs the engine's state changes at DEBUG to the conductor's log.
         """
-        if not self._log.isEnabledFor(logging.DEBUG):
-            return []
-        return [LoggingListener(engine, log=self._log, level=logging.DEBUG)]
+        return [EngineLogger(engine, self._log)]

@@ -1,0 +1,1 @@
+"""Helpers that upstream TaskFlow's examples import from ``taskflow.tests`` (see ``utils``)."""
