@@ -42,6 +42,8 @@ LAYERS: dict[str, int] = {
     "taskflow._jobs": 5,
     "taskflow.conductors": 5,
     "taskflow._conductors": 5,
+    "taskflow._workers": 5,  # the worker-based engine's machinery (engines.worker_based: 4)
+    "taskflow.engines.worker_based": 5,
     # 6. Faces.
     "taskflow.listeners": 6,
     "taskflow.formatters": 6,

@@ -44,6 +44,8 @@ BUILTINS: dict[str, dict[str, str]] = {
         "default": "taskflow.engines.action_engine.engine:SerialActionEngine",
         "serial": "taskflow.engines.action_engine.engine:SerialActionEngine",
         "parallel": "taskflow.engines.action_engine.engine:ParallelActionEngine",
+        "worker-based": "taskflow.engines.worker_based.engine:WorkerBasedActionEngine",
+        "workers": "taskflow.engines.worker_based.engine:WorkerBasedActionEngine",
     },
 }
 

@@ -17,7 +17,7 @@ from taskflow._engine.lifecycle import Lifecycle
 from taskflow.engines import base
 
 if TYPE_CHECKING:
-    from collections.abc import Generator, Iterator
+    from collections.abc import Callable, Generator, Iterator
 
     from taskflow._engine.compiler import Compilation
     from taskflow.flow import Flow
@@ -65,8 +65,12 @@ class ActionEngine(base.Engine):
             self._options,
             self._notifier,
             self._atom_notifier,
-            functools.partial(executors.from_options, self._options, self._parallel),
+            self._executor_factory(),
         )
+
+    def _executor_factory(self) -> Callable[[], executors.AtomExecutor]:
+        """What makes the executor of each run (from the options; kinds override it)."""
+        return functools.partial(executors.from_options, self._options, self._parallel)
 
     @property
     def storage(self) -> Storage:

@@ -1,0 +1,256 @@
+"""Messages over kombu: one exchange, a queue per routing key, raw bodies both ways.
+
+The layout is upstream TaskFlow's, so that its engines and workers and ours talk to each
+other: one non-durable, auto-deleted *direct* exchange named by the ``exchange`` option, and
+for each routing key a non-durable, auto-deleted queue ``<exchange>_<routing key>`` bound to
+it with that key. A worker's routing key is its topic; an engine's is its reply key.
+
+:class:`Link` owns two kombu connections: one that publishes (from any thread, one at a
+time) and one that consumes (only from the thread in :meth:`Link.consume`). kombu
+connections are not thread-safe, and a consumer blocked in ``drain_events`` must not stop a
+publish. Bodies are bytes here: :mod:`taskflow._workers.protocol` encodes and checks them,
+so a malformed message never reaches kombu's own deserializers (nothing is unpickled, and a
+body that is not JSON is only a rejected message).
+"""
+
+from __future__ import annotations
+
+import contextlib
+import logging
+import threading
+import time
+from typing import TYPE_CHECKING, Any
+
+try:
+    from kombu import exceptions as kombu_exc
+    from kombu.connection import Connection
+    from kombu.entity import Exchange, Queue, binding
+    from kombu.messaging import Consumer, Producer
+except ImportError as _err:  # pragma: no cover - the extra names it
+    raise ImportError(
+        "Worker-based engines need the kombu package: pip install taskflow[workers]",
+        name="kombu",
+    ) from _err
+
+if TYPE_CHECKING:
+    from collections.abc import Callable, Iterable, Mapping
+
+__all__ = ["CONTENT_TYPE", "Link", "Received"]
+
+LOG = logging.getLogger("taskflow.engines.worker_based")
+
+CONTENT_TYPE = "application/json"
+CONTENT_ENCODING = "utf-8"
+#: Seconds a consumer waits for a message before it looks at its clock (timeouts, stop).
+TICK = 0.05
+#: Seconds between reconnection attempts of a consumer whose connection broke.
+RECONNECT_PAUSE = 0.5
+
+
+class Received:
+    """A message as it came off a queue (acknowledged already): its raw body and what the
+    checks in :mod:`taskflow._workers.protocol` need."""
+
+    __slots__ = (
+        "body",
+        "content_type",
+        "correlation_id",
+        "headers",
+        "reply_to",
+        "routing_key",
+        "type",
+    )
+
+    def __init__(self, message: Any) -> None:
+        properties = message.properties or {}
+        headers = message.headers or {}
+        body = message.body
+        self.body: bytes = (
+            body.encode("utf-8", "surrogateescape") if isinstance(body, str) else body
+        )
+        self.content_type: str | None = message.content_type
+        # kombu's virtual transports keep AMQP's basic properties in ``properties``; the
+        # ``type`` may also arrive as a header from other publishers.
+        self.type: Any = properties.get("type", headers.get("type"))
+        self.reply_to: Any = properties.get("reply_to")
+        self.correlation_id: Any = properties.get("correlation_id")
+        self.routing_key: Any = (message.delivery_info or {}).get("routing_key")
+        self.headers: dict[str, Any] = headers if isinstance(headers, dict) else {}
+
+
+def queue_name(exchange: str, routing_key: str) -> str:
+    return f"{exchange}_{routing_key}"
+
+
+class Link:
+    """Publishing and consuming on one exchange (module docstring).
+
+    Args:
+        exchange: the exchange's name.
+        url: the broker's URL (kombu's; None: kombu's default, or the transport's).
+        transport: a kombu transport name (``memory``, ``filesystem``, ``redis``...), if
+            not the URL's.
+        transport_options: passed to the transport (``polling_interval``...).
+        retry_options: kombu retry policy of a publish whose connection fails
+            (``max_retries``, ``interval_start``, ``interval_step``, ``interval_max``).
+    """
+
+    def __init__(
+        self,
+        exchange: str,
+        url: str | None = None,
+        transport: str | None = None,
+        transport_options: Mapping[str, Any] | None = None,
+        retry_options: Mapping[str, Any] | None = None,
+    ) -> None:
+        self.exchange_name = exchange
+        self._url = url
+        self._transport = transport
+        self._transport_options = dict(transport_options or {})
+        self._retry = dict(retry_options or {})
+        self.exchange = Exchange(exchange, type="direct", durable=False, auto_delete=True)
+        self._publish_lock = threading.Lock()
+        self._publisher: Any = None
+        self._producer: Any = None
+        self._consumer_conn: Any = None
+        self._closed = False
+
+    def _connection(self) -> Any:
+        return Connection(
+            self._url, transport=self._transport, transport_options=self._transport_options
+        )
+
+    def queue(self, routing_key: str, *more_keys: str) -> Any:
+        """The queue ``<exchange>_<routing_key>``, bound with that key and ``more_keys``."""
+        name = queue_name(self.exchange_name, routing_key)
+        if not more_keys:
+            return Queue(
+                name, self.exchange, routing_key=routing_key, durable=False, auto_delete=True
+            )
+        bindings = [binding(self.exchange, routing_key=key) for key in (routing_key, *more_keys)]
+        return Queue(name, bindings=bindings, durable=False, auto_delete=True)
+
+    # -- publishing ---------------------------------------------------------------------------
+
+    def publish(
+        self,
+        routing_key: str,
+        body: bytes,
+        kind: str,
+        reply_to: str | None = None,
+        correlation_id: str | None = None,
+        headers: Mapping[str, Any] | None = None,
+    ) -> None:
+        """Send ``body`` (JSON bytes) to ``routing_key`` as a message of type ``kind``.
+
+        Only the exchange is declared, never the destination's queue: a message to a key
+        nobody consumes is dropped rather than left in a queue that nobody ever deletes.
+
+        Raises:
+            kombu's connection errors, once the retry policy gave up.
+        """
+        properties: dict[str, Any] = {"type": kind}
+        if reply_to is not None:
+            properties["reply_to"] = reply_to
+        if correlation_id is not None:
+            properties["correlation_id"] = correlation_id
+        with self._publish_lock:
+            if self._closed:
+                raise kombu_exc.OperationalError("the link is closed")
+            if self._producer is None:
+                self._publisher = self._connection()
+                self._producer = Producer(self._publisher, exchange=self.exchange)
+            self._producer.publish(
+                body,
+                routing_key=routing_key,
+                content_type=CONTENT_TYPE,
+                content_encoding=CONTENT_ENCODING,
+                declare=[self.exchange],
+                retry=True,
+                retry_policy=self._retry or None,
+                headers=dict(headers or {}),
+                **properties,
+            )
+
+    # -- consuming ----------------------------------------------------------------------------
+
+    def consume(
+        self,
+        queues: Iterable[Any],
+        on_message: Callable[[Received], None],
+        stop: threading.Event,
+        on_tick: Callable[[], None] | None = None,
+        prefetch: int | None = None,
+        ready: threading.Event | None = None,
+    ) -> None:
+        """Deliver each message of ``queues`` to ``on_message`` (acknowledged first) until
+        ``stop`` is set, calling ``on_tick`` at least every :data:`TICK` seconds. Runs in the
+        calling thread; a broken connection is opened again (its queues declared again).
+        ``ready`` is set once the queues exist and are consumed (after each reconnection).
+        Never raises for a message: ``on_message`` errors are logged.
+        """
+        queues = list(queues)
+
+        def deliver(message: Any) -> None:
+            with contextlib.suppress(Exception):
+                message.ack()
+            try:
+                on_message(Received(message))
+            except Exception:
+                LOG.exception("Handling a message failed; it is dropped")
+
+        while not stop.is_set():
+            conn = self._connection()
+            self._consumer_conn = conn
+            try:
+                channel = conn.channel()
+                consumer = Consumer(
+                    channel, queues=queues, on_message=deliver, accept=[], no_ack=False
+                )
+                if prefetch:
+                    consumer.qos(prefetch_count=prefetch)
+                consumer.consume()
+                if ready is not None:
+                    ready.set()
+                if on_tick is not None:
+                    on_tick()  # at once: what is due on start (discovery, announcement)
+                while not stop.is_set():
+                    with contextlib.suppress(TimeoutError):
+                        conn.drain_events(timeout=TICK)
+                    if on_tick is not None:
+                        on_tick()
+                with contextlib.suppress(Exception):
+                    consumer.cancel()
+            except (OSError, *conn.connection_errors, *conn.channel_errors) as err:
+                if stop.is_set():
+                    break
+                LOG.warning("Lost the broker connection (%s); reconnecting", err)
+                time.sleep(RECONNECT_PAUSE)
+                if on_tick is not None:
+                    on_tick()
+            finally:
+                self._consumer_conn = None
+                with contextlib.suppress(Exception):
+                    conn.release()
+
+    def delete(self, queues: Iterable[Any]) -> None:
+        """Delete ``queues`` from the broker (best effort: they are auto-deleted anyway)."""
+        conn = self._connection()
+        try:
+            channel = conn.channel()
+            for queue in queues:
+                with contextlib.suppress(Exception):
+                    queue.bind(channel).delete()
+        except Exception:
+            LOG.debug("Could not delete queues", exc_info=True)
+        finally:
+            with contextlib.suppress(Exception):
+                conn.release()
+
+    def close(self) -> None:
+        with self._publish_lock:
+            self._closed = True
+            publisher, self._publisher, self._producer = self._publisher, None, None
+        if publisher is not None:
+            with contextlib.suppress(Exception):
+                publisher.release()
