@@ -75,15 +75,13 @@ WITH_OUT_TXT = (
     "simple_linear",
     "simple_linear_listening",
     "simple_linear_pass",
+    "wbe_mandelbrot",
+    "wbe_simple_linear",
 )
 
 #: Shipped examples (or helpers) deliberately not run here, and why.
 OUT_OF_SCOPE = {
     "example_utils": "helper module imported by other examples, not an example",
-    "wbe_event_sender": "worker-based engine (kombu)",
-    "wbe_mandelbrot": "worker-based engine (kombu)",
-    "wbe_simple_linear": "worker-based engine (kombu) + upstream's taskflow.tests.utils",
-    "wrapped_exception": "imports upstream's test package taskflow.tests.utils (and etcd3gw)",
 }
 
 _REQUIRE = os.environ.get("TASKFLOW_TEST_REQUIRE_SERVICES") == "1"
@@ -563,6 +561,34 @@ def _same_as_out_txt(run: ExampleRun, upstream: Upstream, name: str) -> None:
     assert run.stdout == expected
 
 
+def _wbe_event_sender(run: ExampleRun, upstream: Upstream) -> None:
+    # Upstream 6.5.0 prints exactly this (checked black-box): every event of the remote
+    # task, relayed to the engine's copy of it, in order, spelling included.
+    letters = [chr(code) for code in range(ord("A"), ord("Z") + 1)]
+    expected = ["Running 1 workers.", "Executing some work."]
+    expected += ["Recieved event 'update_progress'", "Details = {'progress': 0.0}"]
+    for index, letter in enumerate(letters):
+        expected += [f"Recieved event '{letter}'", f"Details = {{'leftover': {letters[index:]}}}"]
+    expected += ["Recieved event 'update_progress'", "Details = {'progress': 1.0}"]
+    expected += ["Execution finished.", "Stopping workers."]
+    assert _ok(run) == expected
+
+
+def _wrapped_exception(run: ExampleRun, upstream: Upstream) -> None:
+    # As upstream 6.5.0 prints it (checked black-box).
+    assert _ok(run) == [
+        *_banner("Raise and catch first exception only"),
+        "Got FirstException: First task failed",
+        *_banner("Raise and catch both exceptions"),
+        "Got FirstException: First task failed",
+        "Got SecondException: Second task failed",
+        *_banner("Handle one exception, and re-raise another"),
+        "Got FirstException: First task failed",
+        "Unknown failure: Failure: TypeError: Bad raise2 value: 'boom'",
+        "As expected, TypeError is here: Bad raise2 value: 'boom'",
+    ]
+
+
 CHECKS: dict[str, Callable[[ExampleRun, Upstream], None]] = {
     "alphabet_soup": _alphabet_soup,
     "build_a_car": _build_a_car,
@@ -582,6 +608,8 @@ CHECKS: dict[str, Callable[[ExampleRun, Upstream], None]] = {
     "simple_map_reduce": _simple_map_reduce,
     "switch_graph_flow": _switch_graph_flow,
     "timing_listener": _timing_listener,
+    "wbe_event_sender": _wbe_event_sender,
+    "wrapped_exception": _wrapped_exception,
 }
 CHECKS.update({name: functools.partial(_same_as_out_txt, name=name) for name in WITH_OUT_TXT})
 
