@@ -166,7 +166,7 @@ class RemoteExecutor(AtomExecutor):
         self._thread = threading.Thread(
             target=link.consume,
             args=([queue], self._on_message, self._stop),
-            kwargs={"on_tick": self._on_tick, "ready": ready},
+            kwargs={"on_tick": self._on_tick, "ready": ready, "delete": [queue]},
             name=f"taskflow-wbe-{self.reply_key}",
             daemon=True,
         )
@@ -216,12 +216,13 @@ class RemoteExecutor(AtomExecutor):
             while self._requests and self._thread is not None and self._thread.is_alive():
                 self._changed.wait(0.1)
         self._stop.set()
+        link, self._link = self._link, None
         if self._thread is not None:
+            if link is not None:
+                link.wake(self.reply_key)
             self._thread.join()
             self._thread = None
-        link, self._link = self._link, None
         if link is not None:
-            link.delete([self._queue])
             link.close()
 
     # -- placement (under the lock) -------------------------------------------------------------

@@ -15,8 +15,9 @@ dies takes its tasks with it, and the engine, which notices from the missing hea
 sends them elsewhere (so a task's ``execute`` runs at least once, as for a resumed flow).
 
 Nothing a message says is trusted: a message that fails the protocol's checks is logged
-(truncated) and, when it is a request that can be answered, answered with a FAILURE; a
-request for a task the worker does not list is answered the same way. Nothing stops the
+(truncated) and, when it can be answered (it has a ``reply_to`` and a ``correlation_id``,
+whatever its type), answered with a FAILURE saying why; a request for a task the worker
+does not list is answered the same way, and nothing else is ever imported or run. Nothing stops the
 consuming loop but :meth:`Server.stop`.
 """
 
@@ -124,12 +125,12 @@ class Server:
                 self._stop,
                 on_tick=self._on_tick,
                 ready=self._started,
+                delete=[own],  # with its bindings
             )
         finally:
             if self._given_pool is None:
                 self._pool.shutdown(wait=True)
             self._pool = None
-            link.delete([link.queue(self.identity)])  # with its bindings
             link.close()
             self._stopped.set()
 
@@ -138,6 +139,7 @@ class Server:
 
     def stop(self) -> None:
         self._stop.set()
+        self._link.wake(self.identity)
 
     def wait(self, timeout: float | None = None) -> bool:
         """Wait until :meth:`run` returned; False if ``timeout`` passed first."""
@@ -178,8 +180,7 @@ class Server:
                 err,
                 protocol.preview(received.body),
             )
-            if received.type == protocol.REQUEST:
-                self._refuse(received, err)
+            self._refuse(received, err)
             return
         reply_to = received.reply_to
         if not isinstance(reply_to, str) or not reply_to:
@@ -205,7 +206,7 @@ class Server:
         if task_cls is None:
             unknown = exc.NotFound(
                 f"Worker {self.identity} (topic {self.topic!r}) does not run task class"
-                f" {body['task_cls']!r}; it runs {sorted(self.endpoints)}"
+                f" {protocol.clip(repr(body['task_cls']))}; it runs {sorted(self.endpoints)}"
             )
             LOG.warning("%s", unknown)
             self._respond_failure(reply_to, correlation_id, _failure_of(unknown))
@@ -218,6 +219,9 @@ class Server:
             self._respond_failure(reply_to, correlation_id, _failure_of(refused))
 
     def _refuse(self, received: Received, err: Exception) -> None:
+        """Answer a rejected message with a FAILURE saying why, when it can be answered:
+        whatever its type, if it names where (``reply_to``) and for what
+        (``correlation_id``). An answer has neither, so answers never loop."""
         reply_to, correlation_id = received.reply_to, received.correlation_id
         if isinstance(reply_to, str) and reply_to and isinstance(correlation_id, str):
             self._respond_failure(reply_to, correlation_id, _failure_of(err))

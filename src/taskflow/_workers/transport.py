@@ -25,7 +25,7 @@ try:
     from kombu import exceptions as kombu_exc
     from kombu.connection import Connection
     from kombu.entity import Exchange, Queue, binding
-    from kombu.messaging import Consumer, Producer
+    from kombu.messaging import Consumer
 except ImportError as _err:  # pragma: no cover - the extra names it
     raise ImportError(
         "Worker-based engines need the kombu package: pip install taskflow[workers]",
@@ -45,6 +45,8 @@ CONTENT_ENCODING = "utf-8"
 TICK = 0.05
 #: Seconds between reconnection attempts of a consumer whose connection broke.
 RECONNECT_PAUSE = 0.5
+#: The type of the message :meth:`Link.wake` sends (dropped on arrival).
+WAKE_UP = "taskflow.wake-up"
 
 
 class Received:
@@ -111,7 +113,13 @@ class Link:
         self.exchange = Exchange(exchange, type="direct", durable=False, auto_delete=True)
         self._publish_lock = threading.Lock()
         self._publisher: Any = None
-        self._producer: Any = None
+        self._channel: Any = None
+        probe = self._connection()  # lazy: no connection is made by asking its error types
+        self._publish_errors: tuple[type[BaseException], ...] = (
+            OSError,
+            *probe.connection_errors,
+            *probe.channel_errors,
+        )
         self._consumer_conn: Any = None
         self._closed = False
 
@@ -149,28 +157,57 @@ class Link:
         Raises:
             kombu's connection errors, once the retry policy gave up.
         """
-        properties: dict[str, Any] = {"type": kind}
+        # kombu's defaults, as upstream's messages carry them.
+        properties: dict[str, Any] = {"type": kind, "delivery_mode": 2}
         if reply_to is not None:
             properties["reply_to"] = reply_to
         if correlation_id is not None:
             properties["correlation_id"] = correlation_id
+        retry = self._retry
+        tries = int(retry.get("max_retries", 3) or 0) + 1
         with self._publish_lock:
-            if self._closed:
-                raise kombu_exc.OperationalError("the link is closed")
-            if self._producer is None:
-                self._publisher = self._connection()
-                self._producer = Producer(self._publisher, exchange=self.exchange)
-            self._producer.publish(
-                body,
-                routing_key=routing_key,
-                content_type=CONTENT_TYPE,
-                content_encoding=CONTENT_ENCODING,
-                declare=[self.exchange],
-                retry=True,
-                retry_policy=self._retry or None,
-                headers=dict(headers or {}),
-                **properties,
-            )
+            for attempt in range(tries):
+                if self._closed:
+                    raise kombu_exc.OperationalError("the link is closed")
+                try:
+                    # The channel's own publish: a tenth of Producer.publish's cost, which
+                    # serializes, compresses and wraps every call in a retry closure.
+                    channel = self._publish_channel()
+                    message = channel.prepare_message(
+                        body, 0, CONTENT_TYPE, CONTENT_ENCODING, dict(headers or {}), properties
+                    )
+                    channel.basic_publish(
+                        message, exchange=self.exchange_name, routing_key=routing_key
+                    )
+                    return
+                except self._publish_errors:
+                    self._drop_publisher()
+                    if attempt + 1 >= tries:
+                        raise
+                    pause = float(retry.get("interval_start", 1)) + attempt * float(
+                        retry.get("interval_step", 1)
+                    )
+                    time.sleep(min(pause, float(retry.get("interval_max", 1))))
+
+    def _publish_channel(self) -> Any:
+        """The publishing channel, connected (and the exchange declared) on first use."""
+        if self._channel is None:
+            conn = self._connection()
+            try:
+                channel = conn.channel()
+                self.exchange(channel).declare()
+            except BaseException:
+                with contextlib.suppress(Exception):
+                    conn.release()
+                raise
+            self._publisher, self._channel = conn, channel
+        return self._channel
+
+    def _drop_publisher(self) -> None:
+        publisher, self._publisher, self._channel = self._publisher, None, None
+        if publisher is not None:
+            with contextlib.suppress(Exception):
+                publisher.release()
 
     # -- consuming ----------------------------------------------------------------------------
 
@@ -182,20 +219,25 @@ class Link:
         on_tick: Callable[[], None] | None = None,
         prefetch: int | None = None,
         ready: threading.Event | None = None,
+        delete: Iterable[Any] = (),
     ) -> None:
         """Deliver each message of ``queues`` to ``on_message`` (acknowledged first) until
         ``stop`` is set, calling ``on_tick`` at least every :data:`TICK` seconds. Runs in the
         calling thread; a broken connection is opened again (its queues declared again).
         ``ready`` is set once the queues exist and are consumed (after each reconnection).
-        Never raises for a message: ``on_message`` errors are logged.
+        The queues of ``delete`` are deleted when it stops. Never raises for a message:
+        ``on_message`` errors are logged. :meth:`wake` makes it see ``stop`` at once.
         """
         queues = list(queues)
 
         def deliver(message: Any) -> None:
             with contextlib.suppress(Exception):
                 message.ack()
+            received = Received(message)
+            if received.type == WAKE_UP:
+                return  # only ends the wait in drain_events
             try:
-                on_message(Received(message))
+                on_message(received)
             except Exception:
                 LOG.exception("Handling a message failed; it is dropped")
 
@@ -221,6 +263,9 @@ class Link:
                         on_tick()
                 with contextlib.suppress(Exception):
                     consumer.cancel()
+                for queue in delete:
+                    with contextlib.suppress(Exception):
+                        queue.bind(channel).delete()
             except (OSError, *conn.connection_errors, *conn.channel_errors) as err:
                 if stop.is_set():
                     break
@@ -233,24 +278,15 @@ class Link:
                 with contextlib.suppress(Exception):
                     conn.release()
 
-    def delete(self, queues: Iterable[Any]) -> None:
-        """Delete ``queues`` from the broker (best effort: they are auto-deleted anyway)."""
-        conn = self._connection()
+    def wake(self, routing_key: str) -> None:
+        """Make a :meth:`consume` of the queue bound to ``routing_key`` look at its ``stop``
+        now rather than at its next tick (best effort)."""
         try:
-            channel = conn.channel()
-            for queue in queues:
-                with contextlib.suppress(Exception):
-                    queue.bind(channel).delete()
+            self.publish(routing_key, b"{}", WAKE_UP)
         except Exception:
-            LOG.debug("Could not delete queues", exc_info=True)
-        finally:
-            with contextlib.suppress(Exception):
-                conn.release()
+            LOG.debug("Could not wake the consumer of %r", routing_key, exc_info=True)
 
     def close(self) -> None:
         with self._publish_lock:
             self._closed = True
-            publisher, self._publisher, self._producer = self._publisher, None, None
-        if publisher is not None:
-            with contextlib.suppress(Exception):
-                publisher.release()
+            self._drop_publisher()
