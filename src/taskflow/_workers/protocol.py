@@ -66,6 +66,7 @@ __all__ = [
     "WAITING",
     "WORKER_HEADER",
     "Rejected",
+    "clip",
     "decode",
     "encode",
     "failure_from_dict",
@@ -132,11 +133,14 @@ _REQUEST_SCHEMA: dict[str, Any] = {
         },
         "action": {"enum": [EXECUTE, REVERT]},
         "arguments": {"type": "object"},
+        # ``["success", what execute returned]`` or ``["failure", the failure it raised]``.
         "result": {
             "type": "array",
             "minItems": 2,
             "maxItems": 2,
             "prefixItems": [{"enum": ["success", "failure"]}, {}],
+            "if": {"prefixItems": [{"const": "failure"}]},
+            "then": {"prefixItems": [{}, {"$ref": "#/$defs/failure"}]},
         },
         "failures": {"type": "object", "additionalProperties": {"$ref": "#/$defs/failure"}},
     },
@@ -222,6 +226,22 @@ class Rejected(exc.InvalidFormat):
     """A message that is not a valid message of the protocol (the text says why)."""
 
 
+def clip(text: str, limit: int = PREVIEW_BYTES) -> str:
+    """``text`` cut to about ``limit`` characters for a log line or an error: its start
+    and its end (where jsonschema says what is wrong with the value it shows first)."""
+    if len(text) <= limit:
+        return text
+    half = limit // 2
+    return f"{text[:half]}...({len(text)} characters)...{text[-half:]}"
+
+
+def _repr(value: Any) -> str:
+    try:
+        return repr(value)
+    except Exception:  # e.g. nested too deep
+        return f"<{type(value).__name__}>"
+
+
 def preview(body: bytes | str, limit: int = PREVIEW_BYTES) -> str:
     """The start of ``body`` for a log line (its size said when it is cut)."""
     raw = body.encode("utf-8", "replace") if isinstance(body, str) else body
@@ -253,13 +273,17 @@ def decode(
     Raises:
         Rejected: why the message is not one this side can act on.
     """
+    # Every text put in a Rejected is cut (:func:`clip`): what a message says may be huge,
+    # and it ends up in logs and in the failure a request is answered with.
     kind = received.type
     expected = (NOTIFY, REQUEST) if role == "worker" else (NOTIFY, RESPONSE)
-    if kind not in expected:
-        raise Rejected(f"unexpected message type {kind!r} (a {role} takes {', '.join(expected)})")
+    if not isinstance(kind, str) or kind not in expected:
+        raise Rejected(
+            f"unexpected message type {clip(_repr(kind))} (a {role} takes {', '.join(expected)})"
+        )
     content_type = received.content_type
     if content_type != "application/json":
-        raise Rejected(f"content type {content_type!r} is not application/json")
+        raise Rejected(f"content type {clip(_repr(content_type))} is not application/json")
     body = received.body
     if len(body) > limit:
         raise Rejected(f"{len(body)} bytes, more than the limit of {limit}")
@@ -271,8 +295,10 @@ def decode(
         data = kombu_json.loads(text)
     except RecursionError:
         raise Rejected("the JSON nests too deep") from None
-    except (ValueError, TypeError) as err:
-        raise Rejected(f"the body is not JSON ({err})") from None
+    except Exception as err:
+        # Not JSON, or a typed value (``{"__type__", "__value__"}``) kombu's decoders fail
+        # on, with whatever they raise (AttributeError, decimal.InvalidOperation...).
+        raise Rejected(f"the body is not JSON ({clip(f'{type(err).__name__}: {err}')})") from None
     if kind == NOTIFY:
         schema = "notify-ask" if role == "worker" else "notify-reply"
     else:
@@ -283,7 +309,7 @@ def decode(
         raise Rejected("the JSON nests too deep") from None
     if error is not None:
         where = "/".join(str(part) for part in error.absolute_path) or "the body"
-        raise Rejected(f"{kind} does not match its schema at {where}: {error.message}")
+        raise Rejected(f"{kind} does not match its schema at {clip(where)}: {clip(error.message)}")
     return kind, data
 
 

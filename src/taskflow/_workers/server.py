@@ -17,8 +17,8 @@ sends them elsewhere (so a task's ``execute`` runs at least once, as for a resum
 Nothing a message says is trusted: a message that fails the protocol's checks is logged
 (truncated) and, when it can be answered (it has a ``reply_to`` and a ``correlation_id``,
 whatever its type), answered with a FAILURE saying why; a request for a task the worker
-does not list is answered the same way, and nothing else is ever imported or run. Nothing stops the
-consuming loop but :meth:`Server.stop`.
+does not list is answered the same way, and nothing else is ever imported or run. Nothing
+stops the consuming loop but :meth:`Server.stop`.
 """
 
 from __future__ import annotations
