@@ -11,9 +11,10 @@ with ``src/`` first on ``PYTHONPATH`` for "ours", and under a cached virtual env
 holding ``taskflow==6.5.0`` for "upstream". The environment is created on first use outside
 the repository (``~/.cache/taskflow-bench/upstream-6.5.0`` unless ``--upstream-venv`` or
 ``TASKFLOW_BENCH_UPSTREAM_VENV`` says otherwise), with the SQL backend's dependencies
-(SQLAlchemy, alembic, psycopg 3). The table shows medians, the ratio upstream/ours and the
-project's target for each workload. A workload that fails on one implementation is reported
-in the table and the run goes on.
+(SQLAlchemy, alembic, psycopg 3) and the clients of the jobboards and of the worker-based
+engine (kombu). The table shows medians, the ratio upstream/ours and the project's target
+for each workload. A workload that fails on one implementation is reported in the table and
+the run goes on.
 
 ``--against GITREF`` also measures this project as it was at that git ref ("before"): its
 ``src/`` tree is exported (``git archive``) to a temporary directory outside the repository
@@ -26,6 +27,13 @@ The jobboard benchmarks (``jobs_<board>``, ``jobsnb_<board>``, ``pickup_<board>`
 sqlite, postgresql, redis, zookeeper and etcd boards; upstream has only the last three) run
 ``benchmarks/jobboards.py``, which starts its own conductor processes under the same
 interpreter; they need the services on loopback (see that file for the addresses).
+
+The worker-based engine benchmarks (``wbe_rtt1``, ``wbe_rtt4``: round trip per task of a
+200-task chain on 1 and 4 workers; ``wbe_flow3``: the wall of a 3-task flow;
+``wbe_throughput``: 200 unordered 20 ms tasks on 4 workers of 10 threads) run
+``benchmarks/workers.py``, which starts its own worker processes under the same interpreter;
+they need RabbitMQ at ``TASKFLOW_BENCH_AMQP_URL`` (default
+``amqp://guest:guest@127.0.0.1:5672//``).
 
 The persistence benchmarks write to SQLite files in the temporary directory and to new
 schemas of the PostgreSQL database at ``--postgres-url`` (or ``TASKFLOW_BENCH_POSTGRES_URL``;
@@ -54,10 +62,12 @@ UPSTREAM_VERSION = "6.5.0"
 ROOT = Path(__file__).resolve().parent.parent
 WORKLOADS_PY = Path(__file__).resolve().parent / "workloads.py"
 JOBBOARDS_PY = Path(__file__).resolve().parent / "jobboards.py"
+WORKERS_PY = Path(__file__).resolve().parent / "workers.py"
 DEFAULT_VENV = Path.home() / ".cache" / "taskflow-bench" / f"upstream-{UPSTREAM_VERSION}"
 #: What upstream's SQL backend needs for SQLite and PostgreSQL (psycopg 3, named explicitly
-#: in the workloads' URI) and its Redis (with msgpack), ZooKeeper and etcd jobboards need,
-#: installed next to it; and the modules that show they are there.
+#: in the workloads' URI), its Redis (with msgpack), ZooKeeper and etcd jobboards and its
+#: worker-based engine (kombu) need, installed next to it; and the modules that show they
+#: are there.
 UPSTREAM_EXTRAS = (
     "SQLAlchemy",
     "alembic",
@@ -66,6 +76,7 @@ UPSTREAM_EXTRAS = (
     "msgpack",
     "kazoo",
     "etcd3gw",
+    "kombu",
 )
 UPSTREAM_EXTRA_MODULES = (
     "sqlalchemy",
@@ -75,8 +86,10 @@ UPSTREAM_EXTRA_MODULES = (
     "msgpack",
     "kazoo",
     "etcd3gw",
+    "kombu",
 )
 DEFAULT_POSTGRES_URL = "postgresql+psycopg://postgres@127.0.0.1:5432/test"
+DEFAULT_AMQP_URL = "amqp://guest:guest@127.0.0.1:5672//"
 IMPLS = ("ours", "upstream", "before")
 #: ours/before above this is flagged: ours got more than 10% slower (or bigger).
 REGRESSION = 1.10
@@ -93,7 +106,7 @@ class Spec:
         upstream_repeat: how many times upstream runs by default; 0 means never.
         quick_upstream_tasks: the smaller size upstream runs with ``--quick``, if any.
         needs: other benchmarks whose "ours" results this one's ratio is computed from.
-        script: the workload file (``workloads.py`` or ``jobboards.py``).
+        script: the workload file (``workloads.py``, ``jobboards.py`` or ``workers.py``).
         repeat: how many times ours runs by default, if not the runner's default.
     """
 
@@ -174,6 +187,32 @@ for _board in BOARDS:
         script=JOBBOARDS_PY,
         repeat=1,
     )
+
+#: Worker-based engine (issue 10): the round trip per task must be this multiple of
+#: upstream's, a 3-task flow's wall below WBE_FLOW3_TARGET seconds, and 200 unordered 20 ms
+#: tasks on 4 workers of 10 threads within WBE_THROUGHPUT_TARGET times the ideal 0.1 s.
+WBE_RTT_TARGET = 8.0
+WBE_FLOW3_TARGET = 0.050
+WBE_THROUGHPUT_TARGET = 3.0
+
+# Each process starts its workers and runs a warm-up flow first; upstream's runs take about
+# a second more each (its engine discovers the workers first), ten of them in wbe_flow3.
+for _workers in (1, 4):
+    SPECS[f"wbe_rtt{_workers}"] = Spec(
+        "wbe_rtt",
+        ("--workers", str(_workers)),
+        tasks=200,
+        script=WORKERS_PY,
+        repeat=3,
+    )
+SPECS["wbe_flow3"] = Spec("wbe_flow3", ("--runs", "10"), tasks=3, script=WORKERS_PY, repeat=3)
+SPECS["wbe_throughput"] = Spec(
+    "wbe_throughput",
+    ("--workers", "4", "--threads", "10", "--delay", "0.02"),
+    tasks=200,
+    script=WORKERS_PY,
+    repeat=3,
+)
 
 UPSTREAM_SKIPPED = {
     "linear10k": "skipped (quadratic)",
@@ -399,6 +438,12 @@ def _brief(report: dict[str, Any]) -> str:
         return _jobs_text(report["jobs_per_second"], report["cpu_per_job"])
     if report["workload"] == "pickup":
         return _pickup_text(report["median"], report["p95"])
+    if report["workload"] == "wbe_rtt":
+        return _rtt_text(report["per_task"], report["seconds"])
+    if report["workload"] == "wbe_flow3":
+        return f"{_fmt_seconds(report['seconds'])} (min {_fmt_seconds(report['min'])})"
+    if report["workload"] == "wbe_throughput":
+        return _throughput_text(report["seconds"], report["over_ideal"])
     text = _fmt_seconds(report["seconds"])
     if "fraction" in report:
         text += f" ({report['fraction']:.0%} of ideal)"
@@ -491,6 +536,24 @@ def _jobs_text(rate: float | None, cpu: float | None, growth: float | None = Non
 
 def _pickup_text(median: float | None, p95: float | None) -> str:
     return f"{_fmt_seconds(median)} (p95 {_fmt_seconds(p95)})"
+
+
+def _redacted_url(url: str) -> str:
+    """The URL without its password."""
+    scheme, sep, rest = url.partition("://")
+    if sep and "@" in rest:
+        credentials, _, host = rest.rpartition("@")
+        return f"{scheme}://{credentials.split(':', 1)[0]}:***@{host}"
+    return url
+
+
+def _rtt_text(per_task: float | None, wall: float | None) -> str:
+    return f"{_fmt_seconds(per_task)}/task (run {_fmt_seconds(wall)})"
+
+
+def _throughput_text(wall: float | None, over_ideal: float | None) -> str:
+    text = _fmt_seconds(wall)
+    return text if over_ideal is None else f"{text} ({over_ideal:.2g}x ideal)"
 
 
 def _fmt_ratio(ratio: float | None) -> str:
@@ -609,6 +672,12 @@ class TableBuilder:
                 out.append(self.jobs_row(name))
             elif name.startswith("pickup_"):
                 out.append(self.pickup_row(name))
+            elif name.startswith("wbe_rtt"):
+                out.append(self.wbe_rtt_row(name))
+            elif name == "wbe_flow3":
+                out.append(self.wbe_flow3_row())
+            elif name == "wbe_throughput":
+                out.append(self.wbe_throughput_row())
             else:
                 out.append(self.parallel_row(name))
         if self.against:
@@ -702,6 +771,86 @@ class TableBuilder:
                 "p95": {"ours": _med(ours, "p95"), "upstream": _med(up, "p95")},
             },
             compare=(name, "median"),
+        )
+
+    def wbe_rtt_row(self, name: str) -> Row:
+        """Round trip per task of a 200-task chain (first RUNNING to last SUCCESS / 200)."""
+        ours, up = self.get(name, "ours"), self.get(name, "upstream")
+        texts = {}
+        for impl, m in (("ours", ours), ("upstream", up)):
+            per_task = _med(m, "per_task")
+            text = None if per_task is None else _rtt_text(per_task, _med(m, "seconds"))
+            texts[impl] = self.cell(name, impl, text)
+        ratio = _div(_med(up, "per_task"), _med(ours, "per_task"))
+        workers = SPECS[name].args[-1]
+        return Row(
+            f"wbe round trip: 200-task chain, {workers} worker{'s' if workers != '1' else ''}",
+            texts["ours"],
+            texts["upstream"],
+            _fmt_ratio(ratio),
+            f"up/ours >= {WBE_RTT_TARGET:g}x",
+            self.verdict(ratio is not None and ratio >= WBE_RTT_TARGET, ratio is None),
+            self.runs(name),
+            {
+                "ours": _med(ours, "per_task"),
+                "upstream": _med(up, "per_task"),
+                "ratio": ratio,
+                "wall": {"ours": _med(ours, "seconds"), "upstream": _med(up, "seconds")},
+            },
+            compare=(name, "per_task"),
+        )
+
+    def wbe_flow3_row(self) -> Row:
+        """The wall of a 3-task flow on a warm worker (median of each process's 10 runs)."""
+        name = "wbe_flow3"
+        ours, up = self.get(name, "ours"), self.get(name, "upstream")
+        texts = {}
+        for impl, m in (("ours", ours), ("upstream", up)):
+            wall = _med(m, "seconds")
+            text = None
+            if wall is not None:
+                text = f"{_fmt_seconds(wall)} (min {_fmt_seconds(_med(m, 'min'))})"
+            texts[impl] = self.cell(name, impl, text)
+        wall = _med(ours, "seconds")
+        ratio = _div(_med(up, "seconds"), wall)
+        return Row(
+            "wbe 3-task flow wall, 1 worker",
+            texts["ours"],
+            texts["upstream"],
+            _fmt_ratio(ratio),
+            f"ours < {WBE_FLOW3_TARGET * 1000:g} ms",
+            self.verdict(wall is not None and wall < WBE_FLOW3_TARGET, wall is None),
+            self.runs(name),
+            {"ours": wall, "upstream": _med(up, "seconds"), "ratio": ratio},
+            compare=(name, "seconds"),
+        )
+
+    def wbe_throughput_row(self) -> Row:
+        """200 unordered 20 ms tasks on 4 workers of 10 threads: wall against the ideal."""
+        name = "wbe_throughput"
+        ours, up = self.get(name, "ours"), self.get(name, "upstream")
+        texts = {}
+        for impl, m in (("ours", ours), ("upstream", up)):
+            wall = _med(m, "seconds")
+            text = None if wall is None else _throughput_text(wall, _med(m, "over_ideal"))
+            texts[impl] = self.cell(name, impl, text)
+        over = _med(ours, "over_ideal")
+        ratio = _div(_med(up, "seconds"), _med(ours, "seconds"))
+        return Row(
+            "wbe throughput: 200x20ms unordered, 4x10 threads",
+            texts["ours"],
+            texts["upstream"],
+            _fmt_ratio(ratio),
+            f"ours <= {WBE_THROUGHPUT_TARGET:g}x ideal",
+            self.verdict(over is not None and over <= WBE_THROUGHPUT_TARGET, over is None),
+            self.runs(name),
+            {
+                "ours": _med(ours, "seconds"),
+                "upstream": _med(up, "seconds"),
+                "ratio": ratio,
+                "over_ideal": {"ours": over, "upstream": _med(up, "over_ideal")},
+            },
+            compare=(name, "seconds"),
         )
 
     def scaling_row(self) -> Row:
@@ -1051,6 +1200,23 @@ def _run(args: argparse.Namespace, argv: list[str] | None, before: tuple[str, Pa
             "\n  pickup: one idle blocking conductor; 30 times a random 0.1-0.6 s pause, post()"
             "\n  one job, time until its task starts (time.time() in both processes); median"
             "\n  (p95) of the 30, then the median over runs"
+        )
+    if any(name.startswith("wbe_") for name in shown):
+        footnotes.append(
+            "worker-based engine (benchmarks/workers.py): RabbitMQ at "
+            f"{_redacted_url(os.environ.get('TASKFLOW_BENCH_AMQP_URL') or DEFAULT_AMQP_URL)},"
+            "\n  a new exchange per process; worker processes (one topic each) started and seen"
+            "\n  consuming on the broker before anything is measured, killed after; each process"
+            "\n  runs its flow once as a warm-up first; every task's result and the flow's"
+            "\n  SUCCESS are checked"
+            "\n  round trip: 200 chained x+1 tasks on 1 or 4 workers of 1 thread; per task ="
+            "\n  (last task's SUCCESS - first task's RUNNING, on the engine's atom_notifier)"
+            "\n  / 200, so the time before the first task (upstream discovers workers for ~1 s"
+            "\n  first) does not count; run = the whole engines.load + run"
+            "\n  3-task flow: engines.load + run + fetch_all of a 3-task chain on 1 warm worker,"
+            "\n  median of 10 in each process (min: the fastest), then the median over runs"
+            "\n  throughput: engines.load + run of 200 unordered tasks sleeping 20 ms on 4"
+            "\n  workers of 10 threads; ideal = 200 x 20 ms / 40 threads = 0.1 s"
         )
     if any(builder.reduced(name) for name in SPECS):
         footnotes.append(
