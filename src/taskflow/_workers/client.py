@@ -301,8 +301,15 @@ class RemoteExecutor(AtomExecutor):
                 LOG.debug("Dropped a response for an unknown request %r", correlation_id)
                 return
             worker = request.worker
-            if identity is not None and identity in self._workers:
-                self._workers[identity].seen = now
+            named = self._workers.get(identity) if identity is not None else None
+            if named is not None:
+                named.seen = now
+                if worker is not None and worker.identity is None and worker is not named:
+                    # Sent through the topic's queue, taken by one of ours (they share it):
+                    # it is that worker's now, to count and to watch.
+                    worker.busy -= 1
+                    named.busy += 1
+                    request.worker = worker = named
             elif worker is not None and worker.identity is None:
                 worker.seen = now  # upstream's: heard from its topic
             state, data = body["state"], body["data"]
@@ -391,8 +398,14 @@ class RemoteExecutor(AtomExecutor):
                             + ("" if request.worker is None else f" ({request.worker})")
                         )
                         failed.append(self._finish(request, False, Failure.from_exception(err)))
-            anonymous_busy = {
-                w.topic for w in self._workers.values() if w.identity is None and w.busy
+            # Upstream's workers are heard from only through discovery sent to their topic's
+            # queue, which the broker hands to its consumers in turn, ours included: one
+            # message per consumer reaches each of them.
+            pings = {
+                w.topic: 1
+                + sum(1 for o in self._workers.values() if o.topic == w.topic and o.identity)
+                for w in self._workers.values()
+                if w.identity is None and w.busy
             }
         for completion in failed:
             self._report(completion)
@@ -402,8 +415,8 @@ class RemoteExecutor(AtomExecutor):
             self._discover(self.topics)
         elif now >= self._next_ping:
             self._next_ping = now + self.worker_timeout / 3
-            if anonymous_busy:  # upstream's workers are heard from only this way
-                self._discover(anonymous_busy)
+            for topic, count in pings.items():
+                self._ping(topic, count)
 
     def _expire(self, now: float, failed: list[Completion]) -> None:
         """Drop workers not heard from in time; move or fail their requests (under the lock)."""
@@ -447,6 +460,17 @@ class RemoteExecutor(AtomExecutor):
                     link.publish(key, b"{}", protocol.NOTIFY, reply_to=self.reply_key)
             except Exception as err:
                 LOG.warning("Could not send discovery to topic %r: %s", topic, err)
+
+    def _ping(self, topic: str, count: int) -> None:
+        """Send ``count`` discovery messages to ``topic``'s queue (to reach each consumer)."""
+        link = self._link
+        if link is None:
+            return
+        try:
+            for _ in range(count):
+                link.publish(topic, b"{}", protocol.NOTIFY, reply_to=self.reply_key)
+        except Exception as err:
+            LOG.warning("Could not send discovery to topic %r: %s", topic, err)
 
 
 def _request_body(atom: Any, task_cls: str, method: str, kwargs: dict[str, Any]) -> dict[str, Any]:
