@@ -93,6 +93,11 @@ MODULES = (
     "taskflow.conductors.backends.impl_executor",
     "taskflow.utils.redis_utils",
     "taskflow.utils.eventlet_utils",
+    "taskflow.engines.worker_based.engine",
+    "taskflow.engines.worker_based.executor",
+    "taskflow.engines.worker_based.worker",
+    "taskflow.engines.worker_based.protocol",
+    "taskflow.engines.worker_based.proxy",
 )
 
 #: Classes whose members and method parameters are compared, not just their names.
@@ -142,6 +147,10 @@ CLASSES = (
     "taskflow.listeners.timing.EventTimeListener",
     "taskflow.listeners.capturing.CaptureListener",
     "taskflow.listeners.claims.CheckingClaimListener",
+    "taskflow.engines.worker_based.protocol.Notify",
+    "taskflow.engines.worker_based.protocol.Request",
+    "taskflow.engines.worker_based.protocol.Response",
+    "taskflow.engines.worker_based.proxy.Proxy",
 )
 
 #: Dunder methods that change how users can use an object (len, iteration, ``with`` ...).
@@ -337,7 +346,22 @@ def sample_instances() -> dict[str, Any]:
             serial, unused, unused, "owner"
         ),
     }
+    made.update(_worker_based_instances(Echo("t")))
     return made
+
+
+def _worker_based_instances(a_task: Any) -> dict[str, Any]:
+    """The worker-based engine's message classes and proxy (on kombu's memory transport:
+    making one connects to nothing)."""
+    from taskflow.engines.worker_based import protocol, proxy
+
+    prefix = "taskflow.engines.worker_based"
+    return {
+        f"{prefix}.protocol.Notify": protocol.Notify(topic="t", tasks=["m.T"]),
+        f"{prefix}.protocol.Request": protocol.Request(a_task, "u", "execute", {"x": 1}),
+        f"{prefix}.protocol.Response": protocol.Response("SUCCESS", result=1),
+        f"{prefix}.proxy.Proxy": proxy.Proxy("t", "ex", transport="memory"),
+    }
 
 
 def member_kind(cls: type, instance: Any, name: str) -> str:

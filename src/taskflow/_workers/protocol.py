@@ -29,14 +29,16 @@ become lists, and bytes, datetimes, decimals and UUIDs travel as ``{"__type__", 
 objects. Anything else is refused when encoded (a task whose result can not travel fails
 with a clear error instead of leaving the engine waiting).
 
-Checks (:func:`decode`): the type is known, the content type is JSON (nothing else is ever
-deserialized, so a pickle is only a rejected message), the body fits the size limit, is
-UTF-8 and parses, and matches its JSON schema. A message that fails is rejected with a
-:class:`Rejected` saying why; callers log it (with :func:`preview`, never the whole body).
+Checks (:func:`decode`; :func:`load` and :func:`validate` for a body alone): the type is
+known, the content type is JSON (nothing else is ever deserialized, so a pickle is only a
+rejected message), the body fits the size limit, is UTF-8 and parses, and matches its JSON
+schema (:func:`schema`). A message that fails is rejected with a :class:`Rejected` saying
+why; callers log it (with :func:`preview`, never the whole body).
 """
 
 from __future__ import annotations
 
+import copy
 import json
 from typing import TYPE_CHECKING, Any
 
@@ -71,7 +73,10 @@ __all__ = [
     "encode",
     "failure_from_dict",
     "failure_to_dict",
+    "load",
     "preview",
+    "schema",
+    "validate",
 ]
 
 NOTIFY = "NOTIFY"
@@ -201,6 +206,22 @@ _NOTIFY_REPLY_SCHEMA: dict[str, Any] = {
 
 _NOTIFY_ASK_SCHEMA: dict[str, Any] = {"type": "object"}
 
+#: The schemas by name (:func:`_validator`).
+_SCHEMAS: dict[str, dict[str, Any]] = {
+    "request": _REQUEST_SCHEMA,
+    "response": _RESPONSE_SCHEMA,
+    "notify-reply": _NOTIFY_REPLY_SCHEMA,
+    "notify-ask": _NOTIFY_ASK_SCHEMA,
+}
+
+#: The schema a body is checked against, by (message type, the side receiving it).
+_SCHEMA_NAMES = {
+    (NOTIFY, "worker"): "notify-ask",
+    (NOTIFY, "engine"): "notify-reply",
+    (REQUEST, "worker"): "request",
+    (RESPONSE, "engine"): "response",
+}
+
 _validators: dict[str, Any] = {}
 
 
@@ -211,13 +232,7 @@ def _validator(name: str) -> Any:
     if validator is None:
         import jsonschema
 
-        schema = {
-            "request": _REQUEST_SCHEMA,
-            "response": _RESPONSE_SCHEMA,
-            "notify-reply": _NOTIFY_REPLY_SCHEMA,
-            "notify-ask": _NOTIFY_ASK_SCHEMA,
-        }[name]
-        validator = jsonschema.Draft202012Validator(schema)
+        validator = jsonschema.Draft202012Validator(_SCHEMAS[name])
         _validators[name] = validator
     return validator
 
@@ -281,6 +296,17 @@ def decode(
         raise Rejected(
             f"unexpected message type {clip(_repr(kind))} (a {role} takes {', '.join(expected)})"
         )
+    data = load(received, limit)
+    validate(kind, role, data)
+    return kind, data
+
+
+def load(received: Received, limit: int = MAX_MESSAGE_BYTES) -> Any:
+    """The decoded JSON body of a message (not checked against any schema).
+
+    Raises:
+        Rejected: it is not JSON, not UTF-8, or larger than ``limit`` bytes.
+    """
     content_type = received.content_type
     if content_type != "application/json":
         raise Rejected(f"content type {clip(_repr(content_type))} is not application/json")
@@ -292,25 +318,48 @@ def decode(
     except UnicodeDecodeError as err:
         raise Rejected(f"the body is not UTF-8 ({err.reason} at byte {err.start})") from None
     try:
-        data = kombu_json.loads(text)
+        return kombu_json.loads(text)
     except RecursionError:
         raise Rejected("the JSON nests too deep") from None
     except Exception as err:
         # Not JSON, or a typed value (``{"__type__", "__value__"}``) kombu's decoders fail
         # on, with whatever they raise (AttributeError, decimal.InvalidOperation...).
         raise Rejected(f"the body is not JSON ({clip(f'{type(err).__name__}: {err}')})") from None
-    if kind == NOTIFY:
-        schema = "notify-ask" if role == "worker" else "notify-reply"
-    else:
-        schema = "request" if kind == REQUEST else "response"
+
+
+def schema(kind: str, role: str) -> dict[str, Any]:
+    """A copy of the JSON schema :func:`decode` checks the body of a ``kind`` message
+    arriving at ``role`` (``"worker"`` or ``"engine"``) against.
+
+    Raises:
+        ValueError: ``role`` never gets messages of type ``kind``.
+    """
+    return copy.deepcopy(_SCHEMAS[_schema_name(kind, role)])
+
+
+def validate(kind: str, role: str, data: Any) -> None:
+    """Check ``data`` (a decoded body) as :func:`decode` checks the body of a ``kind``
+    message arriving at ``role``.
+
+    Raises:
+        Rejected: ``data`` does not match the schema (the text says where and why).
+        ValueError: ``role`` never gets messages of type ``kind``.
+    """
+    validator = _validator(_schema_name(kind, role))
     try:
-        error = next(iter(_validator(schema).iter_errors(data)), None)
+        error = next(iter(validator.iter_errors(data)), None)
     except RecursionError:
         raise Rejected("the JSON nests too deep") from None
     if error is not None:
         where = "/".join(str(part) for part in error.absolute_path) or "the body"
         raise Rejected(f"{kind} does not match its schema at {clip(where)}: {clip(error.message)}")
-    return kind, data
+
+
+def _schema_name(kind: str, role: str) -> str:
+    try:
+        return _SCHEMA_NAMES[kind, role]
+    except (KeyError, TypeError):
+        raise ValueError(f"a {role!r} never gets {kind!r} messages") from None
 
 
 def failure_to_dict(failure: Failure) -> dict[str, Any]:

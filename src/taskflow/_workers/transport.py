@@ -128,6 +128,23 @@ class Link:
             self._url, transport=self._transport, transport_options=self._transport_options
         )
 
+    def describe(self) -> tuple[str, str, str, str | None]:
+        """The broker as kombu names it, without connecting: the URI (password masked),
+        the transport's type, its driver's name and the driver's version (if known)."""
+        conn = self._connection()
+        try:
+            driver = conn.transport
+            version = driver.driver_version()
+            return (
+                conn.as_uri(),
+                driver.driver_type,
+                driver.driver_name,
+                None if version == "N/A" else version,
+            )
+        finally:
+            with contextlib.suppress(Exception):
+                conn.release()
+
     def queue(self, routing_key: str, *more_keys: str) -> Any:
         """The queue ``<exchange>_<routing_key>``, bound with that key and ``more_keys``."""
         name = queue_name(self.exchange_name, routing_key)
