@@ -29,7 +29,9 @@ reverts. A request sent but not started within ``transition_timeout`` fails the 
 as upstream's do. So a run never hangs on a worker.
 
 Answers are checked (:func:`taskflow._workers.protocol.decode`); one that fails is logged
-and dropped, as is one for a request this run does not know. The reply queue, the only
+and dropped, as is one for a request this run does not know. A broken connection is opened
+again, and the requests under way are sent again (their answers may have been lost with
+the reply queue, which lives only while consumed). The reply queue, the only
 queue a run creates, is deleted when the run ends.
 """
 
@@ -166,7 +168,12 @@ class RemoteExecutor(AtomExecutor):
         self._thread = threading.Thread(
             target=link.consume,
             args=([queue], self._on_message, self._stop),
-            kwargs={"on_tick": self._on_tick, "ready": ready, "delete": [queue]},
+            kwargs={
+                "on_tick": self._on_tick,
+                "ready": ready,
+                "delete": [queue],
+                "on_reconnect": self._on_reconnect,
+            },
             name=f"taskflow-wbe-{self.reply_key}",
             daemon=True,
         )
@@ -336,6 +343,21 @@ class RemoteExecutor(AtomExecutor):
             return
         for event_type, details in events:
             self._relay(request, event_type, details)
+
+    def _on_reconnect(self) -> None:
+        """The reply queue lived only while consumed: answers sent while the connection was
+        down are lost. Every request under way goes out again (at least once, as when its
+        worker dies), and discovery runs again."""
+        now = time.monotonic()
+        with self._lock:
+            for request in list(self._requests.values()):
+                if request.state in (protocol.PENDING, protocol.RUNNING):
+                    LOG.warning("Task %r sent again after a reconnection", request.atom.name)
+                    if request.worker is not None:
+                        request.worker.busy -= 1
+                        request.worker = None
+                    self._place(request, now)
+            self._next_notify = 0.0
 
     def _relay(self, request: _Request, event_type: str, details: dict[str, Any]) -> None:
         """Replay a task event on the engine's copy of the task (and record progress)."""

@@ -49,6 +49,28 @@ RECONNECT_PAUSE = 0.5
 WAKE_UP = "taskflow.wake-up"
 
 
+def _clip(text: str, limit: int = 200) -> str:
+    return text if len(text) <= limit else f"{text[: limit // 2]}...{text[-limit // 2 :]}"
+
+
+def _refuse_compressed(channel: Any) -> None:
+    """Make ``channel`` refuse a message whose headers ask kombu to decompress it, before
+    kombu builds its Message (which inflates the body, before any check of ours)."""
+    convert = channel.message_to_python
+
+    def guarded(raw: Any) -> Any:
+        if isinstance(raw, dict):  # kombu's virtual transports: the payload
+            headers = raw.get("headers")
+        else:  # py-amqp: the message's properties
+            headers = (getattr(raw, "properties", None) or {}).get("application_headers")
+        if isinstance(headers, dict) and "compression" in headers:
+            codec = _clip(repr(headers["compression"]), 60)
+            raise ValueError(f"compressed messages are refused (compression {codec})")
+        return convert(raw)
+
+    channel.message_to_python = guarded
+
+
 class Received:
     """A message as it came off a queue (acknowledged already): its raw body and what the
     checks in :mod:`taskflow._workers.protocol` need."""
@@ -234,22 +256,27 @@ class Link:
         on_message: Callable[[Received], None],
         stop: threading.Event,
         on_tick: Callable[[], None] | None = None,
-        prefetch: int | None = None,
         ready: threading.Event | None = None,
         delete: Iterable[Any] = (),
+        on_reconnect: Callable[[], None] | None = None,
     ) -> None:
-        """Deliver each message of ``queues`` to ``on_message`` (acknowledged first) until
-        ``stop`` is set, calling ``on_tick`` at least every :data:`TICK` seconds. Runs in the
-        calling thread; a broken connection is opened again (its queues declared again).
-        ``ready`` is set once the queues exist and are consumed (after each reconnection).
-        The queues of ``delete`` are deleted when it stops. Never raises for a message:
-        ``on_message`` errors are logged. :meth:`wake` makes it see ``stop`` at once.
+        """Deliver each message of ``queues`` to ``on_message`` until ``stop`` is set,
+        calling ``on_tick`` at least every :data:`TICK` seconds. Runs in the calling thread.
+
+        Messages are taken without acknowledgement (the broker forgets each once sent), so
+        that none comes back after a reconnection: a message that breaks the connection
+        can not break it again. A broken connection (the broker went away, or a frame the
+        client could not read, such as a property that is not UTF-8) is opened again, its
+        queues declared again, and ``on_reconnect`` is called: messages sent to a queue
+        that lived only while consumed may have been lost meanwhile. ``ready`` is set once
+        the queues exist and are consumed. The queues of ``delete`` are deleted when it
+        stops. Never raises for a message: a compressed one is refused before it is
+        inflated (ours never compress; a small body could inflate past any size limit),
+        and ``on_message`` errors are logged. :meth:`wake` makes it see ``stop`` at once.
         """
         queues = list(queues)
 
         def deliver(message: Any) -> None:
-            with contextlib.suppress(Exception):
-                message.ack()
             received = Received(message)
             if received.type == WAKE_UP:
                 return  # only ends the wait in drain_events
@@ -258,19 +285,30 @@ class Link:
             except Exception:
                 LOG.exception("Handling a message failed; it is dropped")
 
+        def undecodable(message: Any, err: BaseException) -> None:
+            LOG.warning("Dropped a message that can not be read: %s", _clip(str(err)))
+
+        connections = 0
         while not stop.is_set():
             conn = self._connection()
             self._consumer_conn = conn
             try:
                 channel = conn.channel()
+                _refuse_compressed(channel)
                 consumer = Consumer(
-                    channel, queues=queues, on_message=deliver, accept=[], no_ack=False
+                    channel,
+                    queues=queues,
+                    on_message=deliver,
+                    on_decode_error=undecodable,
+                    accept=[],
+                    no_ack=True,
                 )
-                if prefetch:
-                    consumer.qos(prefetch_count=prefetch)
                 consumer.consume()
+                connections += 1
                 if ready is not None:
                     ready.set()
+                if connections > 1 and on_reconnect is not None:
+                    on_reconnect()
                 if on_tick is not None:
                     on_tick()  # at once: what is due on start (discovery, announcement)
                 while not stop.is_set():
@@ -286,10 +324,21 @@ class Link:
             except (OSError, *conn.connection_errors, *conn.channel_errors) as err:
                 if stop.is_set():
                     break
-                LOG.warning("Lost the broker connection (%s); reconnecting", err)
+                LOG.warning("Lost the broker connection (%s); reconnecting", _clip(str(err)))
                 time.sleep(RECONNECT_PAUSE)
                 if on_tick is not None:
                     on_tick()
+            except Exception as err:
+                # The client could not read what the broker sent (a malformed frame): the
+                # connection's state is unknown, so it goes; the message is gone with it.
+                if stop.is_set():
+                    break
+                LOG.warning(
+                    "Dropped the broker connection after a message that can not be read"
+                    " (%s: %s); reconnecting",
+                    type(err).__name__,
+                    _clip(str(err)),
+                )
             finally:
                 self._consumer_conn = None
                 with contextlib.suppress(Exception):
