@@ -2,7 +2,8 @@
 
 ``broker`` runs each test on every transport: RabbitMQ (``amqp``, the real broker of this
 machine), Redis through kombu's redis transport, and kombu's in-process ``memory`` transport
-(workers then run as threads of the test process, which that transport needs). Each test
+(workers then run as threads of the test process, which that transport needs). kombu's
+``filesystem`` transport (``filesystem``: a folder of the test's) has tests of its own. Each test
 gets an exchange of its own. ``Workers.thread`` starts an in-process worker;
 ``Workers.process`` a worker process (``python -m taskflow.engines.worker_based.worker``) to
 kill for real.
@@ -56,19 +57,43 @@ class Broker:
         }
 
 
-def _broker(kind: str) -> Broker:
+def _broker(kind: str, tmp_path: Path | None = None) -> Broker:
     services.need_module("kombu", "workers")
     if kind == "amqp":
         return Broker(kind, services.need("AMQP_URL", 5672))
     if kind == "redis":
         url = services.need("REDIS_URL", 6379)
         return Broker(kind, url, {"polling_interval": 0.01})
+    if kind == "filesystem":
+        assert tmp_path is not None
+        folder = tmp_path / "broker"
+        folder.mkdir()
+        options = {
+            "data_folder_in": str(folder),
+            "data_folder_out": str(folder),
+            "polling_interval": 0.01,
+        }
+        return Broker(kind, "filesystem://", options)
     return Broker(kind, "memory://", {"polling_interval": 0.01})
 
 
 @pytest.fixture(params=["amqp", "redis", "memory"])
-def broker(request: pytest.FixtureRequest) -> Broker:
-    return _broker(request.param)
+def broker(request: pytest.FixtureRequest, tmp_path: Path) -> Broker:
+    return _broker(request.param, tmp_path)
+
+
+@pytest.fixture
+def filesystem(tmp_path: Path) -> Broker:
+    return _broker("filesystem", tmp_path)
+
+
+@pytest.fixture
+def filesystem_workers(filesystem: Broker, tmp_path: Path) -> Iterator[Workers]:
+    pool = Workers(filesystem, tmp_path)
+    try:
+        yield pool
+    finally:
+        pool.close()
 
 
 @pytest.fixture

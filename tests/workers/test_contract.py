@@ -173,3 +173,30 @@ def _queue_names_of(broker: Broker) -> list[str]:
         ["rabbitmqctl", "-q", "list_queues", "name"], capture_output=True, text=True, timeout=60
     ).stdout
     return [line.strip() for line in out.splitlines() if line.startswith(broker.exchange)]
+
+
+def test_kombus_filesystem_transport_runs_flows_to_their_end(
+    filesystem: Broker, filesystem_workers: Workers, tmp_path: Path
+):
+    # kombu's filesystem transport can lose a message: a reader may take a file its writer
+    # has created but not written yet. Then the consumer's connection is opened again and
+    # the engine sends its requests under way again, so flows still end right (a task may
+    # run twice, as for a worker that dies): results and final states are checked here,
+    # not how many times each task ran.
+    filesystem_workers.thread(threads_count=4)
+    flow = linear_flow.Flow("sums").add(
+        tasks.Add("first", provides="c"),
+        tasks.Add("second", rebind={"a": "c"}, provides="d"),
+    )
+    results = engines.run(flow, store={"a": 1, "b": 2}, **filesystem.options(["t1"]))
+    assert (results["c"], results["d"]) == (3, 5)
+    failing = linear_flow.Flow("failing").add(tasks.Echo("one"), tasks.Boom("boom"))
+    engine = engines.load(
+        failing,
+        store={"value": 1, "journal_path": str(tmp_path / "journal")},
+        **filesystem.options(["t1"]),
+    )
+    with pytest.raises(exceptions.WrappedFailure):
+        engine.run()
+    assert engine.storage.get_flow_state() == states.REVERTED
+    assert engine.storage.get_atom_state("one") == states.REVERTED
