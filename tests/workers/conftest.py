@@ -71,6 +71,8 @@ def _broker(kind: str, tmp_path: Path | None = None) -> Broker:
         options = {
             "data_folder_in": str(folder),
             "data_folder_out": str(folder),
+            # Its exchange tables: kombu's default is a "control" folder in the cwd.
+            "control_folder": str(tmp_path / "control"),
             "polling_interval": 0.01,
         }
         return Broker(kind, "filesystem://", options)
