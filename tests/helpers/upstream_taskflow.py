@@ -27,7 +27,7 @@ from tests.helpers.upstream_examples import (
     cache_dir,
 )
 
-__all__ = ["UPSTREAM_VERSION", "UnavailableError", "UpstreamPython", "prepare"]
+__all__ = ["UPSTREAM_VERSION", "UnavailableError", "UpstreamPython", "prepare", "prepare_or_skip"]
 
 
 @dataclasses.dataclass(frozen=True)
@@ -79,3 +79,18 @@ def prepare(extras: tuple[str, ...] = ()) -> UpstreamPython:
             finally:
                 shutil.rmtree(staging, ignore_errors=True)
     return UpstreamPython((sys.executable, "-S"), {"PYTHONPATH": str(target)}, target)
+
+
+def prepare_or_skip(extras: tuple[str, ...] = ()) -> UpstreamPython:
+    """:func:`prepare`, or skip the test saying why it could not (fail instead under
+    ``TASKFLOW_TEST_REQUIRE_SERVICES=1``)."""
+    import pytest
+
+    try:
+        return prepare(extras)
+    except UnavailableError as err:
+        with_ = f" with {', '.join(extras)}" if extras else ""
+        reason = f"cannot install upstream taskflow {UPSTREAM_VERSION}{with_}: {err}"
+        if os.environ.get("TASKFLOW_TEST_REQUIRE_SERVICES") == "1":
+            pytest.fail(reason)
+        pytest.skip(reason)

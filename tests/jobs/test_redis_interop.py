@@ -9,10 +9,6 @@ installed outside the repository as for the examples test (``helpers/upstream_ta
 
 from __future__ import annotations
 
-import contextlib
-import json
-import os
-import subprocess
 import time
 from datetime import UTC, datetime
 from pathlib import Path
@@ -27,7 +23,8 @@ from taskflow.jobs.base import JobPriority
 from taskflow.persistence import models
 from tests.helpers import services
 from tests.helpers.redis_boards import isolated_namespace, raw_client
-from tests.helpers.upstream_taskflow import UPSTREAM_VERSION, UnavailableError, prepare
+from tests.helpers.upstream_taskflow import prepare_or_skip
+from tests.jobs.upstream_board import UpstreamBoard
 
 services.need_module("redis", "redis")
 services.need_module("msgpack", "redis")
@@ -35,58 +32,11 @@ services.need_module("msgpack", "redis")
 pytestmark = [pytest.mark.redis, pytest.mark.slow]
 
 DRIVER = Path(__file__).with_name("_upstream_redis.py")
-_REQUIRE = os.environ.get("TASKFLOW_TEST_REQUIRE_SERVICES") == "1"
 
 
 @pytest.fixture(scope="module")
 def upstream_python():
-    try:
-        return prepare(("redis", "msgpack"))
-    except UnavailableError as err:
-        reason = f"cannot install upstream taskflow {UPSTREAM_VERSION} with redis: {err}"
-        if _REQUIRE:
-            pytest.fail(reason)
-        pytest.skip(reason)
-
-
-class Upstream:
-    """An upstream board in a child process, on the same namespace as ours."""
-
-    def __init__(self, python, conf: dict) -> None:
-        self.proc = subprocess.Popen(
-            [*python.argv, str(DRIVER), json.dumps(conf)],
-            stdin=subprocess.PIPE,
-            stdout=subprocess.PIPE,
-            text=True,
-            env={**os.environ, **python.env},
-        )
-        hello = self._read()
-        if python.root is not None:
-            # It must really be upstream, not this tree's taskflow.
-            assert Path(hello["taskflow"]).resolve().is_relative_to(python.root.resolve())
-
-    def _read(self) -> dict:
-        line = self.proc.stdout.readline()
-        assert line, f"upstream driver exited with {self.proc.wait(timeout=30)}"
-        return json.loads(line)
-
-    def __call__(self, op: str, **args) -> dict:
-        self.proc.stdin.write(json.dumps({"op": op, **args}) + "\n")
-        self.proc.stdin.flush()
-        return self._read()
-
-    def jobs(self) -> dict[str, dict]:
-        return {job["uuid"]: job for job in self("list")["jobs"]}
-
-    def close(self) -> None:
-        with contextlib.suppress(OSError):
-            self.proc.stdin.close()
-        try:
-            self.proc.wait(timeout=30)
-        except subprocess.TimeoutExpired:
-            self.proc.kill()
-            self.proc.wait(timeout=30)
-        self.proc.stdout.close()
+    return prepare_or_skip(("redis", "msgpack"))
 
 
 @pytest.fixture
@@ -95,7 +45,9 @@ def fleet(redis_url, upstream_python):
     with isolated_namespace(redis_url, prefix="tfmixed") as (conf, _namespace):
         ours = backends.fetch("ours", conf)
         ours.connect()
-        upstream = Upstream(upstream_python, {k: v for k, v in conf.items() if k != "board"})
+        upstream = UpstreamBoard(
+            upstream_python, DRIVER, {k: v for k, v in conf.items() if k != "board"}
+        )
         client = raw_client(redis_url)
         try:
             yield ours, upstream, client, conf

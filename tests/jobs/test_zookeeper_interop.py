@@ -11,10 +11,7 @@ may name an interpreter that has it, e.g. ``/work/upstream-venv/bin/python``).
 
 from __future__ import annotations
 
-import contextlib
 import json
-import os
-import subprocess
 from pathlib import Path
 
 import pytest
@@ -26,73 +23,19 @@ from taskflow.jobs.base import JobPriority
 from taskflow.persistence import models
 from tests.helpers import services
 from tests.helpers.databases import isolated_zookeeper_root
+from tests.helpers.upstream_taskflow import prepare_or_skip
+from tests.jobs.upstream_board import UpstreamBoard
 
 services.need_module("kazoo", "zookeeper")
 
 pytestmark = [pytest.mark.zookeeper, pytest.mark.slow]
 
 DRIVER = Path(__file__).with_name("_upstream_zookeeper.py")
-_REQUIRE = os.environ.get("TASKFLOW_TEST_REQUIRE_SERVICES") == "1"
 
 
 @pytest.fixture(scope="module")
 def upstream_python():
-    try:
-        # Imported here: a checkout without the helper reports it below instead of failing
-        # to collect.
-        from tests.helpers.upstream_taskflow import UPSTREAM_VERSION, UnavailableError, prepare
-    except ImportError as err:
-        reason = f"cannot locate upstream taskflow: {err}"
-        if _REQUIRE:
-            pytest.fail(reason)
-        pytest.skip(reason)
-    try:
-        return prepare(("kazoo",))
-    except UnavailableError as err:
-        reason = f"cannot install upstream taskflow {UPSTREAM_VERSION} with kazoo: {err}"
-        if _REQUIRE:
-            pytest.fail(reason)
-        pytest.skip(reason)
-
-
-class Upstream:
-    """An upstream board in a child process, on the same jobs path as ours."""
-
-    def __init__(self, python, conf: dict) -> None:
-        self.proc = subprocess.Popen(
-            [*python.argv, str(DRIVER), json.dumps(conf)],
-            stdin=subprocess.PIPE,
-            stdout=subprocess.PIPE,
-            text=True,
-            env={**os.environ, **python.env},
-        )
-        hello = self._read()
-        if python.root is not None:
-            # It must really be upstream, not this tree's taskflow.
-            assert Path(hello["taskflow"]).resolve().is_relative_to(python.root.resolve())
-
-    def _read(self) -> dict:
-        line = self.proc.stdout.readline()
-        assert line, f"upstream driver exited with {self.proc.wait(timeout=30)}"
-        return json.loads(line)
-
-    def __call__(self, op: str, **args) -> dict:
-        self.proc.stdin.write(json.dumps({"op": op, **args}) + "\n")
-        self.proc.stdin.flush()
-        return self._read()
-
-    def jobs(self) -> dict[str, dict]:
-        return {job["uuid"]: job for job in self("list")["jobs"]}
-
-    def close(self) -> None:
-        with contextlib.suppress(OSError):
-            self.proc.stdin.close()
-        try:
-            self.proc.wait(timeout=30)
-        except subprocess.TimeoutExpired:
-            self.proc.kill()
-            self.proc.wait(timeout=30)
-        self.proc.stdout.close()
+    return prepare_or_skip(("kazoo",))
 
 
 @pytest.fixture
@@ -104,7 +47,7 @@ def fleet(zk_hosts, upstream_python):
         conf = {"board": "zookeeper", "hosts": zk_hosts, "path": f"{root}/jobs"}
         ours = backends.fetch("ours", conf)
         ours.connect()
-        upstream = Upstream(upstream_python, conf)
+        upstream = UpstreamBoard(upstream_python, DRIVER, conf)
         client = KazooClient(hosts=zk_hosts)
         client.start(timeout=10)
         try:

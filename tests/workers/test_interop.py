@@ -31,7 +31,7 @@ import pytest
 
 from taskflow import engines, exceptions, states
 from taskflow.patterns import linear_flow, unordered_flow
-from tests.helpers.upstream_taskflow import UPSTREAM_VERSION, UnavailableError, prepare
+from tests.helpers.upstream_taskflow import prepare_or_skip
 from tests.workers import tasks
 from tests.workers.conftest import ROOT
 
@@ -47,7 +47,6 @@ pytestmark = [pytest.mark.rabbitmq, pytest.mark.slow]
 DRIVER = Path(__file__).with_name("_upstream_engine.py")
 #: Seconds any one wait of these tests may last (a child's start, a run).
 PATIENCE = 60.0
-_REQUIRE = os.environ.get("TASKFLOW_TEST_REQUIRE_SERVICES") == "1"
 # What an upstream child reports about its own imports.
 _PROBE = (
     "import json, kombu, taskflow, tests.workers.tasks as t;"
@@ -88,14 +87,7 @@ class Upstream:
 
 @pytest.fixture(scope="module")
 def upstream(tmp_path_factory: pytest.TempPathFactory) -> Upstream:
-    try:
-        python = prepare(("kombu",))
-    except UnavailableError as err:
-        reason = f"cannot install upstream taskflow {UPSTREAM_VERSION} with kombu: {err}"
-        if _REQUIRE:
-            pytest.fail(reason)
-        pytest.skip(reason)
-    found = Upstream(python)
+    found = Upstream(prepare_or_skip(("kombu",)))
     found.check(tmp_path_factory.mktemp("upstream-probe"))
     return found
 
