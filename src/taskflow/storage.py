@@ -211,16 +211,7 @@ class Storage:
             self._details[ad.name] = ad
             if ad.meta and META_INJECTED in ad.meta:
                 self._atom_injected[ad.name] = dict(ad.meta[META_INJECTED])
-        injector = self._details.get(_INJECTOR)
-        if injector is not None and isinstance(injector.results, dict):
-            self._flow_injected.update(injector.results)
-            for symbol in injector.results:
-                self._providers.setdefault(symbol, []).append((_INJECTOR, symbol))
-        for symbol in self._transient:
-            providers = self._providers.setdefault(symbol, [])
-            if (_INJECTOR, symbol) not in providers:
-                providers.insert(0, (_INJECTOR, symbol))
-        self._flow_injected.update(self._transient)
+        self._index_injections()
         for name, pairs in self._atom_transient.items():
             self._atom_injected.setdefault(name, {}).update(pairs)
 
@@ -440,7 +431,7 @@ class Storage:
             ad.put(state, result)
             self._save_atom(ad)
             if atom_name == _INJECTOR:
-                self._injections_replaced()
+                self._index_injections()
 
     def save_retry_failure(self, retry_name: str, failed_atom_name: str, failure: Failure) -> None:
         """Add ``failure`` of ``failed_atom_name`` to the retry's latest history entry."""
@@ -570,10 +561,12 @@ class Storage:
             if entry not in providers:
                 providers.insert(0, entry)
 
-    def _injections_replaced(self) -> None:
-        """The injector's record was overwritten (``save``): the flow-level injections are now
-        what it holds, with the transient ones on top (as upstream reads them from it)."""
-        results = self._details[_INJECTOR].results
+    def _index_injections(self) -> None:
+        """Index the flow-level injections: what the injector's record holds, with the
+        transient ones on top (as upstream reads them from it), each provided by the
+        injector before any atom. Also after the record was overwritten (``save``)."""
+        injector = self._details.get(_INJECTOR)
+        results = injector.results if injector is not None else None
         injected = self._flow_injected
         injected.clear()  # in place: a live mapping (see flow_injected)
         if isinstance(results, dict):
