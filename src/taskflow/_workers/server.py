@@ -10,7 +10,7 @@ a slow task.
 
 Queues: the topic's (``<exchange>_<topic>``, shared by every worker of the topic, which is
 where upstream's engines send) and the worker's own (``<exchange>_<identity>``, where ours
-send to place work by free capacity). Requests are acknowledged on arrival: a worker that
+send to place work by free capacity). Requests are taken off the queue on arrival: a worker that
 dies takes its tasks with it, and the engine, which notices from the missing heartbeats,
 sends them elsewhere (so a task's ``execute`` runs at least once, as for a resumed flow).
 

@@ -72,7 +72,7 @@ def _refuse_compressed(channel: Any) -> None:
 
 
 class Received:
-    """A message as it came off a queue (acknowledged already): its raw body and what the
+    """A message as it came off a queue (the broker has forgotten it): its raw body and what the
     checks in :mod:`taskflow._workers.protocol` need."""
 
     __slots__ = (

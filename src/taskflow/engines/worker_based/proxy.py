@@ -54,7 +54,7 @@ DRAIN_EVENTS_PERIOD: Final = 1
 
 @dataclass(frozen=True)
 class Delivery:
-    """A message as a type handler gets it (acknowledged already).
+    """A message as a type handler gets it (taken off its queue already).
 
     Attributes:
         type, reply_to, correlation_id: its properties (None when not set).
