@@ -200,3 +200,22 @@ def test_kombus_filesystem_transport_runs_flows_to_their_end(
         engine.run()
     assert engine.storage.get_flow_state() == states.REVERTED
     assert engine.storage.get_atom_state("one") == states.REVERTED
+
+
+def test_an_unreachable_broker_fails_the_run_clearly_instead_of_hanging():
+    # Port 1 on loopback: refused at once, every time.
+    flow = linear_flow.Flow("f").add(tasks.Add("add"))
+    engine = engines.load(
+        flow,
+        store={"a": 1, "b": 2},
+        engine="worker-based",
+        exchange="tf-test-unreachable",
+        topics=["t1"],
+        url="amqp://guest:guest@127.0.0.1:1//",
+        connect_timeout=1,
+    )
+    with pytest.raises(exceptions.ExecutionFailure, match="could not reach its broker") as caught:
+        engine.run()
+    assert "127.0.0.1:1" in str(caught.value)
+    assert "within 1 s" in str(caught.value)
+    assert engine.storage.get_atom_state("add") == states.PENDING  # nothing was sent

@@ -67,6 +67,8 @@ LOG = logging.getLogger("taskflow.engines.worker_based.executor")
 NOTIFY_PERIOD = 5.0
 #: Default seconds a worker with work may stay silent before it counts as dead.
 WORKER_TIMEOUT = 5.0
+#: Default seconds a run waits for its broker before it fails.
+CONNECT_TIMEOUT = 10.0
 #: The thread count assumed for a worker that does not say (upstream's default pool).
 ANONYMOUS_THREADS = threading_utils.get_optimal_thread_count()
 
@@ -120,6 +122,7 @@ class RemoteExecutor(AtomExecutor):
         worker_expiry: seconds an idle worker stays known without being heard from.
         worker_timeout: seconds a worker with work may stay silent before it is dead.
         max_message_bytes: larger answers are rejected.
+        connect_timeout: seconds a run waits to reach the broker before it fails.
     """
 
     def __init__(
@@ -135,8 +138,10 @@ class RemoteExecutor(AtomExecutor):
         worker_expiry: float = 60.0,
         worker_timeout: float = WORKER_TIMEOUT,
         max_message_bytes: int = protocol.MAX_MESSAGE_BYTES,
+        connect_timeout: float = CONNECT_TIMEOUT,
     ) -> None:
         self.reply_key = reply_key
+        self.connect_timeout = connect_timeout
         self.topics = tuple(topics)
         self.transition_timeout = transition_timeout
         self.worker_expiry = worker_expiry
@@ -179,9 +184,18 @@ class RemoteExecutor(AtomExecutor):
         )
         self._thread.start()
         # Answers to discovery must find the queue: it exists once the consumer is ready.
+        deadline = time.monotonic() + self.connect_timeout
         while not ready.wait(0.05):
-            if not self._thread.is_alive():
-                raise exc.ExecutionFailure("The worker-based executor could not start consuming")
+            if not self._thread.is_alive() or time.monotonic() > deadline:
+                self._stop.set()
+                self._thread.join(1.0)  # it may be inside a connection attempt: not waited for
+                self._thread, self._link = None, None
+                link.close()
+                raise exc.ExecutionFailure(
+                    f"The worker-based engine could not reach its broker at {link.describe()[0]}"
+                    f" within {self.connect_timeout:g} s"
+                    + (f" ({link.last_error})" if link.last_error else "")
+                )
 
     def wait_for_workers(self, workers: int = 1, timeout: float | None = None) -> int:
         """Wait until ``workers`` workers are known; how many are still missing."""

@@ -136,6 +136,8 @@ class Link:
         self._publish_lock = threading.Lock()
         self._publisher: Any = None
         self._channel: Any = None
+        #: What the last failed connection of the consumer said (None: none failed).
+        self.last_error: str | None = None
         probe = self._connection()  # lazy: no connection is made by asking its error types
         self._publish_errors: tuple[type[BaseException], ...] = (
             OSError,
@@ -204,8 +206,10 @@ class Link:
             properties["correlation_id"] = correlation_id
         retry = self._retry
         tries = int(retry.get("max_retries", 3) or 0) + 1
-        with self._publish_lock:
-            for attempt in range(tries):
+        for attempt in range(tries):
+            # The lock is held for one attempt, never across a pause: a broker that went
+            # away must not hold every other publisher (or close()) for the whole policy.
+            with self._publish_lock:
                 if self._closed:
                     raise kombu_exc.OperationalError("the link is closed")
                 try:
@@ -223,10 +227,10 @@ class Link:
                     self._drop_publisher()
                     if attempt + 1 >= tries:
                         raise
-                    pause = float(retry.get("interval_start", 1)) + attempt * float(
-                        retry.get("interval_step", 1)
-                    )
-                    time.sleep(min(pause, float(retry.get("interval_max", 1))))
+            pause = float(retry.get("interval_start", 1)) + attempt * float(
+                retry.get("interval_step", 1)
+            )
+            time.sleep(min(pause, float(retry.get("interval_max", 1))))
 
     def _publish_channel(self) -> Any:
         """The publishing channel, connected (and the exchange declared) on first use."""
@@ -324,6 +328,7 @@ class Link:
             except (OSError, *conn.connection_errors, *conn.channel_errors) as err:
                 if stop.is_set():
                     break
+                self.last_error = f"{type(err).__name__}: {_clip(str(err))}"
                 LOG.warning("Lost the broker connection (%s); reconnecting", _clip(str(err)))
                 time.sleep(RECONNECT_PAUSE)
                 if on_tick is not None:

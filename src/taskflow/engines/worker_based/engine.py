@@ -36,6 +36,8 @@ class WorkerBasedActionEngine(engine.ActionEngine):
         worker_timeout: seconds a worker running tasks of this engine may stay silent
             before it counts as dead and its tasks go elsewhere (default 5).
         max_message_bytes: larger answers are rejected (default 16 MiB).
+        connect_timeout: seconds a run waits to reach the broker before it fails with
+            :class:`~taskflow.exceptions.ExecutionFailure` (default 10).
         executor: a :class:`WorkerTaskExecutor` to use instead (anything else: TypeError).
     """
 
@@ -84,6 +86,7 @@ class WorkerBasedActionEngine(engine.ActionEngine):
                 worker_expiry=as_float(options, "worker_expiry", 60.0),
                 worker_timeout=as_float(options, "worker_timeout", 5.0),
                 max_message_bytes=int(as_float(options, "max_message_bytes", 16 * 1024 * 1024)),
+                connect_timeout=as_float(options, "connect_timeout", 10.0),
             )
 
         return make

@@ -24,7 +24,7 @@ class WorkerTaskExecutor(RemoteExecutor):
         uuid: the routing key answers come back to.
         exchange, topics, transition_timeout, url, transport, transport_options,
             retry_options, worker_expiry: as the engine options of the same names.
-        worker_timeout, max_message_bytes: ours, as the engine options.
+        worker_timeout, max_message_bytes, connect_timeout: ours, as the engine options.
     """
 
     def __init__(
@@ -40,6 +40,7 @@ class WorkerTaskExecutor(RemoteExecutor):
         worker_expiry: float = 60,
         worker_timeout: float = 5.0,
         max_message_bytes: int = 16 * 1024 * 1024,
+        connect_timeout: float = 10.0,
     ) -> None:
         super().__init__(
             uuid,
@@ -53,6 +54,7 @@ class WorkerTaskExecutor(RemoteExecutor):
             worker_expiry=worker_expiry,
             worker_timeout=worker_timeout,
             max_message_bytes=max_message_bytes,
+            connect_timeout=connect_timeout,
         )
 
     def start(
