@@ -13,6 +13,7 @@ from typing import TYPE_CHECKING, Any
 from taskflow import engines, exceptions, states
 from taskflow.patterns import linear_flow
 from tests.workers import tasks
+from tests.workers.conftest import queue_exists
 
 if TYPE_CHECKING:
     import subprocess
@@ -161,3 +162,36 @@ def test_a_paused_worker_counts_as_dead_and_its_task_goes_to_another(
         os.kill(paused.pid, signal.SIGCONT)
     assert outcome == [None]
     assert engine.storage.fetch("pid") == other.pid
+
+
+def test_a_workers_own_queue_keeps_what_is_sent_to_it_while_it_is_away(
+    amqp: Broker, amqp_workers: Workers
+):
+    # A worker's consumer gone for a moment (a dropped connection it opens again) must not
+    # lose the requests sent to it meanwhile: its own queue outlives its consumer (here the
+    # whole process, killed), holding them, for a while; the topic's queue, shared with
+    # upstream's layout, does not.
+    from kombu import Connection, Exchange
+
+    proc = amqp_workers.process(threads=1)
+    identity = _identity(proc)
+    own = f"{amqp.exchange}_{identity}"
+    deadline = time.monotonic() + 30
+    while not queue_exists(amqp, own) and time.monotonic() < deadline:
+        time.sleep(0.05)  # the banner comes before the queues
+    assert queue_exists(amqp, own)
+    os.kill(proc.pid, signal.SIGKILL)
+    proc.wait(30)
+    deadline = time.monotonic() + 30
+    while queue_exists(amqp, f"{amqp.exchange}_t1") and time.monotonic() < deadline:
+        time.sleep(0.05)  # the broker notices the lost connection
+    assert not queue_exists(amqp, f"{amqp.exchange}_t1")
+    assert queue_exists(amqp, own)
+    exchange = Exchange(amqp.exchange, type="direct", durable=False, auto_delete=True)
+    with Connection(amqp.url) as conn:
+        channel = conn.channel()
+        message = channel.prepare_message(b"{}", 0, "application/json", "utf-8", {}, {})
+        channel.basic_publish(message, exchange=exchange.name, routing_key=identity)
+        _, waiting, _ = channel.queue_declare(queue=own, passive=True)
+        assert waiting == 1
+        channel.queue_delete(own)

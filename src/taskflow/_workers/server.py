@@ -47,6 +47,8 @@ LOG = logging.getLogger("taskflow.engines.worker_based.worker")
 
 #: Seconds between a worker's announcements and its running tasks' heartbeats.
 HEARTBEAT = 1.0
+#: Seconds a worker's own queue outlives its consumer (see :meth:`Link.queue`).
+OWN_QUEUE_OUTLIVES = 30.0
 
 
 def class_name(cls: type) -> str:
@@ -117,7 +119,11 @@ class Server:
         )
         link = self._link
         try:
-            own = link.queue(self.identity, protocol.DISCOVERY_PREFIX + self.topic)
+            # Its own queue outlives a reconnection (requests sent meanwhile wait in it) and
+            # goes a little after the worker does; stop() deletes it at once.
+            own = link.queue(
+                self.identity, protocol.DISCOVERY_PREFIX + self.topic, outlive=OWN_QUEUE_OUTLIVES
+            )
             queues = [link.queue(self.topic), own]
             link.consume(
                 queues,

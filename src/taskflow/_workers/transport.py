@@ -169,15 +169,23 @@ class Link:
             with contextlib.suppress(Exception):
                 conn.release()
 
-    def queue(self, routing_key: str, *more_keys: str) -> Any:
-        """The queue ``<exchange>_<routing_key>``, bound with that key and ``more_keys``."""
+    def queue(self, routing_key: str, *more_keys: str, outlive: float | None = None) -> Any:
+        """The queue ``<exchange>_<routing_key>``, bound with that key and ``more_keys``.
+
+        Auto-deleted when its last consumer goes, as upstream's are; with ``outlive``
+        (seconds) it stays that long after (RabbitMQ's ``x-expires``) instead, so that a
+        consumer reconnecting finds what was sent to it meanwhile. Only for a queue that
+        is ours alone: a queue is declared again by everyone who uses it, and RabbitMQ
+        refuses a declaration whose arguments differ.
+        """
         name = queue_name(self.exchange_name, routing_key)
-        if not more_keys:
-            return Queue(
-                name, self.exchange, routing_key=routing_key, durable=False, auto_delete=True
-            )
         bindings = [binding(self.exchange, routing_key=key) for key in (routing_key, *more_keys)]
-        return Queue(name, bindings=bindings, durable=False, auto_delete=True)
+        if outlive is None:
+            return Queue(name, bindings=bindings, durable=False, auto_delete=True)
+        arguments = {"x-expires": max(1, round(outlive * 1000))}
+        return Queue(
+            name, bindings=bindings, durable=False, auto_delete=False, queue_arguments=arguments
+        )
 
     # -- publishing ---------------------------------------------------------------------------
 
